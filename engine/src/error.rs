@@ -1,0 +1,110 @@
+//! Errors of the registry and the manager.
+
+use crate::MetricKind;
+
+/// What went wrong, naming the metric, what was expected and what was found.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetricsError {
+    /// A metric name outside `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+    #[error("metric name `{name}` is invalid: {reason} (expected [a-zA-Z_:][a-zA-Z0-9_:]*)")]
+    InvalidMetricName {
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A label name outside `[a-zA-Z_][a-zA-Z0-9_]*`, or starting with `__`.
+    #[error("metric `{metric}`: label name `{label}` is invalid: {reason}")]
+    InvalidLabelName {
+        /// The metric.
+        metric: String,
+        /// The label name given.
+        label: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The same label name twice in one metric.
+    #[error("metric `{metric}`: label name `{label}` appears twice")]
+    DuplicateLabelName {
+        /// The metric.
+        metric: String,
+        /// The repeated label name.
+        label: String,
+    },
+    /// A metric used or registered as another type than it was registered with.
+    #[error("metric `{metric}` registered as {registered}, now asked for {requested}")]
+    TypeConflict {
+        /// The metric.
+        metric: String,
+        /// Its registered type.
+        registered: MetricKind,
+        /// The type asked for.
+        requested: MetricKind,
+    },
+    /// A metric registered again with other label names, buckets or quantiles.
+    #[error("metric `{metric}` registered with {registered}, now asked with {requested}")]
+    DefinitionConflict {
+        /// The metric.
+        metric: String,
+        /// The registered definition.
+        registered: String,
+        /// The requested one.
+        requested: String,
+    },
+    /// Two families would expose the same sample name (e.g. counter `x` and gauge `x_total`).
+    #[error("metric `{metric}` would expose sample `{sample}`, which {other} already exposes")]
+    NameCollision {
+        /// The metric being registered.
+        metric: String,
+        /// The clashing sample name.
+        sample: String,
+        /// The family already exposing it.
+        other: String,
+    },
+    /// A metric used before it was registered.
+    #[error("metric `{metric}` is not registered (register it as a {requested} first)")]
+    NotRegistered {
+        /// The metric.
+        metric: String,
+        /// The type asked for.
+        requested: MetricKind,
+    },
+    /// Label values that do not match the metric's label names.
+    #[error("metric `{metric}` has labels [{expected}] ({expected_len} values expected), got {found} values [{found_values}]")]
+    LabelArity {
+        /// The metric.
+        metric: String,
+        /// Its label names, comma separated.
+        expected: String,
+        /// How many values it takes.
+        expected_len: usize,
+        /// How many were given.
+        found: usize,
+        /// The values given, comma separated.
+        found_values: String,
+    },
+    /// Bad histogram buckets.
+    #[error("histogram `{metric}`: buckets {found} are invalid: {reason}")]
+    InvalidBuckets {
+        /// The metric.
+        metric: String,
+        /// The buckets given.
+        found: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Bad summary quantiles or window.
+    #[error("summary `{metric}`: {reason}, got {found}")]
+    InvalidSummary {
+        /// The metric.
+        metric: String,
+        /// The value given.
+        found: String,
+        /// What is expected.
+        reason: String,
+    },
+    /// `install` when a global `metrics` recorder is already set.
+    #[error("a global `metrics` recorder is already installed; install() can succeed once per process")]
+    AlreadyInstalled,
+}

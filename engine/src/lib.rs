@@ -1,0 +1,107 @@
+//! # mmo-metrics
+//!
+//! A lock-free, sharded metrics engine for MMO game servers: counters, gauges, histograms and
+//! summaries, recorded from game-loop threads without locks, allocation or shared cache-line
+//! writes, and read by an exporter (`mmo-metrics-exporter`) without ever blocking a recording.
+//!
+//! Record through a [`MetricsManager`] (by name, or through handles resolved once), or through the
+//! `metrics` facade (`counter!`, `gauge!`, `histogram!`) once [`MetricsManager::install`] made the
+//! manager the global recorder; both land in one registry and one exposition.
+//!
+//! ```
+//! use mmo_metrics::MetricsManager;
+//!
+//! let manager = MetricsManager::new();
+//! manager.register_counter("my_business_events", "业务事件计数", &["event_type"])?;
+//! manager.increment_counter("my_business_events", 1, &["login"])?;
+//! manager.increment_counter("my_business_events", 2, &["login"])?;
+//! manager.register_gauge("connection_count", "Open connections.", &[])?;
+//! manager.set_gauge("connection_count", 42.0, &[])?;
+//! manager.add_gauge("connection_count", -2.0, &[])?;
+//! manager.register_histogram("message_process_time", "Seconds per message.", &["msg_type"], &[0.01, 0.1, 1.0])?;
+//! manager.observe_histogram("message_process_time", 0.1, &["move"])?;
+//! manager.observe_histogram("message_process_time", 5.0, &["move"])?;
+//! manager.register_summary("db_latency", "DB latency.", &[], &[0.5])?;
+//! manager.observe_summary("db_latency", 2.0, &[])?;
+//!
+//! // Errors name the metric, what was expected and what was found.
+//! let err = manager.increment_counter("my_business_events", 1, &[]).unwrap_err();
+//! assert_eq!(
+//!     err.to_string(),
+//!     "metric `my_business_events` has labels [event_type] (1 values expected), got 0 values []"
+//! );
+//! let err = manager.set_gauge("my_business_events", 1.0, &["x"]).unwrap_err();
+//! assert_eq!(err.to_string(), "metric `my_business_events` registered as counter, now asked for gauge");
+//!
+//! let text = mmo_metrics_exporter::encode_text(&manager);
+//! let ours: String = text.lines().filter(|l| !l.contains("mmo_metrics_")).map(|l| format!("{l}\n")).collect();
+//! assert_eq!(ours, r#"# HELP connection_count Open connections.
+//! ## TYPE connection_count gauge
+//! connection_count 40
+//! ## HELP db_latency DB latency.
+//! ## TYPE db_latency summary
+//! db_latency{quantile="0.5"} 2.015625
+//! db_latency_sum 2
+//! db_latency_count 1
+//! ## HELP message_process_time Seconds per message.
+//! ## TYPE message_process_time histogram
+//! message_process_time_bucket{msg_type="move",le="0.01"} 0
+//! message_process_time_bucket{msg_type="move",le="0.1"} 1
+//! message_process_time_bucket{msg_type="move",le="1"} 1
+//! message_process_time_bucket{msg_type="move",le="+Inf"} 2
+//! message_process_time_sum{msg_type="move"} 5.1
+//! message_process_time_count{msg_type="move"} 2
+//! ## HELP my_business_events_total 业务事件计数
+//! ## TYPE my_business_events_total counter
+//! my_business_events_total{event_type="login"} 3
+//! "#);
+//! # Ok::<(), mmo_metrics::MetricsError>(())
+//! ```
+//!
+//! ## Design
+//!
+//! - **Shards.** Counter, histogram and summary cells are sharded by thread ([`MetricsManagerBuilder::shards`]).
+//!   Most shards belong to one thread each and are written with a plain load and store; the rest are
+//!   shared by the remaining threads and written atomically. A scrape sums the shards.
+//! - **Packing.** Counter cells of 16 series share a line per shard, so a series costs 8 bytes a
+//!   shard, and a thread still writes only lines no other thread writes.
+//! - **Bounded memory.** Histograms are fixed bucket arrays; summaries are mergeable log-linear
+//!   sketches (relative error ≤ 0.78 %) over a sliding window; each metric has a series limit past
+//!   which label sets fold into one `__overflow__` series, counted in
+//!   `mmo_metrics_series_overflow_total`.
+//! - **Consistency.** Per series, a scrape never sees a counter go down, and a histogram's `+Inf`
+//!   bucket equals its `_count`. A scrape is not one instant across series.
+#![deny(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+mod collector;
+mod error;
+mod loom;
+mod manager;
+mod recorder;
+mod registry;
+mod shard;
+mod snapshot;
+mod storage;
+
+pub use collector::{MetricsCollector, RunningCollector};
+pub use error::MetricsError;
+pub use manager::{CounterHandle, GaugeHandle, HistogramHandle, MetricsManager, MetricsManagerBuilder, SummaryHandle};
+pub use recorder::MetricsRecorder;
+pub use registry::{
+    COLLECTOR_PANICS_METRIC, DEFAULT_BUCKETS, DEFAULT_QUANTILES, FACADE_ERRORS_METRIC, OVERFLOW_LABEL_VALUE,
+    SERIES_OVERFLOW_METRIC,
+};
+pub use snapshot::{FamilyView, Labels, MetricKind, SeriesValue};
+pub use storage::summary::SUMMARY_RELATIVE_ERROR;
+
+/// Internals exposed to the loom models in `tests/loom.rs` only.
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod __loom {
+    pub use crate::shard::{Shard, ShardLayout, SlotPool};
+    pub use crate::storage::counter::{CounterBlock, CounterCell};
+    pub use crate::storage::gauge::GaugeCell;
+    pub use crate::storage::histogram::HistogramCells;
+    pub use crate::storage::summary::{SummaryCells, SummarySpec};
+}

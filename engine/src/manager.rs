@@ -1,0 +1,379 @@
+//! [`MetricsManager`]: registration and name-based recording, and typed handles.
+
+use std::cell::RefCell;
+use std::hash::Hasher;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustc_hash::FxHasher;
+
+use crate::registry::labels::split;
+use crate::registry::{self, check_buckets, check_summary, Config, Registry, Series, Spec};
+use crate::storage::counter::CounterCell;
+use crate::storage::gauge::GaugeCell;
+use crate::storage::histogram::HistogramCell;
+use crate::storage::summary::SummaryCell;
+use crate::{MetricKind, MetricsError};
+
+/// Registers metrics and records them by name; cheap to clone (clones share one registry).
+///
+/// Recording by name (`increment_counter`, `set_gauge`, …) resolves the series through a small
+/// per-thread cache, so a steady stream of the same names and label values takes no lock and does
+/// not allocate; the first use of a label set on a thread takes the family's lock once. For the
+/// hottest paths, resolve a handle once ([`MetricsManager::counter`] and friends) and keep it.
+#[derive(Clone)]
+pub struct MetricsManager {
+    pub(crate) registry: Arc<Registry>,
+}
+
+impl std::fmt::Debug for MetricsManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsManager")
+            .field("shards", &self.registry.config.shards)
+            .field("series_limit", &self.registry.config.series_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for MetricsManager {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Settings for a [`MetricsManager`].
+#[derive(Clone, Debug)]
+pub struct MetricsManagerBuilder {
+    config: Config,
+}
+
+impl Default for MetricsManagerBuilder {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(4, |n| n.get() as u32);
+        Self {
+            config: Config {
+                shards: (cores * 2).clamp(4, 64),
+                series_limit: 10_000,
+                summary_max_age: Duration::from_secs(600),
+                summary_age_buckets: 5,
+            },
+        }
+    }
+}
+
+impl MetricsManagerBuilder {
+    /// Shards per counter, histogram and summary series (default: twice the cores, 4 to 64). Three
+    /// quarters of them are exclusive to one thread each (written without `lock`-prefixed
+    /// instructions); threads beyond those share the rest. A counter series costs 8 bytes a shard.
+    pub fn shards(mut self, shards: u32) -> Self {
+        self.config.shards = shards.clamp(1, crate::shard::MAX_SLOTS);
+        self
+    }
+
+    /// Series per metric before new label sets fold into its overflow series (default 10,000).
+    pub fn series_limit(mut self, limit: usize) -> Self {
+        self.config.series_limit = limit.max(1);
+        self
+    }
+
+    /// The sliding window of summaries registered without one (default 10 minutes in 5 buckets).
+    pub fn summary_window(mut self, max_age: Duration, age_buckets: u32) -> Self {
+        self.config.summary_max_age = max_age;
+        self.config.summary_age_buckets = age_buckets.max(1);
+        self
+    }
+
+    /// Builds the manager.
+    pub fn build(self) -> MetricsManager {
+        MetricsManager { registry: Registry::new(self.config) }
+    }
+}
+
+/// A resolved counter series: `increment` is one add to the current thread's shard.
+#[derive(Clone)]
+pub struct CounterHandle(pub(crate) CounterCell);
+
+impl CounterHandle {
+    /// Adds `v`.
+    #[inline]
+    pub fn increment(&self, v: u64) {
+        self.0.add(v);
+    }
+
+    /// The current total (sum over shards).
+    pub fn get(&self) -> u64 {
+        self.0.get()
+    }
+}
+
+/// A resolved gauge series.
+#[derive(Clone)]
+pub struct GaugeHandle(pub(crate) GaugeCell);
+
+impl GaugeHandle {
+    /// Sets the value.
+    #[inline]
+    pub fn set(&self, v: f64) {
+        self.0.set(v);
+    }
+
+    /// Adds `delta` (negative to subtract).
+    #[inline]
+    pub fn add(&self, delta: f64) {
+        self.0.add(delta);
+    }
+
+    /// The current value.
+    pub fn get(&self) -> f64 {
+        self.0.get()
+    }
+}
+
+/// A resolved histogram series.
+#[derive(Clone)]
+pub struct HistogramHandle(pub(crate) HistogramCell);
+
+impl HistogramHandle {
+    /// Records one observation.
+    #[inline]
+    pub fn record(&self, v: f64) {
+        self.0.record(v);
+    }
+
+    /// Records `n` observations of `v`.
+    pub fn record_many(&self, v: f64, n: u64) {
+        self.0.record_n(v, n);
+    }
+}
+
+/// A resolved summary series.
+#[derive(Clone)]
+pub struct SummaryHandle(pub(crate) SummaryCell);
+
+impl SummaryHandle {
+    /// Records one observation.
+    #[inline]
+    pub fn observe(&self, v: f64) {
+        self.0.observe(v);
+    }
+}
+
+impl MetricsManager {
+    /// A manager with the default settings.
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// Settings for a manager.
+    pub fn builder() -> MetricsManagerBuilder {
+        MetricsManagerBuilder::default()
+    }
+
+    /// Shards per series.
+    pub fn shards(&self) -> u32 {
+        self.registry.layout.shards
+    }
+
+    /// Series per metric before the overflow series.
+    pub fn series_limit(&self) -> usize {
+        self.registry.config.series_limit
+    }
+
+    /// Registers a counter. Registering again with the same definition is a no-op (a non-empty
+    /// help replaces the old one). `name` may end in `_total`; it is exposed with `_total` either way.
+    pub fn register_counter(&self, name: &str, help: &str, labels: &[&str]) -> Result<(), MetricsError> {
+        self.registry.register(name, help, labels, Spec::Counter).map(drop)
+    }
+
+    /// Registers a gauge.
+    pub fn register_gauge(&self, name: &str, help: &str, labels: &[&str]) -> Result<(), MetricsError> {
+        self.registry.register(name, help, labels, Spec::Gauge).map(drop)
+    }
+
+    /// Registers a histogram with these upper bounds (empty: Prometheus' default buckets).
+    pub fn register_histogram(&self, name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> Result<(), MetricsError> {
+        let b = check_buckets(name, buckets)?;
+        self.registry.register(name, help, labels, Spec::Histogram(b)).map(drop)
+    }
+
+    /// Registers a summary with these quantiles (empty: 0.5, 0.9, 0.95, 0.99) over the manager's
+    /// default window.
+    pub fn register_summary(&self, name: &str, help: &str, labels: &[&str], quantiles: &[f64]) -> Result<(), MetricsError> {
+        let c = &self.registry.config;
+        self.register_summary_with_window(name, help, labels, quantiles, c.summary_max_age, c.summary_age_buckets)
+    }
+
+    /// Registers a summary whose quantiles cover the last `max_age`, kept in `age_buckets` windows.
+    pub fn register_summary_with_window(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        quantiles: &[f64],
+        max_age: Duration,
+        age_buckets: u32,
+    ) -> Result<(), MetricsError> {
+        let spec = check_summary(name, quantiles, max_age, age_buckets)?;
+        self.registry.register(name, help, labels, Spec::Summary(spec)).map(drop)
+    }
+
+    fn resolve(&self, kind: MetricKind, name: &str, values: &[&str]) -> Result<Series, MetricsError> {
+        let family = self.registry.lookup(kind, name)?;
+        self.registry.series(&family, values)
+    }
+
+    /// A handle to a counter series (registered with [`Self::register_counter`]).
+    pub fn counter(&self, name: &str, values: &[&str]) -> Result<CounterHandle, MetricsError> {
+        match self.resolve(MetricKind::Counter, name, values)? {
+            Series::Counter(c) => Ok(CounterHandle(c)),
+            _ => unreachable!("a counter family holds counter series"),
+        }
+    }
+
+    /// A handle to a gauge series.
+    pub fn gauge(&self, name: &str, values: &[&str]) -> Result<GaugeHandle, MetricsError> {
+        match self.resolve(MetricKind::Gauge, name, values)? {
+            Series::Gauge(g) => Ok(GaugeHandle(g)),
+            _ => unreachable!("a gauge family holds gauge series"),
+        }
+    }
+
+    /// A handle to a histogram series.
+    pub fn histogram(&self, name: &str, values: &[&str]) -> Result<HistogramHandle, MetricsError> {
+        match self.resolve(MetricKind::Histogram, name, values)? {
+            Series::Histogram(h) => Ok(HistogramHandle(h)),
+            _ => unreachable!("a histogram family holds histogram series"),
+        }
+    }
+
+    /// A handle to a summary series.
+    pub fn summary(&self, name: &str, values: &[&str]) -> Result<SummaryHandle, MetricsError> {
+        match self.resolve(MetricKind::Summary, name, values)? {
+            Series::Summary(s) => Ok(SummaryHandle(s)),
+            _ => unreachable!("a summary family holds summary series"),
+        }
+    }
+
+    /// Adds `value` to a counter series.
+    pub fn increment_counter(&self, name: &str, value: u64, values: &[&str]) -> Result<(), MetricsError> {
+        self.with_series(MetricKind::Counter, name, values, |s| {
+            if let Series::Counter(c) = s {
+                c.add(value);
+            }
+        })
+    }
+
+    /// Sets a gauge series.
+    pub fn set_gauge(&self, name: &str, value: f64, values: &[&str]) -> Result<(), MetricsError> {
+        self.with_series(MetricKind::Gauge, name, values, |s| {
+            if let Series::Gauge(g) = s {
+                g.set(value);
+            }
+        })
+    }
+
+    /// Adds `delta` to a gauge series (negative to subtract).
+    pub fn add_gauge(&self, name: &str, delta: f64, values: &[&str]) -> Result<(), MetricsError> {
+        self.with_series(MetricKind::Gauge, name, values, |s| {
+            if let Series::Gauge(g) = s {
+                g.add(delta);
+            }
+        })
+    }
+
+    /// Records an observation in a histogram series.
+    pub fn observe_histogram(&self, name: &str, value: f64, values: &[&str]) -> Result<(), MetricsError> {
+        self.with_series(MetricKind::Histogram, name, values, |s| {
+            if let Series::Histogram(h) = s {
+                h.record(value);
+            }
+        })
+    }
+
+    /// Records an observation in a summary series.
+    pub fn observe_summary(&self, name: &str, value: f64, values: &[&str]) -> Result<(), MetricsError> {
+        self.with_series(MetricKind::Summary, name, values, |s| {
+            if let Series::Summary(h) = s {
+                h.observe(value);
+            }
+        })
+    }
+
+    fn with_series(&self, kind: MetricKind, name: &str, values: &[&str], f: impl FnOnce(&Series)) -> Result<(), MetricsError> {
+        let id = self.registry.id;
+        let hash = key_hash(id, kind, name, values);
+        let mut f = Some(f);
+        let hit = CACHE
+            .try_with(|c| {
+                let c = c.borrow();
+                match c.get(hash as usize & (CACHE_SLOTS - 1)) {
+                    Some(Some(e)) if e.matches(id, kind, hash, name, values) => {
+                        if let Some(f) = f.take() {
+                            f(&e.series);
+                        }
+                        true
+                    }
+                    _ => false,
+                }
+            })
+            .unwrap_or(false);
+        if hit {
+            return Ok(());
+        }
+        let series = self.resolve(kind, name, values)?;
+        if let Some(f) = f.take() {
+            f(&series);
+        }
+        let mut encoded = Vec::new();
+        registry::LabelValues::encode(values, &mut encoded);
+        let entry = Entry { registry: id, kind, hash, name: name.into(), values: encoded.into(), n: values.len(), series };
+        let _ = CACHE.try_with(|c| {
+            let mut c = c.borrow_mut();
+            if c.is_empty() {
+                c.resize_with(CACHE_SLOTS, || None);
+            }
+            c[hash as usize & (CACHE_SLOTS - 1)] = Some(entry);
+        });
+        Ok(())
+    }
+}
+
+/// Entries of the per-thread cache of name-based recording (direct-mapped).
+const CACHE_SLOTS: usize = 512;
+
+struct Entry {
+    registry: u64,
+    kind: MetricKind,
+    hash: u64,
+    name: Box<str>,
+    values: Box<[u8]>,
+    n: usize,
+    series: Series,
+}
+
+impl Entry {
+    fn matches(&self, registry: u64, kind: MetricKind, hash: u64, name: &str, values: &[&str]) -> bool {
+        self.hash == hash
+            && self.registry == registry
+            && self.kind == kind
+            && self.n == values.len()
+            && *self.name == *name
+            && split(&self.values, self.n).eq(values.iter().copied())
+    }
+}
+
+thread_local! {
+    static CACHE: RefCell<Vec<Option<Entry>>> = const { RefCell::new(Vec::new()) };
+}
+
+fn key_hash(registry: u64, kind: MetricKind, name: &str, values: &[&str]) -> u64 {
+    let mut h = FxHasher::default();
+    h.write_u64(registry);
+    h.write_u8(kind as u8);
+    h.write(name.as_bytes());
+    for v in values {
+        h.write_u8(0xFF);
+        h.write(v.as_bytes());
+    }
+    h.finish()
+}

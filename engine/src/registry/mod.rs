@@ -1,0 +1,449 @@
+//! The registry: families by name, series by label values.
+//!
+//! Registration and the first use of a label set take a lock (the family's series map); recording
+//! on a series that is already resolved never does: handles and the per-thread caches hold the
+//! series' cells directly. An encoder reading the registry locks one family's series map at a time,
+//! so it can only delay the registration of a new series of that family, never a recording.
+
+pub(crate) mod labels;
+pub(crate) mod names;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
+use std::time::Duration;
+
+pub(crate) use labels::LabelValues;
+
+use crate::shard::ShardLayout;
+use crate::storage::counter::{CounterBlock, CounterCell, BLOCK_SERIES};
+use crate::storage::gauge::GaugeCell;
+use crate::storage::histogram::{HistogramCell, HistogramCells};
+use crate::storage::summary::{SummaryCell, SummaryCells, SummarySpec};
+use crate::{MetricKind, MetricsError};
+
+/// The label value every label of the overflow series has.
+pub const OVERFLOW_LABEL_VALUE: &str = "__overflow__";
+
+/// Prometheus' default histogram buckets.
+pub const DEFAULT_BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// Quantiles of a summary registered without any.
+pub const DEFAULT_QUANTILES: [f64; 4] = [0.5, 0.9, 0.95, 0.99];
+
+/// Locks, ignoring poison: every critical section here leaves its map consistent.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Settings of a registry.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) shards: u32,
+    pub(crate) series_limit: usize,
+    pub(crate) summary_max_age: Duration,
+    pub(crate) summary_age_buckets: u32,
+}
+
+/// What a family's series are.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Spec {
+    Counter,
+    Gauge,
+    Histogram(Arc<[f64]>),
+    Summary(SummarySpec),
+}
+
+impl Spec {
+    pub(crate) fn kind(&self) -> MetricKind {
+        match self {
+            Spec::Counter => MetricKind::Counter,
+            Spec::Gauge => MetricKind::Gauge,
+            Spec::Histogram(_) => MetricKind::Histogram,
+            Spec::Summary(_) => MetricKind::Summary,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Spec::Histogram(b) => format!("buckets {b:?}"),
+            Spec::Summary(s) => format!(
+                "quantiles {:?}, max age {:?} in {} buckets",
+                s.quantiles, s.max_age, s.age_buckets
+            ),
+            _ => String::new(),
+        }
+    }
+}
+
+/// One series' cells.
+#[derive(Clone)]
+pub(crate) enum Series {
+    Counter(CounterCell),
+    Gauge(GaugeCell),
+    Histogram(HistogramCell),
+    Summary(SummaryCell),
+}
+
+/// A metric family: name, help, label names and its series.
+pub(crate) struct Family {
+    /// The name as exposed, without a counter's `_total`.
+    pub(crate) name: Box<str>,
+    pub(crate) spec: Spec,
+    pub(crate) label_names: Box<[Box<str>]>,
+    help: Mutex<Option<Arc<str>>>,
+    unit: Mutex<Option<metrics::Unit>>,
+    pub(crate) series: Mutex<BTreeMap<LabelValues, Series>>,
+    overflow: OnceLock<Series>,
+    /// Counts only self-metrics: their own overflow is not counted again.
+    is_self_metric: bool,
+}
+
+impl Family {
+    pub(crate) fn kind(&self) -> MetricKind {
+        self.spec.kind()
+    }
+
+    pub(crate) fn help(&self) -> Option<Arc<str>> {
+        lock(&self.help).clone()
+    }
+
+    pub(crate) fn unit(&self) -> Option<metrics::Unit> {
+        *lock(&self.unit)
+    }
+
+    fn arity_error(&self, values: &[&str]) -> MetricsError {
+        MetricsError::LabelArity {
+            metric: self.name.to_string(),
+            expected: self.label_names.join(", "),
+            expected_len: self.label_names.len(),
+            found: values.len(),
+            found_values: values.join(", "),
+        }
+    }
+}
+
+struct Families {
+    by_name: BTreeMap<Box<str>, Arc<Family>>,
+    /// Sample name → family exposing it.
+    samples: HashMap<String, Box<str>>,
+}
+
+/// Self-metrics every registry has.
+pub(crate) struct SelfMetrics {
+    pub(crate) overflow: Arc<Family>,
+    pub(crate) facade_errors: Arc<Family>,
+    pub(crate) collector_panics: Arc<Family>,
+}
+
+/// Name and values of the overflow self-metric.
+pub const SERIES_OVERFLOW_METRIC: &str = "mmo_metrics_series_overflow";
+/// Name of the self-metric counting facade calls that could not be recorded.
+pub const FACADE_ERRORS_METRIC: &str = "mmo_metrics_facade_errors";
+/// Name of the self-metric counting collector panics.
+pub const COLLECTOR_PANICS_METRIC: &str = "mmo_metrics_collector_panics";
+
+/// All families of one [`crate::MetricsManager`].
+pub(crate) struct Registry {
+    pub(crate) id: u64,
+    pub(crate) config: Config,
+    pub(crate) layout: ShardLayout,
+    families: RwLock<Families>,
+    arena: Mutex<(Option<Arc<CounterBlock>>, usize)>,
+    /// `describe_*!` seen before the family exists: name → (unit, help).
+    pending: Mutex<HashMap<String, (Option<metrics::Unit>, Arc<str>)>>,
+    /// Facade problems already logged (logged once each).
+    logged: Mutex<HashSet<String>>,
+    self_metrics: OnceLock<SelfMetrics>,
+}
+
+/// The name a family is stored under: a counter's without `_total`.
+pub(crate) fn canonical(kind: MetricKind, name: &str) -> &str {
+    match kind {
+        MetricKind::Counter => match name.strip_suffix("_total") {
+            Some(base) if !base.is_empty() => base,
+            _ => name,
+        },
+        _ => name,
+    }
+}
+
+fn sample_names(kind: MetricKind, name: &str) -> Vec<String> {
+    match kind {
+        MetricKind::Counter => vec![name.to_owned(), format!("{name}_total"), format!("{name}_created")],
+        MetricKind::Gauge => vec![name.to_owned()],
+        MetricKind::Histogram => ["", "_bucket", "_sum", "_count", "_created"].iter().map(|s| format!("{name}{s}")).collect(),
+        MetricKind::Summary => ["", "_sum", "_count", "_created"].iter().map(|s| format!("{name}{s}")).collect(),
+    }
+}
+
+/// Checks and normalises histogram buckets: finite, strictly increasing; a trailing `+Inf` is
+/// dropped (it is always there); empty means the default buckets.
+pub(crate) fn check_buckets(metric: &str, buckets: &[f64]) -> Result<Arc<[f64]>, MetricsError> {
+    if buckets.is_empty() {
+        return Ok(DEFAULT_BUCKETS.as_slice().into());
+    }
+    let b = match buckets.split_last() {
+        Some((last, rest)) if *last == f64::INFINITY => rest,
+        _ => buckets,
+    };
+    let err = |reason: &str| MetricsError::InvalidBuckets {
+        metric: metric.to_owned(),
+        found: format!("{buckets:?}"),
+        reason: reason.to_owned(),
+    };
+    if b.iter().any(|v| !v.is_finite()) {
+        return Err(err("every bound must be finite (+Inf is implicit)"));
+    }
+    if b.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(err("bounds must be strictly increasing"));
+    }
+    Ok(b.into())
+}
+
+/// Checks summary quantiles (in `[0, 1]`, strictly increasing; empty means the defaults) and window.
+pub(crate) fn check_summary(
+    metric: &str,
+    quantiles: &[f64],
+    max_age: Duration,
+    age_buckets: u32,
+) -> Result<SummarySpec, MetricsError> {
+    let qs: &[f64] = if quantiles.is_empty() { &DEFAULT_QUANTILES } else { quantiles };
+    let err = |reason: &str, found: String| MetricsError::InvalidSummary { metric: metric.to_owned(), found, reason: reason.to_owned() };
+    if qs.iter().any(|q| !(0.0..=1.0).contains(q)) {
+        return Err(err("quantiles must be within [0, 1]", format!("{quantiles:?}")));
+    }
+    if qs.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(err("quantiles must be strictly increasing", format!("{quantiles:?}")));
+    }
+    if age_buckets == 0 || max_age.as_millis() < u128::from(age_buckets) {
+        return Err(err(
+            "the window needs at least one age bucket and at least 1 ms per bucket",
+            format!("max age {max_age:?} in {age_buckets} buckets"),
+        ));
+    }
+    Ok(SummarySpec { quantiles: qs.into(), max_age, age_buckets })
+}
+
+fn next_registry_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Relaxed)
+}
+
+impl Registry {
+    pub(crate) fn new(config: Config) -> Arc<Self> {
+        let layout = ShardLayout::new(config.shards);
+        let registry = Arc::new(Self {
+            id: next_registry_id(),
+            config,
+            layout,
+            families: RwLock::new(Families { by_name: BTreeMap::new(), samples: HashMap::new() }),
+            arena: Mutex::new((None, BLOCK_SERIES)),
+            pending: Mutex::new(HashMap::new()),
+            logged: Mutex::new(HashSet::new()),
+            self_metrics: OnceLock::new(),
+        });
+        let counter = |name: &str, help: &str, label: &str| {
+            registry.register_family(name, help, &[label], Spec::Counter, true).expect("self-metric names are valid")
+        };
+        let sm = SelfMetrics {
+            overflow: counter(
+                SERIES_OVERFLOW_METRIC,
+                "Label sets folded into a metric's overflow series because it reached its series limit.",
+                "metric",
+            ),
+            facade_errors: counter(
+                FACADE_ERRORS_METRIC,
+                "`metrics` facade calls that could not be recorded (invalid name or labels, type conflict).",
+                "metric",
+            ),
+            collector_panics: counter(COLLECTOR_PANICS_METRIC, "Custom collector runs that panicked.", "collector"),
+        };
+        let _ = registry.self_metrics.set(sm);
+        registry
+    }
+
+    pub(crate) fn self_metrics(&self) -> &SelfMetrics {
+        self.self_metrics.get().expect("set in Registry::new")
+    }
+
+    fn families(&self) -> std::sync::RwLockReadGuard<'_, Families> {
+        self.families.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The family stored under `name` (for a counter, with or without `_total`).
+    pub(crate) fn find(&self, kind: MetricKind, name: &str) -> Option<Arc<Family>> {
+        let f = self.families();
+        f.by_name.get(name).or_else(|| f.by_name.get(canonical(kind, name))).cloned()
+    }
+
+    /// Looks a family up for recording, checking its type.
+    pub(crate) fn lookup(&self, kind: MetricKind, name: &str) -> Result<Arc<Family>, MetricsError> {
+        match self.find(kind, name) {
+            Some(f) if f.kind() == kind => Ok(f),
+            Some(f) => Err(MetricsError::TypeConflict { metric: name.to_owned(), registered: f.kind(), requested: kind }),
+            None => Err(MetricsError::NotRegistered { metric: name.to_owned(), requested: kind }),
+        }
+    }
+
+    /// All families, in name order.
+    pub(crate) fn all(&self) -> Vec<Arc<Family>> {
+        self.families().by_name.values().cloned().collect()
+    }
+
+    /// Registers a family, or returns the one registered with the same definition.
+    pub(crate) fn register(&self, name: &str, help: &str, labels: &[&str], spec: Spec) -> Result<Arc<Family>, MetricsError> {
+        self.register_family(name, help, labels, spec, false)
+    }
+
+    fn register_family(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        spec: Spec,
+        is_self_metric: bool,
+    ) -> Result<Arc<Family>, MetricsError> {
+        names::check_metric_name(name)?;
+        let kind = spec.kind();
+        let reserved = match kind {
+            MetricKind::Histogram => Some("le"),
+            MetricKind::Summary => Some("quantile"),
+            _ => None,
+        };
+        names::check_label_names(name, labels, reserved)?;
+        let base = canonical(kind, name);
+        let mut fams = self.families.write().unwrap_or_else(PoisonError::into_inner);
+        let existing = fams.by_name.get(base).or_else(|| fams.by_name.get(name)).cloned();
+        if let Some(f) = existing {
+            if f.kind() != kind {
+                return Err(MetricsError::TypeConflict { metric: name.to_owned(), registered: f.kind(), requested: kind });
+            }
+            if f.label_names.iter().map(|s| &**s).ne(labels.iter().copied()) {
+                return Err(MetricsError::DefinitionConflict {
+                    metric: name.to_owned(),
+                    registered: format!("labels [{}]", f.label_names.join(", ")),
+                    requested: format!("labels [{}]", labels.join(", ")),
+                });
+            }
+            if f.spec != spec {
+                return Err(MetricsError::DefinitionConflict {
+                    metric: name.to_owned(),
+                    registered: f.spec.describe(),
+                    requested: spec.describe(),
+                });
+            }
+            if !help.is_empty() {
+                *lock(&f.help) = Some(help.into());
+            }
+            return Ok(f);
+        }
+        let samples = sample_names(kind, base);
+        for s in &samples {
+            if let Some(other) = fams.samples.get(s) {
+                return Err(MetricsError::NameCollision { metric: name.to_owned(), sample: s.clone(), other: format!("metric `{other}`") });
+            }
+        }
+        let (pending_unit, pending_help) = lock(&self.pending).remove(base).map_or((None, None), |(u, h)| (u, Some(h)));
+        let family = Arc::new(Family {
+            name: base.into(),
+            spec,
+            label_names: labels.iter().map(|&l| l.into()).collect(),
+            help: Mutex::new(if help.is_empty() { pending_help } else { Some(help.into()) }),
+            unit: Mutex::new(pending_unit),
+            series: Mutex::new(BTreeMap::new()),
+            overflow: OnceLock::new(),
+            is_self_metric,
+        });
+        for s in samples {
+            fams.samples.insert(s, base.into());
+        }
+        fams.by_name.insert(base.into(), Arc::clone(&family));
+        Ok(family)
+    }
+
+    /// Sets help and unit of a family, now or when it is registered (`describe_*!`).
+    pub(crate) fn describe(&self, kind: MetricKind, name: &str, unit: Option<metrics::Unit>, help: &str) {
+        if let Some(f) = self.find(kind, name) {
+            *lock(&f.help) = Some(help.into());
+            if unit.is_some() {
+                *lock(&f.unit) = unit;
+            }
+        } else {
+            lock(&self.pending).insert(canonical(kind, name).to_owned(), (unit, help.into()));
+        }
+    }
+
+    fn new_series(&self, family: &Family) -> Series {
+        match &family.spec {
+            Spec::Counter => {
+                let mut arena = lock(&self.arena);
+                if arena.1 == BLOCK_SERIES || arena.0.is_none() {
+                    *arena = (Some(Arc::new(CounterBlock::new(self.layout))), 0);
+                }
+                let k = arena.1;
+                arena.1 += 1;
+                Series::Counter(CounterCell::new(Arc::clone(arena.0.as_ref().expect("set above")), k))
+            }
+            Spec::Gauge => Series::Gauge(GaugeCell::new()),
+            Spec::Histogram(b) => Series::Histogram(Arc::new(HistogramCells::new(self.layout, Arc::clone(b)))),
+            Spec::Summary(s) => Series::Summary(Arc::new(SummaryCells::new(self.layout, s.clone()))),
+        }
+    }
+
+    /// The series of `family` with these label values (in label-name order), created on first
+    /// use; past the series limit, the family's overflow series.
+    pub(crate) fn series(&self, family: &Family, values: &[&str]) -> Result<Series, MetricsError> {
+        if values.len() != family.label_names.len() {
+            return Err(family.arity_error(values));
+        }
+        let mut buf = Vec::with_capacity(values.iter().map(|v| v.len() + 1).sum());
+        LabelValues::encode(values, &mut buf);
+        let mut map = lock(&family.series);
+        if let Some(s) = map.get(buf.as_slice()) {
+            return Ok(s.clone());
+        }
+        if map.len() < self.config.series_limit {
+            let s = self.new_series(family);
+            map.insert(LabelValues::from_encoded(&buf), s.clone());
+            return Ok(s);
+        }
+        drop(map);
+        if !family.is_self_metric {
+            self.count_self(&self.self_metrics().overflow, &family.name);
+        }
+        let overflow = family.overflow.get_or_init(|| {
+            let values: Vec<&str> = family.label_names.iter().map(|_| OVERFLOW_LABEL_VALUE).collect();
+            LabelValues::encode(&values, &mut buf);
+            let s = self.new_series(family);
+            // The overflow series is exposed with the others; it does not count against the limit.
+            lock(&family.series).insert(LabelValues::from_encoded(&buf), s.clone());
+            if !family.is_self_metric {
+                tracing::warn!(
+                    metric = &*family.name,
+                    limit = self.config.series_limit,
+                    "metric `{}` reached its limit of {} series; new label sets fold into the `{}` series",
+                    family.name,
+                    self.config.series_limit,
+                    OVERFLOW_LABEL_VALUE
+                );
+            }
+            s
+        });
+        Ok(overflow.clone())
+    }
+
+    /// Adds one to a self-metric counter with one label.
+    pub(crate) fn count_self(&self, family: &Family, label: &str) {
+        if let Ok(Series::Counter(c)) = self.series(family, &[label]) {
+            c.add(1);
+        }
+    }
+
+    /// Logs a facade problem once per message.
+    pub(crate) fn log_once(&self, message: String) {
+        if lock(&self.logged).insert(message.clone()) {
+            tracing::error!("mmo-metrics: {message}");
+        }
+    }
+}

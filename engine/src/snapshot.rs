@@ -1,0 +1,204 @@
+//! Reading the registry: the visit API encoders are built on.
+//!
+//! Every value handed to a visitor is consistent for its series: counters never go down from one
+//! visit to the next, histogram buckets are cumulative and the `+Inf` bucket equals `_count`.
+//! Series are read one after another while recording goes on, so a visit is not one instant
+//! across series (a counter read early may lag one read late); in that it is like every
+//! Prometheus client.
+
+use std::fmt;
+use std::sync::Arc;
+
+use crate::registry::labels::split;
+use crate::registry::{lock, Family, Series};
+use crate::MetricsManager;
+
+/// The four metric types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MetricKind {
+    /// A monotonic `u64`.
+    Counter,
+    /// An `f64` that goes up and down.
+    Gauge,
+    /// Classic buckets, sum and count.
+    Histogram,
+    /// Quantiles over a sliding window, sum and count.
+    Summary,
+}
+
+impl MetricKind {
+    /// `counter`, `gauge`, `histogram` or `summary`, as in `# TYPE` lines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge => "gauge",
+            MetricKind::Histogram => "histogram",
+            MetricKind::Summary => "summary",
+        }
+    }
+}
+
+impl fmt::Display for MetricKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The value of one series at the time it was read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SeriesValue<'a> {
+    /// A counter's total.
+    Counter(u64),
+    /// A gauge's value.
+    Gauge(f64),
+    /// A histogram.
+    Histogram {
+        /// Upper bounds, ascending, without `+Inf`.
+        bounds: &'a [f64],
+        /// Cumulative counts: one per bound, then `+Inf` (equal to `count`).
+        cumulative: &'a [u64],
+        /// Sum of observations.
+        sum: f64,
+        /// Number of observations.
+        count: u64,
+    },
+    /// A summary.
+    Summary {
+        /// The quantiles asked for, ascending.
+        quantiles: &'a [f64],
+        /// Their values over the window, NaN when the window is empty.
+        values: &'a [f64],
+        /// Sum of all observations.
+        sum: f64,
+        /// Number of all observations.
+        count: u64,
+    },
+}
+
+/// Label names and values of one series, in the family's label order.
+#[derive(Clone, Copy)]
+pub struct Labels<'a> {
+    names: &'a [Box<str>],
+    values: &'a [u8],
+}
+
+impl<'a> Labels<'a> {
+    /// `(name, value)` pairs.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        self.names.iter().map(|n| &**n).zip(split(self.values, self.names.len()))
+    }
+
+    /// Number of labels.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether the series has no labels.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+impl fmt::Debug for Labels<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+/// One metric family during a visit.
+pub struct FamilyView<'a> {
+    family: &'a Family,
+    scratch: &'a mut Scratch,
+}
+
+#[derive(Default)]
+struct Scratch {
+    u64s: Vec<u64>,
+    f64s: Vec<f64>,
+    sketch: Vec<u64>,
+}
+
+impl FamilyView<'_> {
+    /// The family name; for a counter without `_total` (the samples carry `_total`).
+    pub fn name(&self) -> &str {
+        &self.family.name
+    }
+
+    /// The type.
+    pub fn kind(&self) -> MetricKind {
+        self.family.kind()
+    }
+
+    /// Help text, if any was given.
+    pub fn help(&self) -> Option<Arc<str>> {
+        self.family.help()
+    }
+
+    /// Unit given through `describe_*!`, if any.
+    pub fn unit(&self) -> Option<metrics::Unit> {
+        self.family.unit()
+    }
+
+    /// Label names, in order.
+    pub fn label_names(&self) -> impl Iterator<Item = &str> {
+        self.family.label_names.iter().map(|s| &**s)
+    }
+
+    /// Number of series.
+    pub fn series_count(&self) -> usize {
+        lock(&self.family.series).len()
+    }
+
+    /// Calls `f` for each series, in a stable order. Holds the family's series lock meanwhile:
+    /// recording is never blocked by it, only the creation of a new series of this family.
+    pub fn for_each_series(&mut self, mut f: impl FnMut(Labels<'_>, SeriesValue<'_>)) {
+        let map = lock(&self.family.series);
+        let names = &*self.family.label_names;
+        let s = &mut *self.scratch;
+        for (values, series) in map.iter() {
+            let labels = Labels { names, values: values.as_bytes() };
+            match series {
+                Series::Counter(c) => f(labels, SeriesValue::Counter(c.get())),
+                Series::Gauge(g) => f(labels, SeriesValue::Gauge(g.get())),
+                Series::Histogram(h) => {
+                    let sum = h.snapshot(&mut s.u64s);
+                    let count = *s.u64s.last().expect("+Inf bucket");
+                    f(labels, SeriesValue::Histogram { bounds: h.bounds(), cumulative: &s.u64s, sum, count });
+                }
+                Series::Summary(q) => {
+                    let (count, sum) = q.snapshot(&mut s.sketch, &mut s.f64s);
+                    f(labels, SeriesValue::Summary { quantiles: q.quantiles(), values: &s.f64s, sum, count });
+                }
+            }
+        }
+    }
+}
+
+impl MetricsManager {
+    /// Calls `f` for each metric family, in name order (families with no series too).
+    ///
+    /// ```
+    /// use mmo_metrics::{MetricsManager, SeriesValue};
+    ///
+    /// let m = MetricsManager::new();
+    /// m.register_counter("hits", "Hits.", &["zone"]).unwrap();
+    /// m.increment_counter("hits", 3, &["north"]).unwrap();
+    /// let mut seen = Vec::new();
+    /// m.visit(|family| {
+    ///     let name = family.name().to_owned();
+    ///     family.for_each_series(|labels, value| {
+    ///         if let SeriesValue::Counter(v) = value {
+    ///             seen.push((name.clone(), format!("{labels:?}"), v));
+    ///         }
+    ///     });
+    /// });
+    /// assert!(seen.contains(&("hits".to_owned(), r#"{"zone": "north"}"#.to_owned(), 3)));
+    /// ```
+    pub fn visit(&self, mut f: impl FnMut(&mut FamilyView<'_>)) {
+        let mut scratch = Scratch::default();
+        for family in self.registry.all() {
+            let mut view = FamilyView { family: &family, scratch: &mut scratch };
+            f(&mut view);
+        }
+    }
+}

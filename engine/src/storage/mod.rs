@@ -1,0 +1,79 @@
+//! Where values live: sharded cells for counters, histograms and summaries, one cell for gauges.
+//!
+//! # Memory ordering
+//!
+//! Every cell is a plain statistic: nothing else is published through it, so every load, store and
+//! read-modify-write on a cell is `Relaxed`. A scrape is therefore not one instant across series;
+//! within one series each cell only grows, which is all the exposition needs (counters never go
+//! down, cumulative buckets never go down, `+Inf` is computed from the buckets so it equals
+//! `_count`). The few non-`Relaxed` orderings (slot hand-over, lazily installed summary chunks) are
+//! justified where they are used.
+//!
+//! # Layout
+//!
+//! Cells are grouped in 128-byte [`Line`]s (two 64-byte cache lines, the unit adjacent-line
+//! prefetchers pull in together). A shard's cells never share a line with another shard's, so two
+//! threads writing different shards never write the same cache line.
+
+pub(crate) mod clock;
+pub(crate) mod counter;
+pub(crate) mod gauge;
+pub(crate) mod histogram;
+pub(crate) mod summary;
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use crossbeam_utils::CachePadded;
+
+use crate::loom::AtomicU64;
+
+/// Cells per [`Line`].
+pub(crate) const LINE_CELLS: usize = 16;
+
+/// Sixteen cells on their own 128 bytes.
+pub(crate) struct Line(CachePadded<[AtomicU64; LINE_CELLS]>);
+
+impl Line {
+    pub(crate) fn new() -> Self {
+        Line(CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))))
+    }
+
+    #[inline(always)]
+    pub(crate) fn cell(&self, i: usize) -> &AtomicU64 {
+        &self.0[i]
+    }
+}
+
+/// `n` zeroed lines.
+pub(crate) fn lines(n: usize) -> Box<[Line]> {
+    (0..n).map(|_| Line::new()).collect()
+}
+
+/// Adds to a `u64` cell. `exclusive`: the caller is the cell's only writer, so a load and a store
+/// suffice (readers still see whole values: the cell is an atomic).
+#[inline(always)]
+pub(crate) fn add_u64(cell: &AtomicU64, v: u64, exclusive: bool) {
+    if exclusive {
+        cell.store(cell.load(Relaxed).wrapping_add(v), Relaxed);
+    } else {
+        cell.fetch_add(v, Relaxed);
+    }
+}
+
+/// Adds to a cell holding an `f64`'s bits.
+#[inline(always)]
+pub(crate) fn add_f64(cell: &AtomicU64, v: f64, exclusive: bool) {
+    if exclusive {
+        let cur = f64::from_bits(cell.load(Relaxed));
+        cell.store((cur + v).to_bits(), Relaxed);
+    } else {
+        let mut cur = cell.load(Relaxed);
+        loop {
+            let new = (f64::from_bits(cur) + v).to_bits();
+            match cell.compare_exchange_weak(cur, new, Relaxed, Relaxed) {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+    }
+}
