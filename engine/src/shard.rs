@@ -22,17 +22,17 @@ pub(crate) const MAX_SLOTS: u32 = 1024;
 const WORDS: usize = (MAX_SLOTS / 64) as usize;
 
 /// A bitmap of claimed slots.
-pub(crate) struct SlotPool {
+pub struct SlotPool {
     words: Box<[AtomicU64]>,
 }
 
 impl SlotPool {
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         Self { words: (0..WORDS).map(|_| AtomicU64::new(0)).collect() }
     }
 
     /// Claims the lowest free slot, or `None` when all are taken.
-    pub(crate) fn claim(&self) -> Option<u32> {
+    pub fn claim(&self) -> Option<u32> {
         for (w, word) in self.words.iter().enumerate() {
             let mut cur = word.load(Ordering::Relaxed);
             while cur != u64::MAX {
@@ -53,7 +53,7 @@ impl SlotPool {
     }
 
     /// Gives a slot back. Its owner must not write its exclusive shards after this.
-    pub(crate) fn release(&self, slot: u32) {
+    pub fn release(&self, slot: u32) {
         let (w, bit) = ((slot / 64) as usize, slot % 64);
         // Release: publishes the owner's last stores to whoever claims the slot next.
         self.words[w].fetch_and(!(1u64 << bit), Ordering::Release);
@@ -62,23 +62,23 @@ impl SlotPool {
 
 /// How a series' shards are split between exclusive and shared ones.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct ShardLayout {
+pub struct ShardLayout {
     /// Total shards, `>= 1`.
-    pub(crate) shards: u32,
+    pub shards: u32,
     /// Shards `0..exclusive` belong to the threads holding slots `0..exclusive`.
-    pub(crate) exclusive: u32,
+    pub exclusive: u32,
 }
 
 /// The shard a write goes to, and whether the writer is its only writer.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Shard {
-    pub(crate) index: usize,
-    pub(crate) exclusive: bool,
+pub struct Shard {
+    pub index: usize,
+    pub exclusive: bool,
 }
 
 impl ShardLayout {
     /// `shards` total, a quarter of them (at least one) shared by threads without an exclusive one.
-    pub(crate) fn new(shards: u32) -> Self {
+    pub fn new(shards: u32) -> Self {
         let shards = shards.clamp(1, MAX_SLOTS);
         let shared = (shards / 4).max(1);
         Self { shards, exclusive: shards - shared }
@@ -86,7 +86,7 @@ impl ShardLayout {
 
     /// The shard for the thread holding `slot`.
     #[inline(always)]
-    pub(crate) fn pick(self, slot: u32) -> Shard {
+    pub fn pick(self, slot: u32) -> Shard {
         if slot < self.exclusive {
             Shard { index: slot as usize, exclusive: true }
         } else {
@@ -137,7 +137,7 @@ mod current {
 
     /// The current thread's slot; claims one on first use.
     #[inline(always)]
-    pub(crate) fn slot() -> u32 {
+    pub fn slot() -> u32 {
         SLOT.try_with(|s| {
             let v = s.0.get();
             if v != UNCLAIMED {
@@ -156,7 +156,7 @@ pub(crate) use current::slot;
 
 /// The shard the current thread writes in a series with this layout.
 #[inline(always)]
-pub(crate) fn current(layout: ShardLayout) -> Shard {
+pub fn current(layout: ShardLayout) -> Shard {
     layout.pick(slot())
 }
 

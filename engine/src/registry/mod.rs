@@ -359,6 +359,11 @@ impl Registry {
             fams.samples.insert(s, base.into());
         }
         fams.by_name.insert(base.into(), Arc::clone(&family));
+        drop(fams);
+        if labels.is_empty() {
+            // A metric without labels has exactly one series: expose it from the start (at zero).
+            self.series(&family, &[])?;
+        }
         Ok(family)
     }
 

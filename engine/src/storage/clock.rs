@@ -18,19 +18,19 @@ fn start() -> Instant {
 
 /// Milliseconds since the clock started, at most [`TICK`] behind.
 #[inline(always)]
-pub(crate) fn coarse_ms() -> u64 {
+pub fn coarse_ms() -> u64 {
     NOW_MS.load(Relaxed)
 }
 
 /// Reads the precise time and advances the coarse clock to it.
-pub(crate) fn refresh() -> u64 {
+pub fn refresh() -> u64 {
     let now = start().elapsed().as_millis() as u64;
     NOW_MS.fetch_max(now, Relaxed);
     now.max(NOW_MS.load(Relaxed))
 }
 
 /// Starts the clock thread once per process.
-pub(crate) fn ensure_running() {
+pub fn ensure_running() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         refresh();

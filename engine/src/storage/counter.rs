@@ -8,60 +8,60 @@
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::{add_u64, lines, Line, LINE_CELLS};
-use crate::loom::Arc;
+use std::sync::Arc;
 use crate::shard::{Shard, ShardLayout};
 
 /// Series per block.
 pub(crate) const BLOCK_SERIES: usize = LINE_CELLS;
 
 /// Cells of up to [`BLOCK_SERIES`] counters.
-pub(crate) struct CounterBlock {
+pub struct CounterBlock {
     layout: ShardLayout,
     lines: Box<[Line]>,
 }
 
 impl CounterBlock {
-    pub(crate) fn new(layout: ShardLayout) -> Self {
+    pub fn new(layout: ShardLayout) -> Self {
         Self { layout, lines: lines(layout.shards as usize) }
     }
 }
 
 /// One counter series: a block and its index in it. Cloning shares the cells.
 #[derive(Clone)]
-pub(crate) struct CounterCell {
+pub struct CounterCell {
     block: Arc<CounterBlock>,
     k: u8,
 }
 
 impl CounterCell {
-    pub(crate) fn new(block: Arc<CounterBlock>, k: usize) -> Self {
+    pub fn new(block: Arc<CounterBlock>, k: usize) -> Self {
         debug_assert!(k < BLOCK_SERIES);
         Self { block, k: k as u8 }
     }
 
-    pub(crate) fn layout(&self) -> ShardLayout {
+    pub fn layout(&self) -> ShardLayout {
         self.block.layout
     }
 
     #[inline(always)]
-    pub(crate) fn add_at(&self, shard: Shard, v: u64) {
+    pub fn add_at(&self, shard: Shard, v: u64) {
         add_u64(self.block.lines[shard.index].cell(self.k as usize), v, shard.exclusive);
     }
 
     /// Adds `v` from the current thread.
     #[inline(always)]
-    pub(crate) fn add(&self, v: u64) {
+    pub fn add(&self, v: u64) {
         self.add_at(crate::shard::current(self.block.layout), v);
     }
 
     /// The sum over shards.
-    pub(crate) fn get(&self) -> u64 {
+    pub fn get(&self) -> u64 {
         self.block.lines.iter().fold(0u64, |acc, l| acc.wrapping_add(l.cell(self.k as usize).load(Relaxed)))
     }
 
     /// Raises the counter to at least `v` (the facade's `absolute`). Meant for one writer mirroring
     /// an external counter; concurrent callers may overshoot by the difference they both saw.
-    pub(crate) fn absolute_at(&self, shard: Shard, v: u64) {
+    pub fn absolute_at(&self, shard: Shard, v: u64) {
         let cur = self.get();
         if v > cur {
             self.add_at(shard, v - cur);

@@ -6,28 +6,30 @@ use std::sync::atomic::Ordering::Relaxed;
 use crossbeam_utils::CachePadded;
 
 use super::add_f64;
-use crate::loom::{Arc, AtomicU64};
+use std::sync::Arc;
+
+use crate::loom::AtomicU64;
 
 /// One gauge series. Cloning shares the cell.
 #[derive(Clone)]
-pub(crate) struct GaugeCell(Arc<CachePadded<AtomicU64>>);
+pub struct GaugeCell(Arc<CachePadded<AtomicU64>>);
 
 impl GaugeCell {
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         Self(Arc::new(CachePadded::new(AtomicU64::new(0f64.to_bits()))))
     }
 
     #[inline(always)]
-    pub(crate) fn set(&self, v: f64) {
+    pub fn set(&self, v: f64) {
         self.0.store(v.to_bits(), Relaxed);
     }
 
     #[inline(always)]
-    pub(crate) fn add(&self, v: f64) {
+    pub fn add(&self, v: f64) {
         add_f64(&self.0, v, false);
     }
 
-    pub(crate) fn get(&self) -> f64 {
+    pub fn get(&self) -> f64 {
         f64::from_bits(self.0.load(Relaxed))
     }
 }

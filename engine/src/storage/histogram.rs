@@ -8,11 +8,11 @@
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::{add_f64, add_u64, lines, Line, LINE_CELLS};
-use crate::loom::Arc;
+use std::sync::Arc;
 use crate::shard::{Shard, ShardLayout};
 
 /// The cells of one histogram series.
-pub(crate) struct HistogramCells {
+pub struct HistogramCells {
     layout: ShardLayout,
     /// Finite, strictly increasing upper bounds; `+Inf` is implicit.
     bounds: Arc<[f64]>,
@@ -21,16 +21,16 @@ pub(crate) struct HistogramCells {
 }
 
 /// One histogram series. Cloning shares the cells.
-pub(crate) type HistogramCell = Arc<HistogramCells>;
+pub type HistogramCell = Arc<HistogramCells>;
 
 impl HistogramCells {
-    pub(crate) fn new(layout: ShardLayout, bounds: Arc<[f64]>) -> Self {
+    pub fn new(layout: ShardLayout, bounds: Arc<[f64]>) -> Self {
         let cells = bounds.len() + 2;
         let lines_per_row = cells.div_ceil(LINE_CELLS);
         Self { layout, bounds, lines_per_row, lines: lines(lines_per_row * layout.shards as usize) }
     }
 
-    pub(crate) fn bounds(&self) -> &[f64] {
+    pub fn bounds(&self) -> &[f64] {
         &self.bounds
     }
 
@@ -42,7 +42,7 @@ impl HistogramCells {
     /// The bucket `v` counts in: the first bound `>= v` (a value equal to a bound counts in that
     /// bucket), else `+Inf` (also for NaN).
     #[inline(always)]
-    pub(crate) fn bucket(&self, v: f64) -> usize {
+    pub fn bucket(&self, v: f64) -> usize {
         let b = &*self.bounds;
         if b.len() <= 16 {
             b.iter().position(|&u| v <= u).unwrap_or(b.len())
@@ -58,12 +58,12 @@ impl HistogramCells {
     }
 
     #[inline(always)]
-    pub(crate) fn record_at(&self, shard: Shard, v: f64) {
+    pub fn record_at(&self, shard: Shard, v: f64) {
         self.record_n_at(shard, v, 1);
     }
 
     #[inline(always)]
-    pub(crate) fn record_n_at(&self, shard: Shard, v: f64, n: u64) {
+    pub fn record_n_at(&self, shard: Shard, v: f64, n: u64) {
         let i = self.bucket(v);
         add_u64(self.cell(shard.index, i), n, shard.exclusive);
         let sum = if n == 1 { v } else { v * n as f64 };
@@ -72,17 +72,17 @@ impl HistogramCells {
 
     /// Records from the current thread.
     #[inline(always)]
-    pub(crate) fn record(&self, v: f64) {
+    pub fn record(&self, v: f64) {
         self.record_at(crate::shard::current(self.layout), v);
     }
 
     /// Records `n` observations of `v` from the current thread.
-    pub(crate) fn record_n(&self, v: f64, n: u64) {
+    pub fn record_n(&self, v: f64, n: u64) {
         self.record_n_at(crate::shard::current(self.layout), v, n);
     }
 
     /// Cumulative bucket counts (the last one is `+Inf` and equals the count) and the sum.
-    pub(crate) fn snapshot(&self, cumulative: &mut Vec<u64>) -> f64 {
+    pub fn snapshot(&self, cumulative: &mut Vec<u64>) -> f64 {
         let n = self.bounds.len() + 1;
         cumulative.clear();
         cumulative.resize(n, 0);

@@ -15,6 +15,7 @@
 //! prefetchers pull in together). A shard's cells never share a line with another shard's, so two
 //! threads writing different shards never write the same cache line.
 
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) mod clock;
 pub(crate) mod counter;
 pub(crate) mod gauge;
@@ -31,28 +32,28 @@ use crate::loom::AtomicU64;
 pub(crate) const LINE_CELLS: usize = 16;
 
 /// Sixteen cells on their own 128 bytes.
-pub(crate) struct Line(CachePadded<[AtomicU64; LINE_CELLS]>);
+pub struct Line(CachePadded<[AtomicU64; LINE_CELLS]>);
 
 impl Line {
-    pub(crate) fn new() -> Self {
+    pub fn new() -> Self {
         Line(CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))))
     }
 
     #[inline(always)]
-    pub(crate) fn cell(&self, i: usize) -> &AtomicU64 {
+    pub fn cell(&self, i: usize) -> &AtomicU64 {
         &self.0[i]
     }
 }
 
 /// `n` zeroed lines.
-pub(crate) fn lines(n: usize) -> Box<[Line]> {
+pub fn lines(n: usize) -> Box<[Line]> {
     (0..n).map(|_| Line::new()).collect()
 }
 
 /// Adds to a `u64` cell. `exclusive`: the caller is the cell's only writer, so a load and a store
 /// suffice (readers still see whole values: the cell is an atomic).
 #[inline(always)]
-pub(crate) fn add_u64(cell: &AtomicU64, v: u64, exclusive: bool) {
+pub fn add_u64(cell: &AtomicU64, v: u64, exclusive: bool) {
     if exclusive {
         cell.store(cell.load(Relaxed).wrapping_add(v), Relaxed);
     } else {
@@ -62,7 +63,7 @@ pub(crate) fn add_u64(cell: &AtomicU64, v: u64, exclusive: bool) {
 
 /// Adds to a cell holding an `f64`'s bits.
 #[inline(always)]
-pub(crate) fn add_f64(cell: &AtomicU64, v: f64, exclusive: bool) {
+pub fn add_f64(cell: &AtomicU64, v: f64, exclusive: bool) {
     if exclusive {
         let cur = f64::from_bits(cell.load(Relaxed));
         cell.store((cur + v).to_bits(), Relaxed);

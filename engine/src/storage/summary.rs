@@ -34,7 +34,9 @@ use std::time::Duration;
 use crossbeam_utils::CachePadded;
 
 use super::{add_f64, add_u64};
-use crate::loom::{Arc, AtomicPtr, AtomicU64};
+use std::sync::Arc;
+
+use crate::loom::{AtomicPtr, AtomicU64};
 use crate::shard::{Shard, ShardLayout};
 
 /// Mantissa bits that pick a bucket in an octave.
@@ -53,10 +55,10 @@ pub const SUMMARY_RELATIVE_ERROR: f64 = 1.0 / 128.0;
 
 /// Quantiles and window of a summary family.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct SummarySpec {
-    pub(crate) quantiles: Arc<[f64]>,
-    pub(crate) max_age: Duration,
-    pub(crate) age_buckets: u32,
+pub struct SummarySpec {
+    pub quantiles: Arc<[f64]>,
+    pub max_age: Duration,
+    pub age_buckets: u32,
 }
 
 type Chunk = CachePadded<[AtomicU64; SUB]>;
@@ -75,7 +77,7 @@ struct ShardSketch {
 }
 
 /// The cells of one summary series.
-pub(crate) struct SummaryCells {
+pub struct SummaryCells {
     layout: ShardLayout,
     spec: SummarySpec,
     window_ms: u64,
@@ -83,7 +85,7 @@ pub(crate) struct SummaryCells {
 }
 
 /// One summary series. Cloning shares the cells.
-pub(crate) type SummaryCell = Arc<SummaryCells>;
+pub type SummaryCell = Arc<SummaryCells>;
 
 /// Bucket of a value: `(slot, sub)`, or `None` for zero (and tiny magnitudes) and NaN.
 #[inline(always)]
@@ -178,7 +180,7 @@ impl Drop for Window {
 }
 
 impl SummaryCells {
-    pub(crate) fn new(layout: ShardLayout, spec: SummarySpec) -> Self {
+    pub fn new(layout: ShardLayout, spec: SummarySpec) -> Self {
         let window_ms = (spec.max_age.as_millis() as u64 / u64::from(spec.age_buckets.max(1))).max(1);
         #[cfg(not(loom))]
         super::clock::ensure_running();
@@ -190,7 +192,7 @@ impl SummaryCells {
         }
     }
 
-    pub(crate) fn quantiles(&self) -> &[f64] {
+    pub fn quantiles(&self) -> &[f64] {
         &self.spec.quantiles
     }
 
@@ -226,7 +228,7 @@ impl SummaryCells {
     }
 
     #[inline]
-    pub(crate) fn observe_at(&self, shard: Shard, v: f64, now_ms: u64) {
+    pub fn observe_at(&self, shard: Shard, v: f64, now_ms: u64) {
         let sk = self.sketch(shard.index);
         add_u64(&sk.totals[0], 1, shard.exclusive);
         add_f64(&sk.totals[1], v, shard.exclusive);
@@ -246,13 +248,13 @@ impl SummaryCells {
 
     /// Observes from the current thread.
     #[inline]
-    pub(crate) fn observe(&self, v: f64) {
+    pub fn observe(&self, v: f64) {
         self.observe_at(crate::shard::current(self.layout), v, super::clock::coarse_ms());
     }
 
     /// `(count, sum)` and the quantiles (NaN when the window is empty) into `out`, merging every
     /// shard and the windows of the last `age_buckets` periods before `now_ms`.
-    pub(crate) fn snapshot_at(&self, now_ms: u64, scratch: &mut Vec<u64>, out: &mut Vec<f64>) -> (u64, f64) {
+    pub fn snapshot_at(&self, now_ms: u64, scratch: &mut Vec<u64>, out: &mut Vec<f64>) -> (u64, f64) {
         scratch.clear();
         scratch.resize(BUCKETS, 0);
         let (mut count, mut sum, mut zero) = (0u64, 0f64, 0u64);
@@ -289,7 +291,7 @@ impl SummaryCells {
     }
 
     /// Like [`Self::snapshot_at`] at the current time.
-    pub(crate) fn snapshot(&self, scratch: &mut Vec<u64>, out: &mut Vec<f64>) -> (u64, f64) {
+    pub fn snapshot(&self, scratch: &mut Vec<u64>, out: &mut Vec<f64>) -> (u64, f64) {
         self.snapshot_at(super::clock::refresh(), scratch, out)
     }
 }
