@@ -44,7 +44,11 @@ impl std::fmt::Debug for RunningCollector {
 impl MetricsCollector {
     /// A collector for `manager` that runs every `interval` (the seed's default is 10 s).
     pub fn new(manager: MetricsManager, interval: Duration) -> Self {
-        Self { manager, interval: interval.max(Duration::from_millis(1)), collectors: Vec::new() }
+        Self {
+            manager,
+            interval: interval.max(Duration::from_millis(1)),
+            collectors: Vec::new(),
+        }
     }
 
     /// The interval.
@@ -106,7 +110,10 @@ impl MetricsCollector {
                 }
             })
             .expect("spawn the collector thread");
-        RunningCollector { stop: Some(tx), thread: Some(thread) }
+        RunningCollector {
+            stop: Some(tx),
+            thread: Some(thread),
+        }
     }
 }
 

@@ -85,7 +85,9 @@ impl MetricsManagerBuilder {
 
     /// Builds the manager.
     pub fn build(self) -> MetricsManager {
-        MetricsManager { registry: Registry::new(self.config) }
+        MetricsManager {
+            registry: Registry::new(self.config),
+        }
     }
 }
 
@@ -191,14 +193,26 @@ impl MetricsManager {
     }
 
     /// Registers a histogram with these upper bounds (empty: Prometheus' default buckets).
-    pub fn register_histogram(&self, name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> Result<(), MetricsError> {
+    pub fn register_histogram(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        buckets: &[f64],
+    ) -> Result<(), MetricsError> {
         let b = check_buckets(name, buckets)?;
         self.registry.register(name, help, labels, Spec::Histogram(b)).map(drop)
     }
 
     /// Registers a summary with these quantiles (empty: 0.5, 0.9, 0.95, 0.99) over the manager's
     /// default window.
-    pub fn register_summary(&self, name: &str, help: &str, labels: &[&str], quantiles: &[f64]) -> Result<(), MetricsError> {
+    pub fn register_summary(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        quantiles: &[f64],
+    ) -> Result<(), MetricsError> {
         let c = &self.registry.config;
         self.register_summary_with_window(name, help, labels, quantiles, c.summary_max_age, c.summary_age_buckets)
     }
@@ -214,7 +228,9 @@ impl MetricsManager {
         age_buckets: u32,
     ) -> Result<(), MetricsError> {
         let spec = check_summary(name, quantiles, max_age, age_buckets)?;
-        self.registry.register(name, help, labels, Spec::Summary(spec)).map(drop)
+        self.registry
+            .register(name, help, labels, Spec::Summary(spec))
+            .map(drop)
     }
 
     fn resolve(&self, kind: MetricKind, name: &str, values: &[&str]) -> Result<Series, MetricsError> {
@@ -299,7 +315,13 @@ impl MetricsManager {
         })
     }
 
-    fn with_series(&self, kind: MetricKind, name: &str, values: &[&str], f: impl FnOnce(&Series)) -> Result<(), MetricsError> {
+    fn with_series(
+        &self,
+        kind: MetricKind,
+        name: &str,
+        values: &[&str],
+        f: impl FnOnce(&Series),
+    ) -> Result<(), MetricsError> {
         let id = self.registry.id;
         let hash = key_hash(id, kind, name, values);
         let mut f = Some(f);
@@ -326,7 +348,15 @@ impl MetricsManager {
         }
         let mut encoded = Vec::new();
         registry::LabelValues::encode(values, &mut encoded);
-        let entry = Entry { registry: id, kind, hash, name: name.into(), values: encoded.into(), n: values.len(), series };
+        let entry = Entry {
+            registry: id,
+            kind,
+            hash,
+            name: name.into(),
+            values: encoded.into(),
+            n: values.len(),
+            series,
+        };
         let _ = CACHE.try_with(|c| {
             let mut c = c.borrow_mut();
             if c.is_empty() {

@@ -40,7 +40,9 @@ impl MetricsManager {
     /// A `metrics` recorder landing in this manager's registry, for `metrics::with_local_recorder`
     /// or a recorder layer.
     pub fn recorder(&self) -> MetricsRecorder {
-        MetricsRecorder { registry: Arc::clone(&self.registry) }
+        MetricsRecorder {
+            registry: Arc::clone(&self.registry),
+        }
     }
 
     /// Makes this manager the `metrics` facade's global recorder: `counter!`, `gauge!`,
@@ -167,7 +169,12 @@ impl MetricsRecorder {
                 }
             }
         };
-        let entry = Entry { registry: self.registry.id, kind, key: key.clone(), resolved: resolved.clone() };
+        let entry = Entry {
+            registry: self.registry.id,
+            kind,
+            key: key.clone(),
+            resolved: resolved.clone(),
+        };
         let _ = CACHE.try_with(|c| {
             let mut c = c.borrow_mut();
             if c.is_empty() {
@@ -192,9 +199,14 @@ impl MetricsRecorder {
                 self.registry.register(name, "", &label_names, spec)?
             }
         };
-        let compatible = family.kind() == kind || (kind == MetricKind::Histogram && family.kind() == MetricKind::Summary);
+        let compatible =
+            family.kind() == kind || (kind == MetricKind::Histogram && family.kind() == MetricKind::Summary);
         if !compatible {
-            return Err(MetricsError::TypeConflict { metric: name.to_owned(), registered: family.kind(), requested: kind });
+            return Err(MetricsError::TypeConflict {
+                metric: name.to_owned(),
+                registered: family.kind(),
+                requested: kind,
+            });
         }
         // Label values in the family's label order; the key must carry exactly those names.
         let mut values = Vec::with_capacity(family.label_names.len());
@@ -214,7 +226,9 @@ impl MetricsRecorder {
         Ok(match self.registry.series(&family, &values)? {
             Series::Counter(c) => Resolved::Counter(Arc::new(FacadeCounter(CachePadded::new(c)))),
             Series::Gauge(g) => Resolved::Gauge(Arc::new(FacadeGauge(CachePadded::new(g)))),
-            Series::Histogram(h) => Resolved::Histogram(Arc::new(FacadeHistogram(CachePadded::new(Sink::Histogram(h))))),
+            Series::Histogram(h) => {
+                Resolved::Histogram(Arc::new(FacadeHistogram(CachePadded::new(Sink::Histogram(h)))))
+            }
             Series::Summary(s) => Resolved::Histogram(Arc::new(FacadeHistogram(CachePadded::new(Sink::Summary(s))))),
         })
     }
@@ -230,15 +244,18 @@ impl MetricsRecorder {
 
 impl metrics::Recorder for MetricsRecorder {
     fn describe_counter(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
-        self.registry.describe(MetricKind::Counter, key.as_str(), unit, &description);
+        self.registry
+            .describe(MetricKind::Counter, key.as_str(), unit, &description);
     }
 
     fn describe_gauge(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
-        self.registry.describe(MetricKind::Gauge, key.as_str(), unit, &description);
+        self.registry
+            .describe(MetricKind::Gauge, key.as_str(), unit, &description);
     }
 
     fn describe_histogram(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
-        self.registry.describe(MetricKind::Histogram, key.as_str(), unit, &description);
+        self.registry
+            .describe(MetricKind::Histogram, key.as_str(), unit, &description);
     }
 
     #[inline]

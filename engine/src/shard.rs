@@ -28,7 +28,9 @@ pub struct SlotPool {
 
 impl SlotPool {
     pub fn new() -> Self {
-        Self { words: (0..WORDS).map(|_| AtomicU64::new(0)).collect() }
+        Self {
+            words: (0..WORDS).map(|_| AtomicU64::new(0)).collect(),
+        }
     }
 
     /// Claims the lowest free slot, or `None` when all are taken.
@@ -38,12 +40,7 @@ impl SlotPool {
             while cur != u64::MAX {
                 let bit = (!cur).trailing_zeros();
                 // Acquire pairs with the Release in `release` by the slot's previous owner.
-                match word.compare_exchange_weak(
-                    cur,
-                    cur | (1 << bit),
-                    Ordering::Acquire,
-                    Ordering::Relaxed,
-                ) {
+                match word.compare_exchange_weak(cur, cur | (1 << bit), Ordering::Acquire, Ordering::Relaxed) {
                     Ok(_) => return Some(w as u32 * 64 + bit),
                     Err(now) => cur = now,
                 }
@@ -81,17 +78,26 @@ impl ShardLayout {
     pub fn new(shards: u32) -> Self {
         let shards = shards.clamp(1, MAX_SLOTS);
         let shared = (shards / 4).max(1);
-        Self { shards, exclusive: shards - shared }
+        Self {
+            shards,
+            exclusive: shards - shared,
+        }
     }
 
     /// The shard for the thread holding `slot`.
     #[inline(always)]
     pub fn pick(self, slot: u32) -> Shard {
         if slot < self.exclusive {
-            Shard { index: slot as usize, exclusive: true }
+            Shard {
+                index: slot as usize,
+                exclusive: true,
+            }
         } else {
             let shared = self.shards - self.exclusive;
-            Shard { index: (self.exclusive + slot % shared) as usize, exclusive: false }
+            Shard {
+                index: (self.exclusive + slot % shared) as usize,
+                exclusive: false,
+            }
         }
     }
 }
@@ -130,9 +136,9 @@ mod current {
 
     #[cold]
     fn claim() -> u32 {
-        pool().claim().unwrap_or_else(|| {
-            MAX_SLOTS + (OVERFLOW.fetch_add(1, Ordering::Relaxed) % u64::from(MAX_SLOTS)) as u32
-        })
+        pool()
+            .claim()
+            .unwrap_or_else(|| MAX_SLOTS + (OVERFLOW.fetch_add(1, Ordering::Relaxed) % u64::from(MAX_SLOTS)) as u32)
     }
 
     /// The current thread's slot; claims one on first use.

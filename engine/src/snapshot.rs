@@ -85,7 +85,10 @@ pub struct Labels<'a> {
 impl<'a> Labels<'a> {
     /// `(name, value)` pairs.
     pub fn iter(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
-        self.names.iter().map(|n| &**n).zip(split(self.values, self.names.len()))
+        self.names
+            .iter()
+            .map(|n| &**n)
+            .zip(split(self.values, self.names.len()))
     }
 
     /// Number of labels.
@@ -156,18 +159,37 @@ impl FamilyView<'_> {
         let names = &*self.family.label_names;
         let s = &mut *self.scratch;
         for (values, series) in map.iter() {
-            let labels = Labels { names, values: values.as_bytes() };
+            let labels = Labels {
+                names,
+                values: values.as_bytes(),
+            };
             match series {
                 Series::Counter(c) => f(labels, SeriesValue::Counter(c.get())),
                 Series::Gauge(g) => f(labels, SeriesValue::Gauge(g.get())),
                 Series::Histogram(h) => {
                     let sum = h.snapshot(&mut s.u64s);
                     let count = *s.u64s.last().expect("+Inf bucket");
-                    f(labels, SeriesValue::Histogram { bounds: h.bounds(), cumulative: &s.u64s, sum, count });
+                    f(
+                        labels,
+                        SeriesValue::Histogram {
+                            bounds: h.bounds(),
+                            cumulative: &s.u64s,
+                            sum,
+                            count,
+                        },
+                    );
                 }
                 Series::Summary(q) => {
                     let (count, sum) = q.snapshot(&mut s.sketch, &mut s.f64s);
-                    f(labels, SeriesValue::Summary { quantiles: q.quantiles(), values: &s.f64s, sum, count });
+                    f(
+                        labels,
+                        SeriesValue::Summary {
+                            quantiles: q.quantiles(),
+                            values: &s.f64s,
+                            sum,
+                            count,
+                        },
+                    );
                 }
             }
         }
@@ -197,7 +219,10 @@ impl MetricsManager {
     pub fn visit(&self, mut f: impl FnMut(&mut FamilyView<'_>)) {
         let mut scratch = Scratch::default();
         for family in self.registry.all() {
-            let mut view = FamilyView { family: &family, scratch: &mut scratch };
+            let mut view = FamilyView {
+                family: &family,
+                scratch: &mut scratch,
+            };
             f(&mut view);
         }
     }

@@ -36,9 +36,16 @@ fn check_histogram(s: &HashMap<String, f64>, name: &str, bounds: &[&str]) {
 fn exact_totals_while_scraping() {
     let manager = MetricsManager::builder().shards(4).build();
     manager.install().expect("first install in this test binary");
-    assert_eq!(manager.install().unwrap_err(), mmo_metrics::MetricsError::AlreadyInstalled);
-    manager.register_counter("manager_ops_total", "Ops through the manager.", &["kind"]).unwrap();
-    manager.register_histogram("manager_latency", "Latency.", &[], &[0.5, 1.5]).unwrap();
+    assert_eq!(
+        manager.install().unwrap_err(),
+        mmo_metrics::MetricsError::AlreadyInstalled
+    );
+    manager
+        .register_counter("manager_ops_total", "Ops through the manager.", &["kind"])
+        .unwrap();
+    manager
+        .register_histogram("manager_latency", "Latency.", &[], &[0.5, 1.5])
+        .unwrap();
     let handle = manager.counter("manager_ops_total", &["handle"]).unwrap();
 
     let done = Arc::new(AtomicBool::new(false));
@@ -57,7 +64,13 @@ fn exact_totals_while_scraping() {
                         assert!(now >= *v, "{k} went down: {v} -> {now}");
                     }
                 }
-                check_histogram(&s, "facade_latency", &["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10"]);
+                check_histogram(
+                    &s,
+                    "facade_latency",
+                    &[
+                        "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10",
+                    ],
+                );
                 check_histogram(&s, "manager_latency", &["0.5", "1.5"]);
                 last = s;
                 scrapes += 1;
@@ -79,7 +92,9 @@ fn exact_totals_while_scraping() {
                     }
                     if i % 16 == 0 {
                         metrics::histogram!("facade_latency").record((i % 3) as f64);
-                        manager.observe_histogram("manager_latency", (t % 3) as f64, &[]).unwrap();
+                        manager
+                            .observe_histogram("manager_latency", (t % 3) as f64, &[])
+                            .unwrap();
                     }
                 }
             })

@@ -113,7 +113,11 @@ fn summary_lazy_install() {
     model.max_branches = 1_000_000;
     model.check(|| {
         let layout = ShardLayout::new(1);
-        let spec = SummarySpec { quantiles: vec![0.5].into(), max_age: Duration::from_secs(10), age_buckets: 2 };
+        let spec = SummarySpec {
+            quantiles: vec![0.5].into(),
+            max_age: Duration::from_secs(10),
+            age_buckets: 2,
+        };
         let s = Arc::new(SummaryCells::new(layout, spec));
         let ts: Vec<_> = (0..2)
             .map(|_| {

@@ -11,7 +11,11 @@ fn text(m: &MetricsManager) -> String {
 }
 
 fn value(m: &MetricsManager, sample: &str) -> Option<f64> {
-    text(m).lines().find_map(|l| l.strip_prefix(sample).and_then(|r| r.strip_prefix(' ')).map(|v| v.parse().unwrap()))
+    text(m).lines().find_map(|l| {
+        l.strip_prefix(sample)
+            .and_then(|r| r.strip_prefix(' '))
+            .map(|v| v.parse().unwrap())
+    })
 }
 
 #[test]
@@ -28,7 +32,10 @@ fn errors_name_the_metric_and_the_expectation() {
         "metric `g`: label name `__bad` is invalid: names starting with `__` are reserved for Prometheus"
     );
     assert!(msg(m.register_gauge("g", "", &["a.b"]).unwrap_err()).contains("label name `a.b` is invalid"));
-    assert_eq!(msg(m.register_gauge("g", "", &["a", "a"]).unwrap_err()), "metric `g`: label name `a` appears twice");
+    assert_eq!(
+        msg(m.register_gauge("g", "", &["a", "a"]).unwrap_err()),
+        "metric `g`: label name `a` appears twice"
+    );
     assert!(msg(m.register_histogram("h", "", &["le"], &[]).unwrap_err()).contains("`le`"));
     assert!(msg(m.register_summary("s", "", &["quantile"], &[]).unwrap_err()).contains("`quantile`"));
 
@@ -48,7 +55,9 @@ fn errors_name_the_metric_and_the_expectation() {
         "metric `events_total` would expose sample `events_total`, which metric `events` already exposes"
     );
     m.register_histogram("lat", "", &[], &[1.0, 2.0]).unwrap();
-    assert!(msg(m.register_histogram("lat", "", &[], &[1.0]).unwrap_err()).contains("registered with buckets [1.0, 2.0]"));
+    assert!(
+        msg(m.register_histogram("lat", "", &[], &[1.0]).unwrap_err()).contains("registered with buckets [1.0, 2.0]")
+    );
     assert!(msg(m.register_gauge("lat_count", "", &[]).unwrap_err()).contains("sample `lat_count`"));
     assert_eq!(
         msg(m.increment_counter("nope", 1, &[]).unwrap_err()),
@@ -66,7 +75,9 @@ fn errors_name_the_metric_and_the_expectation() {
     assert!(msg(m.register_histogram("h2", "", &[], &[f64::NAN]).unwrap_err()).contains("finite"));
     assert!(msg(m.register_summary("s2", "", &[], &[1.5]).unwrap_err()).contains("within [0, 1]"));
     assert!(msg(m.register_summary("s2", "", &[], &[0.9, 0.5]).unwrap_err()).contains("strictly increasing"));
-    assert!(m.register_summary_with_window("s3", "", &[], &[], Duration::ZERO, 5).is_err());
+    assert!(m
+        .register_summary_with_window("s3", "", &[], &[], Duration::ZERO, 5)
+        .is_err());
 }
 
 #[test]
@@ -96,7 +107,10 @@ fn series_limit_folds_into_overflow_and_counts() {
     let series = t.lines().filter(|l| l.starts_with("players_total{")).count();
     assert_eq!(series, 4, "{t}");
     assert_eq!(value(&m, "players_total{id=\"__overflow__\"}"), Some(8.0));
-    assert_eq!(value(&m, "mmo_metrics_series_overflow_total{metric=\"players\"}"), Some(7.0));
+    assert_eq!(
+        value(&m, "mmo_metrics_series_overflow_total{metric=\"players\"}"),
+        Some(7.0)
+    );
 }
 
 #[test]
@@ -113,7 +127,10 @@ fn facade_problems_are_counted_not_panics() {
         metrics::counter!("hits", "zone" => "north").absolute(10);
         metrics::counter!("hits", "zone" => "north").absolute(4); // never goes down
     });
-    assert_eq!(value(&m, "mmo_metrics_facade_errors_total{metric=\"bad.name\"}"), Some(3.0));
+    assert_eq!(
+        value(&m, "mmo_metrics_facade_errors_total{metric=\"bad.name\"}"),
+        Some(3.0)
+    );
     assert_eq!(value(&m, "mmo_metrics_facade_errors_total{metric=\"hits\"}"), Some(2.0));
     assert_eq!(value(&m, "hits_total{zone=\"north\"}"), Some(10.0));
 }
@@ -136,12 +153,21 @@ fn facade_describe_and_histograms_into_registered_summaries() {
         metrics::histogram!("plain_seconds").record(0.3);
     });
     let t = text(&m);
-    assert!(t.contains("# HELP logins_total Logins so far.\n# TYPE logins_total counter\nlogins_total 1\n"), "{t}");
+    assert!(
+        t.contains("# HELP logins_total Logins so far.\n# TYPE logins_total counter\nlogins_total 1\n"),
+        "{t}"
+    );
     assert!(t.contains("# HELP logouts_total Logouts so far.\n"), "{t}");
-    assert!(t.contains("# HELP online Players online.\n# TYPE online gauge\nonline 3\n"), "{t}");
+    assert!(
+        t.contains("# HELP online Players online.\n# TYPE online gauge\nonline 3\n"),
+        "{t}"
+    );
     assert_eq!(value(&m, "tick_seconds_count"), Some(10.0));
     let p50 = value(&m, "tick_seconds{quantile=\"0.5\"}").unwrap();
-    assert!((p50 - 0.016).abs() <= 0.016 * mmo_metrics::SUMMARY_RELATIVE_ERROR, "{p50}");
+    assert!(
+        (p50 - 0.016).abs() <= 0.016 * mmo_metrics::SUMMARY_RELATIVE_ERROR,
+        "{p50}"
+    );
     assert_eq!(value(&m, "plain_seconds_bucket{le=\"0.5\"}"), Some(1.0));
     assert_eq!(value(&m, "plain_seconds_bucket{le=\"0.25\"}"), Some(0.0));
 }
@@ -194,7 +220,10 @@ fn collector_runs_every_interval_and_survives_panics() {
     }
     let stopped = Instant::now();
     drop(running);
-    assert!(stopped.elapsed() < Duration::from_secs(2), "drop must stop the loop promptly");
+    assert!(
+        stopped.elapsed() < Duration::from_secs(2),
+        "drop must stop the loop promptly"
+    );
     let after = runs.load(Ordering::SeqCst);
     std::thread::sleep(Duration::from_millis(60));
     assert_eq!(runs.load(Ordering::SeqCst), after, "no run after drop");

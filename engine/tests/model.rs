@@ -13,19 +13,45 @@ const VALUES: [f64; 6] = [0.0, 0.5, 1.0, 1.5, 2.0, 7.25];
 
 #[derive(Debug, Clone)]
 enum Op {
-    Count { family: usize, label: usize, v: u64, facade: bool },
-    GaugeAdd { label: usize, d: i32, facade: bool },
-    GaugeSet { v: i32 },
-    Observe { label: usize, value: usize, facade: bool },
-    Summary { value: usize },
+    Count {
+        family: usize,
+        label: usize,
+        v: u64,
+        facade: bool,
+    },
+    GaugeAdd {
+        label: usize,
+        d: i32,
+        facade: bool,
+    },
+    GaugeSet {
+        v: i32,
+    },
+    Observe {
+        label: usize,
+        value: usize,
+        facade: bool,
+    },
+    Summary {
+        value: usize,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (0..2usize, 0..3usize, 1..1000u64, any::<bool>()).prop_map(|(family, label, v, facade)| Op::Count { family, label, v, facade }),
+        (0..2usize, 0..3usize, 1..1000u64, any::<bool>()).prop_map(|(family, label, v, facade)| Op::Count {
+            family,
+            label,
+            v,
+            facade
+        }),
         (0..3usize, -50..50i32, any::<bool>()).prop_map(|(label, d, facade)| Op::GaugeAdd { label, d, facade }),
         (-1000..1000i32).prop_map(|v| Op::GaugeSet { v }),
-        (0..3usize, 0..VALUES.len(), any::<bool>()).prop_map(|(label, value, facade)| Op::Observe { label, value, facade }),
+        (0..3usize, 0..VALUES.len(), any::<bool>()).prop_map(|(label, value, facade)| Op::Observe {
+            label,
+            value,
+            facade
+        }),
         (0..VALUES.len()).prop_map(|value| Op::Summary { value }),
     ]
 }
@@ -38,14 +64,21 @@ fn escape(v: &str) -> String {
 
 fn apply(m: &MetricsManager, thread: usize, op: &Op) {
     match *op {
-        Op::Count { family, label, v, facade: true } => {
-            metrics::counter!(COUNTERS[family], "l" => LABELS[label]).increment(v)
-        }
+        Op::Count {
+            family,
+            label,
+            v,
+            facade: true,
+        } => metrics::counter!(COUNTERS[family], "l" => LABELS[label]).increment(v),
         Op::Count { family, label, v, .. } => m.increment_counter(COUNTERS[family], v, &[LABELS[label]]).unwrap(),
         Op::GaugeAdd { label, d, facade: true } => metrics::gauge!("g", "l" => LABELS[label]).increment(f64::from(d)),
         Op::GaugeAdd { label, d, .. } => m.add_gauge("g", f64::from(d), &[LABELS[label]]).unwrap(),
         Op::GaugeSet { v } => m.set_gauge("g_set", f64::from(v), &[&thread.to_string()]).unwrap(),
-        Op::Observe { label, value, facade: true } => metrics::histogram!("h", "l" => LABELS[label]).record(VALUES[value]),
+        Op::Observe {
+            label,
+            value,
+            facade: true,
+        } => metrics::histogram!("h", "l" => LABELS[label]).record(VALUES[value]),
         Op::Observe { label, value, .. } => m.observe_histogram("h", VALUES[value], &[LABELS[label]]).unwrap(),
         Op::Summary { value } => m.observe_summary("s", VALUES[value], &[]).unwrap(),
     }
@@ -65,13 +98,19 @@ fn model(threads: &[Vec<Op>]) -> HashMap<String, f64> {
                 }
                 Op::GaugeAdd { label, d, .. } => add(format!("g{{l=\"{}\"}}", escape(LABELS[label])), f64::from(d)),
                 Op::GaugeSet { v } => {
-                    state.lock().unwrap().insert(format!("g_set{{thread=\"{t}\"}}"), f64::from(v));
+                    state
+                        .lock()
+                        .unwrap()
+                        .insert(format!("g_set{{thread=\"{t}\"}}"), f64::from(v));
                 }
                 Op::Observe { label, value, .. } => {
                     let l = escape(LABELS[label]);
                     let v = VALUES[value];
                     for b in BOUNDS {
-                        add(format!("h_bucket{{l=\"{l}\",le=\"{b}\"}}"), if v <= b { 1.0 } else { 0.0 });
+                        add(
+                            format!("h_bucket{{l=\"{l}\",le=\"{b}\"}}"),
+                            if v <= b { 1.0 } else { 0.0 },
+                        );
                     }
                     add(format!("h_bucket{{l=\"{l}\",le=\"+Inf\"}}"), 1.0);
                     add(format!("h_sum{{l=\"{l}\"}}"), v);

@@ -88,7 +88,11 @@ pub fn serve(manager: MetricsManager, addr: SocketAddr) -> io::Result<Exporter> 
             }
         });
     })?;
-    Ok(Exporter { addr, shutdown: Some(tx), thread: Some(thread) })
+    Ok(Exporter {
+        addr,
+        shutdown: Some(tx),
+        thread: Some(thread),
+    })
 }
 
 fn router(manager: MetricsManager) -> Router {
@@ -100,6 +104,9 @@ fn router(manager: MetricsManager) -> Router {
                 async move { ([(header::CONTENT_TYPE, TEXT_CONTENT_TYPE)], encode_text(&manager)) }
             }),
         )
-        .route("/health", get(|| async { ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "ok\n") }))
+        .route(
+            "/health",
+            get(|| async { ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "ok\n") }),
+        )
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found: try /metrics or /health\n").into_response() })
 }

@@ -17,7 +17,11 @@ pub fn encode_text(manager: &MetricsManager) -> String {
 
 /// Like [`encode_text`], appending to `out` (reuse one buffer across scrapes).
 pub fn encode_text_into(manager: &MetricsManager, out: &mut String) {
-    let mut enc = Encoder { out, labels: String::new(), name: String::new() };
+    let mut enc = Encoder {
+        out,
+        labels: String::new(),
+        name: String::new(),
+    };
     manager.visit(|family| enc.family(family));
 }
 
@@ -76,7 +80,12 @@ impl Encoder<'_> {
                 push_f64(self.out, v);
                 self.out.push('\n');
             }
-            SeriesValue::Histogram { bounds, cumulative, sum, count } => {
+            SeriesValue::Histogram {
+                bounds,
+                cumulative,
+                sum,
+                count,
+            } => {
                 let mut le = String::new();
                 for (i, c) in cumulative.iter().enumerate() {
                     le.clear();
@@ -90,7 +99,12 @@ impl Encoder<'_> {
                 }
                 self.sum_count(sum, count);
             }
-            SeriesValue::Summary { quantiles, values, sum, count } => {
+            SeriesValue::Summary {
+                quantiles,
+                values,
+                sum,
+                count,
+            } => {
                 let mut q = String::new();
                 for (quantile, v) in quantiles.iter().zip(values) {
                     q.clear();

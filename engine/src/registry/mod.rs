@@ -143,6 +143,9 @@ pub const FACADE_ERRORS_METRIC: &str = "mmo_metrics_facade_errors";
 /// Name of the self-metric counting collector panics.
 pub const COLLECTOR_PANICS_METRIC: &str = "mmo_metrics_collector_panics";
 
+/// Unit and help of a family described before it exists.
+type Description = (Option<metrics::Unit>, Arc<str>);
+
 /// All families of one [`crate::MetricsManager`].
 pub(crate) struct Registry {
     pub(crate) id: u64,
@@ -151,7 +154,7 @@ pub(crate) struct Registry {
     families: RwLock<Families>,
     arena: Mutex<(Option<Arc<CounterBlock>>, usize)>,
     /// `describe_*!` seen before the family exists: name → (unit, help).
-    pending: Mutex<HashMap<String, (Option<metrics::Unit>, Arc<str>)>>,
+    pending: Mutex<HashMap<String, Description>>,
     /// Facade problems already logged (logged once each).
     logged: Mutex<HashSet<String>>,
     self_metrics: OnceLock<SelfMetrics>,
@@ -172,8 +175,14 @@ fn sample_names(kind: MetricKind, name: &str) -> Vec<String> {
     match kind {
         MetricKind::Counter => vec![name.to_owned(), format!("{name}_total"), format!("{name}_created")],
         MetricKind::Gauge => vec![name.to_owned()],
-        MetricKind::Histogram => ["", "_bucket", "_sum", "_count", "_created"].iter().map(|s| format!("{name}{s}")).collect(),
-        MetricKind::Summary => ["", "_sum", "_count", "_created"].iter().map(|s| format!("{name}{s}")).collect(),
+        MetricKind::Histogram => ["", "_bucket", "_sum", "_count", "_created"]
+            .iter()
+            .map(|s| format!("{name}{s}"))
+            .collect(),
+        MetricKind::Summary => ["", "_sum", "_count", "_created"]
+            .iter()
+            .map(|s| format!("{name}{s}"))
+            .collect(),
     }
 }
 
@@ -208,8 +217,16 @@ pub(crate) fn check_summary(
     max_age: Duration,
     age_buckets: u32,
 ) -> Result<SummarySpec, MetricsError> {
-    let qs: &[f64] = if quantiles.is_empty() { &DEFAULT_QUANTILES } else { quantiles };
-    let err = |reason: &str, found: String| MetricsError::InvalidSummary { metric: metric.to_owned(), found, reason: reason.to_owned() };
+    let qs: &[f64] = if quantiles.is_empty() {
+        &DEFAULT_QUANTILES
+    } else {
+        quantiles
+    };
+    let err = |reason: &str, found: String| MetricsError::InvalidSummary {
+        metric: metric.to_owned(),
+        found,
+        reason: reason.to_owned(),
+    };
     if qs.iter().any(|q| !(0.0..=1.0).contains(q)) {
         return Err(err("quantiles must be within [0, 1]", format!("{quantiles:?}")));
     }
@@ -222,7 +239,11 @@ pub(crate) fn check_summary(
             format!("max age {max_age:?} in {age_buckets} buckets"),
         ));
     }
-    Ok(SummarySpec { quantiles: qs.into(), max_age, age_buckets })
+    Ok(SummarySpec {
+        quantiles: qs.into(),
+        max_age,
+        age_buckets,
+    })
 }
 
 fn next_registry_id() -> u64 {
@@ -237,14 +258,19 @@ impl Registry {
             id: next_registry_id(),
             config,
             layout,
-            families: RwLock::new(Families { by_name: BTreeMap::new(), samples: HashMap::new() }),
+            families: RwLock::new(Families {
+                by_name: BTreeMap::new(),
+                samples: HashMap::new(),
+            }),
             arena: Mutex::new((None, BLOCK_SERIES)),
             pending: Mutex::new(HashMap::new()),
             logged: Mutex::new(HashSet::new()),
             self_metrics: OnceLock::new(),
         });
         let counter = |name: &str, help: &str, label: &str| {
-            registry.register_family(name, help, &[label], Spec::Counter, true).expect("self-metric names are valid")
+            registry
+                .register_family(name, help, &[label], Spec::Counter, true)
+                .expect("self-metric names are valid")
         };
         let sm = SelfMetrics {
             overflow: counter(
@@ -257,7 +283,11 @@ impl Registry {
                 "`metrics` facade calls that could not be recorded (invalid name or labels, type conflict).",
                 "metric",
             ),
-            collector_panics: counter(COLLECTOR_PANICS_METRIC, "Custom collector runs that panicked.", "collector"),
+            collector_panics: counter(
+                COLLECTOR_PANICS_METRIC,
+                "Custom collector runs that panicked.",
+                "collector",
+            ),
         };
         let _ = registry.self_metrics.set(sm);
         registry
@@ -274,15 +304,25 @@ impl Registry {
     /// The family stored under `name` (for a counter, with or without `_total`).
     pub(crate) fn find(&self, kind: MetricKind, name: &str) -> Option<Arc<Family>> {
         let f = self.families();
-        f.by_name.get(name).or_else(|| f.by_name.get(canonical(kind, name))).cloned()
+        f.by_name
+            .get(name)
+            .or_else(|| f.by_name.get(canonical(kind, name)))
+            .cloned()
     }
 
     /// Looks a family up for recording, checking its type.
     pub(crate) fn lookup(&self, kind: MetricKind, name: &str) -> Result<Arc<Family>, MetricsError> {
         match self.find(kind, name) {
             Some(f) if f.kind() == kind => Ok(f),
-            Some(f) => Err(MetricsError::TypeConflict { metric: name.to_owned(), registered: f.kind(), requested: kind }),
-            None => Err(MetricsError::NotRegistered { metric: name.to_owned(), requested: kind }),
+            Some(f) => Err(MetricsError::TypeConflict {
+                metric: name.to_owned(),
+                registered: f.kind(),
+                requested: kind,
+            }),
+            None => Err(MetricsError::NotRegistered {
+                metric: name.to_owned(),
+                requested: kind,
+            }),
         }
     }
 
@@ -292,7 +332,13 @@ impl Registry {
     }
 
     /// Registers a family, or returns the one registered with the same definition.
-    pub(crate) fn register(&self, name: &str, help: &str, labels: &[&str], spec: Spec) -> Result<Arc<Family>, MetricsError> {
+    pub(crate) fn register(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        spec: Spec,
+    ) -> Result<Arc<Family>, MetricsError> {
         self.register_family(name, help, labels, spec, false)
     }
 
@@ -317,7 +363,11 @@ impl Registry {
         let existing = fams.by_name.get(base).or_else(|| fams.by_name.get(name)).cloned();
         if let Some(f) = existing {
             if f.kind() != kind {
-                return Err(MetricsError::TypeConflict { metric: name.to_owned(), registered: f.kind(), requested: kind });
+                return Err(MetricsError::TypeConflict {
+                    metric: name.to_owned(),
+                    registered: f.kind(),
+                    requested: kind,
+                });
             }
             if f.label_names.iter().map(|s| &**s).ne(labels.iter().copied()) {
                 return Err(MetricsError::DefinitionConflict {
@@ -341,15 +391,25 @@ impl Registry {
         let samples = sample_names(kind, base);
         for s in &samples {
             if let Some(other) = fams.samples.get(s) {
-                return Err(MetricsError::NameCollision { metric: name.to_owned(), sample: s.clone(), other: format!("metric `{other}`") });
+                return Err(MetricsError::NameCollision {
+                    metric: name.to_owned(),
+                    sample: s.clone(),
+                    other: format!("metric `{other}`"),
+                });
             }
         }
-        let (pending_unit, pending_help) = lock(&self.pending).remove(base).map_or((None, None), |(u, h)| (u, Some(h)));
+        let (pending_unit, pending_help) = lock(&self.pending)
+            .remove(base)
+            .map_or((None, None), |(u, h)| (u, Some(h)));
         let family = Arc::new(Family {
             name: base.into(),
             spec,
             label_names: labels.iter().map(|&l| l.into()).collect(),
-            help: Mutex::new(if help.is_empty() { pending_help } else { Some(help.into()) }),
+            help: Mutex::new(if help.is_empty() {
+                pending_help
+            } else {
+                Some(help.into())
+            }),
             unit: Mutex::new(pending_unit),
             series: Mutex::new(BTreeMap::new()),
             overflow: OnceLock::new(),

@@ -4,7 +4,10 @@ use crate::MetricsError;
 
 /// Checks a metric name against `[a-zA-Z_:][a-zA-Z0-9_:]*`.
 pub(crate) fn check_metric_name(name: &str) -> Result<(), MetricsError> {
-    let err = |reason: String| MetricsError::InvalidMetricName { name: name.to_owned(), reason };
+    let err = |reason: String| MetricsError::InvalidMetricName {
+        name: name.to_owned(),
+        reason,
+    };
     let mut chars = name.chars();
     match chars.next() {
         None => return Err(err("it is empty".into())),
@@ -46,7 +49,10 @@ pub(crate) fn check_label_names(metric: &str, labels: &[&str], reserved: Option<
             return Err(err(format!("`{label}` is added by the exposition of this type")));
         }
         if labels[..i].contains(&label) {
-            return Err(MetricsError::DuplicateLabelName { metric: metric.to_owned(), label: label.to_owned() });
+            return Err(MetricsError::DuplicateLabelName {
+                metric: metric.to_owned(),
+                label: label.to_owned(),
+            });
         }
     }
     Ok(())
@@ -70,7 +76,10 @@ mod tests {
     #[test]
     fn label_names() {
         check_label_names("m", &["a", "_b", "c9"], None).unwrap();
-        assert!(check_label_names("m", &["__x"], None).unwrap_err().to_string().contains("reserved"));
+        assert!(check_label_names("m", &["__x"], None)
+            .unwrap_err()
+            .to_string()
+            .contains("reserved"));
         assert!(check_label_names("m", &["a:b"], None).is_err());
         assert!(check_label_names("m", &["le"], Some("le")).is_err());
         assert_eq!(

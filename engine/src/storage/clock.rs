@@ -34,12 +34,16 @@ pub fn ensure_running() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         refresh();
-        let spawned = std::thread::Builder::new().name("mmo-metrics-clock".into()).spawn(|| loop {
-            std::thread::sleep(TICK);
-            refresh();
-        });
+        let spawned = std::thread::Builder::new()
+            .name("mmo-metrics-clock".into())
+            .spawn(|| loop {
+                std::thread::sleep(TICK);
+                refresh();
+            });
         if let Err(e) = spawned {
-            tracing::error!("mmo-metrics: cannot start the summary clock thread ({e}); summary windows advance only on scrapes");
+            tracing::error!(
+                "mmo-metrics: cannot start the summary clock thread ({e}); summary windows advance only on scrapes"
+            );
         }
     });
 }

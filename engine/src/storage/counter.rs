@@ -8,8 +8,8 @@
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::{add_u64, lines, Line, LINE_CELLS};
-use std::sync::Arc;
 use crate::shard::{Shard, ShardLayout};
+use std::sync::Arc;
 
 /// Series per block.
 pub(crate) const BLOCK_SERIES: usize = LINE_CELLS;
@@ -22,7 +22,10 @@ pub struct CounterBlock {
 
 impl CounterBlock {
     pub fn new(layout: ShardLayout) -> Self {
-        Self { layout, lines: lines(layout.shards as usize) }
+        Self {
+            layout,
+            lines: lines(layout.shards as usize),
+        }
     }
 }
 
@@ -56,7 +59,10 @@ impl CounterCell {
 
     /// The sum over shards.
     pub fn get(&self) -> u64 {
-        self.block.lines.iter().fold(0u64, |acc, l| acc.wrapping_add(l.cell(self.k as usize).load(Relaxed)))
+        self.block
+            .lines
+            .iter()
+            .fold(0u64, |acc, l| acc.wrapping_add(l.cell(self.k as usize).load(Relaxed)))
     }
 
     /// Raises the counter to at least `v` (the facade's `absolute`). Meant for one writer mirroring

@@ -8,8 +8,8 @@
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::{add_f64, add_u64, lines, Line, LINE_CELLS};
-use std::sync::Arc;
 use crate::shard::{Shard, ShardLayout};
+use std::sync::Arc;
 
 /// The cells of one histogram series.
 pub struct HistogramCells {
@@ -27,7 +27,12 @@ impl HistogramCells {
     pub fn new(layout: ShardLayout, bounds: Arc<[f64]>) -> Self {
         let cells = bounds.len() + 2;
         let lines_per_row = cells.div_ceil(LINE_CELLS);
-        Self { layout, bounds, lines_per_row, lines: lines(lines_per_row * layout.shards as usize) }
+        Self {
+            layout,
+            bounds,
+            lines_per_row,
+            lines: lines(lines_per_row * layout.shards as usize),
+        }
     }
 
     pub fn bounds(&self) -> &[f64] {

@@ -98,7 +98,10 @@ fn index(v: f64) -> Option<(usize, usize)> {
     let (octave, sub) = if exp > MAX_EXP {
         (OCTAVES - 1, SUB - 1)
     } else {
-        ((exp - MIN_EXP) as usize, ((bits >> (52 - SUB_BITS)) as usize) & (SUB - 1))
+        (
+            (exp - MIN_EXP) as usize,
+            ((bits >> (52 - SUB_BITS)) as usize) & (SUB - 1),
+        )
     };
     let slot = if bits >> 63 == 1 { OCTAVES + octave } else { octave };
     Some((slot, sub))
@@ -106,7 +109,11 @@ fn index(v: f64) -> Option<(usize, usize)> {
 
 /// The value a bucket answers with: the middle of its range.
 fn value_of(slot: usize, sub: usize) -> f64 {
-    let (neg, octave) = if slot >= OCTAVES { (true, slot - OCTAVES) } else { (false, slot) };
+    let (neg, octave) = if slot >= OCTAVES {
+        (true, slot - OCTAVES)
+    } else {
+        (false, slot)
+    };
     let base = 2f64.powi(octave as i32 + MIN_EXP);
     let v = base * (1.0 + (sub as f64 + 0.5) / SUB as f64);
     if neg {
@@ -299,9 +306,9 @@ impl SummaryCells {
 /// Buckets in value order: negative octaves from the largest magnitude down, then zero, then
 /// positive octaves up.
 fn ordered(counts: &[u64], zero: u64) -> impl Iterator<Item = (f64, u64)> + '_ {
-    let neg = (0..OCTAVES).rev().flat_map(move |o| {
-        (0..SUB).rev().map(move |s| (OCTAVES + o, s))
-    });
+    let neg = (0..OCTAVES)
+        .rev()
+        .flat_map(move |o| (0..SUB).rev().map(move |s| (OCTAVES + o, s)));
     let pos = (0..OCTAVES).flat_map(|o| (0..SUB).map(move |s| (o, s)));
     neg.map(|(slot, sub)| (slot, sub, counts[slot * SUB + sub]))
         .chain(std::iter::once((usize::MAX, 0, zero)))
@@ -352,7 +359,11 @@ mod tests {
     use super::*;
 
     fn spec(qs: &[f64]) -> SummarySpec {
-        SummarySpec { quantiles: qs.into(), max_age: Duration::from_secs(600), age_buckets: 5 }
+        SummarySpec {
+            quantiles: qs.into(),
+            max_age: Duration::from_secs(600),
+            age_buckets: 5,
+        }
     }
 
     fn exact(sorted: &[f64], q: f64) -> f64 {
@@ -390,7 +401,14 @@ mod tests {
 
     #[test]
     fn window_slides_out() {
-        let s = SummaryCells::new(ShardLayout::new(1), SummarySpec { age_buckets: 5, max_age: Duration::from_secs(5), ..spec(&[0.5]) });
+        let s = SummaryCells::new(
+            ShardLayout::new(1),
+            SummarySpec {
+                age_buckets: 5,
+                max_age: Duration::from_secs(5),
+                ..spec(&[0.5])
+            },
+        );
         let sh = ShardLayout::new(1).pick(0);
         s.observe_at(sh, 10.0, 0);
         let (mut scratch, mut out) = (Vec::new(), Vec::new());
