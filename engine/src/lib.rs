@@ -83,6 +83,7 @@ mod registry;
 mod shard;
 mod snapshot;
 mod storage;
+pub mod system;
 
 pub use collector::{MetricsCollector, RunningCollector};
 pub use error::MetricsError;

@@ -187,6 +187,12 @@ impl MetricsManager {
         self.registry.register(name, help, labels, Spec::Counter).map(drop)
     }
 
+    /// Registers a counter whose total is an `f64` set by a collector ([`Self::set_float_counter`]),
+    /// such as `process_cpu_seconds_total`. Exposed like any counter.
+    pub fn register_float_counter(&self, name: &str, help: &str, labels: &[&str]) -> Result<(), MetricsError> {
+        self.registry.register(name, help, labels, Spec::FloatCounter).map(drop)
+    }
+
     /// Registers a gauge.
     pub fn register_gauge(&self, name: &str, help: &str, labels: &[&str]) -> Result<(), MetricsError> {
         self.registry.register(name, help, labels, Spec::Gauge).map(drop)
@@ -242,7 +248,11 @@ impl MetricsManager {
     pub fn counter(&self, name: &str, values: &[&str]) -> Result<CounterHandle, MetricsError> {
         match self.resolve(MetricKind::Counter, name, values)? {
             Series::Counter(c) => Ok(CounterHandle(c)),
-            _ => unreachable!("a counter family holds counter series"),
+            _ => Err(MetricsError::DefinitionConflict {
+                metric: name.to_owned(),
+                registered: "a float counter (use set_float_counter)".into(),
+                requested: "an integer counter handle".into(),
+            }),
         }
     }
 
@@ -272,10 +282,24 @@ impl MetricsManager {
 
     /// Adds `value` to a counter series.
     pub fn increment_counter(&self, name: &str, value: u64, values: &[&str]) -> Result<(), MetricsError> {
-        self.with_series(MetricKind::Counter, name, values, |s| {
-            if let Series::Counter(c) = s {
-                c.add(value);
+        self.with_series(MetricKind::Counter, name, values, |s| match s {
+            Series::Counter(c) => c.add(value),
+            Series::FloatCounter(g) => g.add(value as f64),
+            _ => {}
+        })
+    }
+
+    /// Raises a counter series to `total` if it is larger: for counters kept elsewhere and read by
+    /// a collector (CPU seconds, bytes from the OS). A counter never goes down, so a smaller
+    /// `total` is ignored. Works on counters from [`Self::register_float_counter`] (exact `f64`)
+    /// and [`Self::register_counter`] (truncated to `u64`).
+    pub fn set_float_counter(&self, name: &str, total: f64, values: &[&str]) -> Result<(), MetricsError> {
+        self.with_series(MetricKind::Counter, name, values, |s| match s {
+            Series::FloatCounter(g) => g.raise(total),
+            Series::Counter(c) if total.is_finite() && total >= 0.0 => {
+                c.absolute_at(crate::shard::current(c.layout()), total as u64)
             }
+            _ => {}
         })
     }
 

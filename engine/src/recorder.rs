@@ -225,6 +225,13 @@ impl MetricsRecorder {
         }
         Ok(match self.registry.series(&family, &values)? {
             Series::Counter(c) => Resolved::Counter(Arc::new(FacadeCounter(CachePadded::new(c)))),
+            Series::FloatCounter(_) => {
+                return Err(MetricsError::DefinitionConflict {
+                    metric: name.to_owned(),
+                    registered: "a float counter set by a collector".into(),
+                    requested: "an integer counter from the `metrics` facade".into(),
+                })
+            }
             Series::Gauge(g) => Resolved::Gauge(Arc::new(FacadeGauge(CachePadded::new(g)))),
             Series::Histogram(h) => {
                 Resolved::Histogram(Arc::new(FacadeHistogram(CachePadded::new(Sink::Histogram(h)))))

@@ -49,6 +49,8 @@ impl fmt::Display for MetricKind {
 pub enum SeriesValue<'a> {
     /// A counter's total.
     Counter(u64),
+    /// The total of a counter kept as `f64` (e.g. CPU seconds, set by a collector).
+    FloatCounter(f64),
     /// A gauge's value.
     Gauge(f64),
     /// A histogram.
@@ -166,6 +168,7 @@ impl FamilyView<'_> {
             match series {
                 Series::Counter(c) => f(labels, SeriesValue::Counter(c.get())),
                 Series::Gauge(g) => f(labels, SeriesValue::Gauge(g.get())),
+                Series::FloatCounter(g) => f(labels, SeriesValue::FloatCounter(g.get())),
                 Series::Histogram(h) => {
                     let sum = h.snapshot(&mut s.u64s);
                     let count = *s.u64s.last().expect("+Inf bucket");

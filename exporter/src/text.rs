@@ -75,7 +75,7 @@ impl Encoder<'_> {
                 push_u64(self.out, v);
                 self.out.push('\n');
             }
-            SeriesValue::Gauge(v) => {
+            SeriesValue::Gauge(v) | SeriesValue::FloatCounter(v) => {
                 self.sample("", None);
                 push_f64(self.out, v);
                 self.out.push('\n');

@@ -49,6 +49,8 @@ pub(crate) struct Config {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Spec {
     Counter,
+    /// A counter whose `f64` total is read from elsewhere (CPU seconds) and set by a collector.
+    FloatCounter,
     Gauge,
     Histogram(Arc<[f64]>),
     Summary(SummarySpec),
@@ -57,7 +59,7 @@ pub(crate) enum Spec {
 impl Spec {
     pub(crate) fn kind(&self) -> MetricKind {
         match self {
-            Spec::Counter => MetricKind::Counter,
+            Spec::Counter | Spec::FloatCounter => MetricKind::Counter,
             Spec::Gauge => MetricKind::Gauge,
             Spec::Histogram(_) => MetricKind::Histogram,
             Spec::Summary(_) => MetricKind::Summary,
@@ -67,6 +69,8 @@ impl Spec {
     fn describe(&self) -> String {
         match self {
             Spec::Histogram(b) => format!("buckets {b:?}"),
+            Spec::FloatCounter => "a float counter".into(),
+            Spec::Counter => "an integer counter".into(),
             Spec::Summary(s) => format!(
                 "quantiles {:?}, max age {:?} in {} buckets",
                 s.quantiles, s.max_age, s.age_buckets
@@ -80,6 +84,8 @@ impl Spec {
 #[derive(Clone)]
 pub(crate) enum Series {
     Counter(CounterCell),
+    /// Monotonic `f64`, one cell (written by collectors, rarely).
+    FloatCounter(GaugeCell),
     Gauge(GaugeCell),
     Histogram(HistogramCell),
     Summary(SummaryCell),
@@ -451,6 +457,7 @@ impl Registry {
                 Series::Counter(CounterCell::new(Arc::clone(arena.0.as_ref().expect("set above")), k))
             }
             Spec::Gauge => Series::Gauge(GaugeCell::new()),
+            Spec::FloatCounter => Series::FloatCounter(GaugeCell::new()),
             Spec::Histogram(b) => Series::Histogram(Arc::new(HistogramCells::new(self.layout, Arc::clone(b)))),
             Spec::Summary(s) => Series::Summary(Arc::new(SummaryCells::new(self.layout, s.clone()))),
         }

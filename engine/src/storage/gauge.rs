@@ -29,6 +29,17 @@ impl GaugeCell {
         add_f64(&self.0, v, false);
     }
 
+    /// Raises the value to `v` if `v` is larger (a float counter never goes down).
+    pub fn raise(&self, v: f64) {
+        let mut cur = self.0.load(Relaxed);
+        while v > f64::from_bits(cur) {
+            match self.0.compare_exchange_weak(cur, v.to_bits(), Relaxed, Relaxed) {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+    }
+
     pub fn get(&self) -> f64 {
         f64::from_bits(self.0.load(Relaxed))
     }
