@@ -79,7 +79,7 @@ mod error;
 mod loom;
 mod manager;
 mod recorder;
-mod registry;
+pub(crate) mod registry;
 mod shard;
 mod snapshot;
 mod storage;
@@ -89,6 +89,7 @@ pub use collector::{MetricsCollector, RunningCollector};
 pub use error::MetricsError;
 pub use manager::{CounterHandle, GaugeHandle, HistogramHandle, MetricsManager, MetricsManagerBuilder, SummaryHandle};
 pub use recorder::MetricsRecorder;
+pub use registry::names::{check_label_names as validate_label_names, check_metric_name as validate_metric_name};
 pub use registry::{
     COLLECTOR_PANICS_METRIC, DEFAULT_BUCKETS, DEFAULT_QUANTILES, FACADE_ERRORS_METRIC, OVERFLOW_LABEL_VALUE,
     SERIES_OVERFLOW_METRIC,

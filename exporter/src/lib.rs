@@ -21,5 +21,7 @@
 mod http;
 mod text;
 
-pub use http::{serve, Exporter};
-pub use text::{encode_text, encode_text_into, TEXT_CONTENT_TYPE};
+pub use http::{
+    serve, Exporter, ExporterBuilder, ExporterError, SCRAPES_METRIC, SCRAPE_DURATION_METRIC, SERIES_METRIC,
+};
+pub use text::{encode_text, encode_text_into, encode_text_with, TEXT_CONTENT_TYPE};

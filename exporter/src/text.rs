@@ -17,16 +17,26 @@ pub fn encode_text(manager: &MetricsManager) -> String {
 
 /// Like [`encode_text`], appending to `out` (reuse one buffer across scrapes).
 pub fn encode_text_into(manager: &MetricsManager, out: &mut String) {
+    encode_text_with(manager, &[], out);
+}
+
+/// Like [`encode_text_into`], adding `global_labels` (e.g. `service`, `instance`) to every
+/// sample that does not carry a label of that name itself. The names must be valid label names
+/// (see [`mmo_metrics::validate_label_names`]); the values are escaped here.
+pub fn encode_text_with(manager: &MetricsManager, global_labels: &[(String, String)], out: &mut String) {
     let mut enc = Encoder {
         out,
         labels: String::new(),
         name: String::new(),
+        global: global_labels,
     };
     manager.visit(|family| enc.family(family));
 }
 
 struct Encoder<'a> {
     out: &'a mut String,
+    /// Labels added to every series.
+    global: &'a [(String, String)],
     /// `a="x",b="y"` of the current series.
     labels: String,
     /// Sample name of the current family.
@@ -62,6 +72,18 @@ impl Encoder<'_> {
         self.labels.clear();
         for (i, (k, v)) in labels.iter().enumerate() {
             if i > 0 {
+                self.labels.push(',');
+            }
+            self.labels.push_str(k);
+            self.labels.push_str("=\"");
+            escape_label_value(&mut self.labels, v);
+            self.labels.push('"');
+        }
+        for (k, v) in self.global {
+            if labels.iter().any(|(n, _)| n == k) {
+                continue;
+            }
+            if !self.labels.is_empty() {
                 self.labels.push(',');
             }
             self.labels.push_str(k);

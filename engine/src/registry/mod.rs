@@ -6,7 +6,7 @@
 //! so it can only delay the registration of a new series of that family, never a recording.
 
 pub(crate) mod labels;
-pub(crate) mod names;
+pub mod names;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

@@ -3,7 +3,7 @@
 use crate::MetricsError;
 
 /// Checks a metric name against `[a-zA-Z_:][a-zA-Z0-9_:]*`.
-pub(crate) fn check_metric_name(name: &str) -> Result<(), MetricsError> {
+pub fn check_metric_name(name: &str) -> Result<(), MetricsError> {
     let err = |reason: String| MetricsError::InvalidMetricName {
         name: name.to_owned(),
         reason,
@@ -23,8 +23,9 @@ pub(crate) fn check_metric_name(name: &str) -> Result<(), MetricsError> {
 }
 
 /// Checks label names: `[a-zA-Z_][a-zA-Z0-9_]*`, not `__*` (reserved), no duplicates, and not the
-/// names the exposition adds (`le` for histograms, `quantile` for summaries).
-pub(crate) fn check_label_names(metric: &str, labels: &[&str], reserved: Option<&str>) -> Result<(), MetricsError> {
+/// names the exposition adds (`le` for histograms, `quantile` for summaries) when `reserved` names
+/// one. `metric` only names the metric in the error.
+pub fn check_label_names(metric: &str, labels: &[&str], reserved: Option<&str>) -> Result<(), MetricsError> {
     for (i, &label) in labels.iter().enumerate() {
         let err = |reason: String| MetricsError::InvalidLabelName {
             metric: metric.to_owned(),
