@@ -7,11 +7,15 @@ use std::time::{Duration, Instant};
 
 use crate::MetricsManager;
 
+/// Self-metric: time each collector run took, by collector.
+pub const COLLECTOR_DURATION_METRIC: &str = "mmo_metrics_collector_duration_seconds";
+
 type CollectFn = Box<dyn FnMut(&MetricsManager) + Send>;
 
 /// Runs functions that set metrics (gauges of system state, usually) every interval, on a thread
 /// of its own.
 ///
+/// Each run's duration is recorded in `mmo_metrics_collector_duration_seconds{collector="…"}`.
 /// A collector that panics is caught: the panic is logged, counted in
 /// `mmo_metrics_collector_panics_total{collector="…"}`, and the loop goes on.
 pub struct MetricsCollector {
@@ -70,8 +74,17 @@ impl MetricsCollector {
     /// Runs every collector once, now, on this thread; returns how many panicked.
     pub fn collect_once(&mut self) -> usize {
         let mut panics = 0;
+        let _ = self.manager.register_histogram(
+            COLLECTOR_DURATION_METRIC,
+            "Time a collector run took, in seconds.",
+            &["collector"],
+            &[0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0],
+        );
         for (name, f) in &mut self.collectors {
-            if let Err(p) = catch_unwind(AssertUnwindSafe(|| f(&self.manager))) {
+            let started = Instant::now();
+            let result = catch_unwind(AssertUnwindSafe(|| f(&self.manager)));
+            let _ = self.manager.observe_histogram(COLLECTOR_DURATION_METRIC, started.elapsed().as_secs_f64(), &[name]);
+            if let Err(p) = result {
                 panics += 1;
                 let msg = p
                     .downcast_ref::<&str>()

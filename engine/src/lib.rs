@@ -85,7 +85,7 @@ mod snapshot;
 mod storage;
 pub mod system;
 
-pub use collector::{MetricsCollector, RunningCollector};
+pub use collector::{MetricsCollector, RunningCollector, COLLECTOR_DURATION_METRIC};
 pub use error::MetricsError;
 pub use manager::{CounterHandle, GaugeHandle, HistogramHandle, MetricsManager, MetricsManagerBuilder, SummaryHandle};
 pub use recorder::MetricsRecorder;

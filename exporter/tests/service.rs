@@ -1,0 +1,328 @@
+//! The `metrics` binary end to end: flags, HTTP, errors, signals, and a real Prometheus scraping it.
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_metrics");
+
+/// A child process killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
+}
+
+fn get(url: &str) -> (u16, String) {
+    match agent().get(url).call() {
+        Ok(mut r) => (r.status().as_u16(), r.body_mut().read_to_string().unwrap_or_default()),
+        Err(e) => (0, e.to_string()),
+    }
+}
+
+fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ok() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn start(args: &[&str]) -> (Proc, SocketAddr) {
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let child = Command::new(BIN)
+        .args(["--addr", &addr.to_string(), "--interval", "200ms"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the metrics binary");
+    let p = Proc(child);
+    wait_until("/health", Duration::from_secs(20), || {
+        get(&format!("http://{addr}/health")).0 == 200
+    });
+    (p, addr)
+}
+
+/// A tool the tests need; under MMO_REQUIRE_TOOLS (scripts/test.sh) its absence is a failure.
+fn tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("MMO_REQUIRE_TOOLS").is_none(),
+            "`{name}` is required (scripts/test.sh installs it)"
+        );
+        eprintln!("NOTICE: `{name}` not found; this check is not run (scripts/test.sh installs it)");
+    }
+    found
+}
+
+fn run_with_stdin(cmd: &mut Command, input: &str) -> Output {
+    use std::io::Write;
+    let mut c = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    c.wait_with_output().unwrap()
+}
+
+#[test]
+fn serves_metrics_with_content_type_gzip_and_errors() {
+    let (_p, addr) = start(&["--label", "service=gateway", "-log-level=debug"]);
+    let url = format!("http://{addr}/metrics");
+    wait_until("process metrics", Duration::from_secs(10), || {
+        get(&url).1.contains("process_cpu_seconds_total")
+    });
+    let mut r = agent().get(&url).call().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+    let text = r.body_mut().read_to_string().unwrap();
+    for family in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_virtual_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+        "process_threads",
+        "system_memory_alloc_bytes",
+        "system_memory_total_alloc_bytes",
+        "system_memory_sys_bytes",
+        "system_memory_heap_objects",
+        "system_goroutines",
+        "system_cpu_threads",
+        "mmo_metrics_series",
+        "mmo_metrics_collector_duration_seconds_bucket",
+    ] {
+        assert!(text.contains(&format!("\n{family}{{")), "no {family} in\n{text}");
+    }
+    assert!(text.contains("service=\"gateway\""), "{text}");
+    let heap: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("system_memory_alloc_bytes{service=\"gateway\"} "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(heap > 0.0, "the binary installs the counting allocator");
+
+    // gzip when asked.
+    let mut r = agent().get(&url).header("Accept-Encoding", "gzip").call().unwrap();
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    let mut raw = Vec::new();
+    r.body_mut().as_reader().read_to_end(&mut raw).unwrap();
+    let mut unzipped = String::new();
+    flate2::read::GzDecoder::new(&raw[..])
+        .read_to_string(&mut unzipped)
+        .unwrap();
+    assert!(unzipped.contains("# TYPE process_cpu_seconds_total counter\n"));
+
+    assert_eq!(get(&format!("http://{addr}/nope")).0, 404);
+    let post = agent().post(&url).send("").unwrap();
+    assert_eq!(post.status(), 405);
+
+    if let Some(promtool) = tool("promtool") {
+        let out = run_with_stdin(Command::new(promtool).args(["check", "metrics"]), &text);
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success(),
+            "promtool check metrics failed:\n{said}\n---\n{text}"
+        );
+    }
+    if let Some(python) = tool("python3") {
+        let script = "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as p\n\
+                      n = sum(len(f.samples) for f in p(sys.stdin.read()))\nprint(n)\n";
+        let out = run_with_stdin(Command::new(python).args(["-c", script]), &text);
+        assert!(
+            out.status.success(),
+            "python parser failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let n: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        let expected = text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).count();
+        assert_eq!(n, expected);
+    }
+}
+
+#[test]
+fn slow_clients_are_cut_off() {
+    use std::io::Write;
+    let (_p, addr) = start(&[]);
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n").unwrap(); // never finishes the headers
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(10), "connection held {waited:?}");
+    assert!(
+        waited >= Duration::from_secs(4),
+        "closed after {waited:?}, before the 5 s header timeout"
+    );
+}
+
+#[test]
+fn second_copy_on_the_same_port_fails_with_the_hint() {
+    let (_p, addr) = start(&[]);
+    let out = Command::new(BIN).args([&format!("-addr={addr}")]).output().unwrap();
+    assert!(!out.status.success());
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains(&format!("address {addr} is already in use")), "{said}");
+    assert!(said.contains(&format!("ss -ltnp | grep {}", addr.port())), "{said}");
+    assert!(
+        said.contains(&format!("netstat -tuln | grep {}", addr.port())),
+        "{said}"
+    );
+}
+
+#[test]
+fn bad_flags_name_the_flag_and_the_form() {
+    for (args, flag, form) in [
+        (vec!["-interval=5parsecs"], "--interval", "500ms"),
+        (vec!["--interval", "0s"], "--interval", "above zero"),
+        (vec!["-addr=nonsense"], "--addr", "HOST:PORT"),
+        (vec!["--label", "novalue"], "--label", "KEY=VALUE"),
+        (vec!["--log-level", "loud=="], "--log-level", "error, warn, info"),
+    ] {
+        let out = Command::new(BIN)
+            .args(&args)
+            .args(["--addr", "127.0.0.1:0"])
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {said}");
+        assert!(said.contains(flag) && said.contains(form), "{args:?}: {said}");
+    }
+}
+
+#[test]
+fn sigterm_and_sigint_stop_within_two_seconds() {
+    for sig in ["-TERM", "-INT"] {
+        let (mut p, _addr) = start(&[]);
+        let started = Instant::now();
+        assert!(Command::new("kill")
+            .args([sig, &p.0.id().to_string()])
+            .status()
+            .unwrap()
+            .success());
+        loop {
+            if let Some(status) = p.0.try_wait().unwrap() {
+                assert!(status.success(), "{sig}: exit {status}");
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "{sig}: still running after 2 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut log = String::new();
+        p.0.stdout.take().unwrap().read_to_string(&mut log).unwrap();
+        assert!(log.contains("received, stopping") && log.contains("stopped"), "{log}");
+    }
+}
+
+fn query(prom: SocketAddr, q: &str) -> serde_json::Value {
+    let mut r = agent()
+        .get(&format!("http://{prom}/api/v1/query"))
+        .query("query", q)
+        .call()
+        .unwrap();
+    serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
+}
+
+fn first_value(v: &serde_json::Value) -> Option<f64> {
+    v["data"]["result"].get(0)?["value"][1].as_str()?.parse().ok()
+}
+
+#[test]
+fn a_real_prometheus_scrapes_the_service() {
+    let Some(prometheus) = tool("prometheus") else { return };
+    let (_p, addr) = start(&["--label", "instance_name=test"]);
+    let dir = tempdir();
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: mmo_server\n    static_configs:\n      - targets: ['{addr}']\n"
+        ),
+    )
+    .unwrap();
+    let prom_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
+    let _prom = Proc(
+        Command::new(prometheus)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address={prom_addr}"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let plog = || std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
+    wait_until("Prometheus ready", Duration::from_secs(60), || {
+        get(&format!("http://{prom_addr}/-/ready")).0 == 200
+    });
+    let mut last = serde_json::Value::Null;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while first_value(&last) != Some(1.0) {
+        assert!(
+            Instant::now() < deadline,
+            "up{{job=\"mmo_server\"}} never became 1: {last}\n{}",
+            plog()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+        last = query(prom_addr, "up{job=\"mmo_server\"}");
+    }
+    let rss = query(
+        prom_addr,
+        "max(process_resident_memory_bytes{job=\"mmo_server\", instance_name=\"test\"})",
+    );
+    assert!(first_value(&rss).is_some_and(|v| v > 1e6), "{rss}");
+    let threads = query(prom_addr, "process_threads{job=\"mmo_server\"} >= 2");
+    assert!(first_value(&threads).is_some(), "{threads}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn tempdir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("mmo-metrics-prom-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
