@@ -83,7 +83,9 @@ impl MetricsCollector {
         for (name, f) in &mut self.collectors {
             let started = Instant::now();
             let result = catch_unwind(AssertUnwindSafe(|| f(&self.manager)));
-            let _ = self.manager.observe_histogram(COLLECTOR_DURATION_METRIC, started.elapsed().as_secs_f64(), &[name]);
+            let _ = self
+                .manager
+                .observe_histogram(COLLECTOR_DURATION_METRIC, started.elapsed().as_secs_f64(), &[name]);
             if let Err(p) = result {
                 panics += 1;
                 let msg = p

@@ -11,7 +11,7 @@
 //! (the macros pass `static` keys for literal names and labels, so a stored clone shares their
 //! name and label slices), then by value.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
@@ -59,6 +59,8 @@ enum Sink {
     Summary(SummaryCell),
 }
 struct FacadeHistogram(CachePadded<Sink>);
+/// A key that cannot be recorded: every use adds one to its `mmo_metrics_facade_errors_total` series.
+struct FacadeError(CachePadded<CounterCell>);
 
 impl CounterFn for FacadeCounter {
     #[inline]
@@ -105,27 +107,101 @@ impl HistogramFn for FacadeHistogram {
     }
 }
 
-/// What a cached key resolved to.
-#[derive(Clone)]
-enum Resolved {
-    Counter(Arc<FacadeCounter>),
-    Gauge(Arc<FacadeGauge>),
-    Histogram(Arc<FacadeHistogram>),
-    /// The key cannot be recorded: each use counts in this self-metric series.
-    Error(CounterCell),
+impl CounterFn for FacadeError {
+    fn increment(&self, _: u64) {
+        self.0.add(1);
+    }
+
+    fn absolute(&self, _: u64) {
+        self.0.add(1);
+    }
 }
 
-struct Entry {
-    registry: u64,
-    kind: MetricKind,
-    key: Key,
-    resolved: Resolved,
+impl GaugeFn for FacadeError {
+    fn increment(&self, _: f64) {
+        self.0.add(1);
+    }
+
+    fn decrement(&self, _: f64) {
+        self.0.add(1);
+    }
+
+    fn set(&self, _: f64) {
+        self.0.add(1);
+    }
 }
+
+impl HistogramFn for FacadeError {
+    fn record(&self, _: f64) {
+        self.0.add(1);
+    }
+}
+
+struct Entry<T> {
+    registry: u64,
+    key: Key,
+    handle: T,
+}
+
+/// Direct-mapped by the key's hash.
+struct Table<T>(Box<[Option<Entry<T>>]>);
 
 const SLOTS: usize = 1024;
 
+impl<T> Table<T> {
+    fn new() -> Self {
+        Self((0..SLOTS).map(|_| None).collect())
+    }
+}
+
+/// One thread's resolved facade handles.
+struct Caches {
+    counters: Table<Counter>,
+    gauges: Table<Gauge>,
+    histograms: Table<Histogram>,
+}
+
+/// `CACHES` after the thread's caches were freed (thread teardown): resolve without caching.
+const DEAD: *mut Caches = std::ptr::dangling_mut();
+
 thread_local! {
-    static CACHE: RefCell<Vec<Option<Entry>>> = const { RefCell::new(Vec::new()) };
+    /// This thread's caches: null until first use, [`DEAD`] once freed. Const-initialised and
+    /// without `Drop`, so the hot path reads it with one thread-local load and no state check.
+    static CACHES: Cell<*mut Caches> = const { Cell::new(std::ptr::null_mut()) };
+    /// Frees the caches when the thread exits.
+    static CACHES_GUARD: CachesGuard = const { CachesGuard };
+}
+
+struct CachesGuard;
+
+impl Drop for CachesGuard {
+    fn drop(&mut self) {
+        let p = CACHES.replace(DEAD);
+        if !p.is_null() && p != DEAD {
+            // SAFETY: `p` came from `Box::into_raw` in `caches`, and is no longer reachable through
+            // `CACHES`; no reference into it is held across calls (see `MetricsRecorder::cached`).
+            drop(unsafe { Box::from_raw(p) });
+        }
+    }
+}
+
+/// This thread's caches, allocating them on first use; null during thread teardown.
+#[cold]
+fn init_caches() -> *mut Caches {
+    let p = CACHES.get();
+    if p == DEAD || !p.is_null() {
+        return if p == DEAD { std::ptr::null_mut() } else { p };
+    }
+    if CACHES_GUARD.try_with(|_| ()).is_err() {
+        return std::ptr::null_mut();
+    }
+    let p = Box::into_raw(Box::new(Caches {
+        counters: Table::new(),
+        gauges: Table::new(),
+        histograms: Table::new(),
+    }));
+    CACHES.set(p);
+    p
 }
 
 #[inline(always)]
@@ -140,52 +216,89 @@ fn same_key(a: &Key, b: &Key) -> bool {
 }
 
 impl MetricsRecorder {
+    /// The handle for `key` from this thread's cache, resolving (and caching) it on a miss.
     #[inline(always)]
-    fn cached(&self, kind: MetricKind, key: &Key) -> Option<Resolved> {
-        CACHE
-            .try_with(|c| {
-                let c = c.borrow();
-                match c.get(key.get_hash() as usize & (SLOTS - 1)) {
-                    Some(Some(e)) if e.registry == self.registry.id && e.kind == kind && same_key(&e.key, key) => {
-                        Some(e.resolved.clone())
-                    }
-                    _ => None,
-                }
-            })
-            .ok()
-            .flatten()
-    }
-
-    #[cold]
-    fn resolve_and_cache(&self, kind: MetricKind, key: &Key) -> Resolved {
-        let resolved = match self.resolve(kind, key) {
-            Ok(r) => r,
-            Err(e) => {
-                self.registry.log_once(format!("`metrics` facade call dropped: {e}"));
-                let sm = &self.registry.self_metrics().facade_errors;
-                match self.registry.series(sm, &[key.name()]) {
-                    Ok(Series::Counter(c)) => Resolved::Error(c),
-                    _ => unreachable!("the facade error self-metric is a one-label counter"),
+    fn cached<T: Clone>(&self, key: &Key, table: fn(&mut Caches) -> &mut Table<T>, resolve: fn(&Self, &Key) -> T) -> T {
+        let mut p = CACHES.get();
+        if p.is_null() || p == DEAD {
+            p = init_caches();
+            if p.is_null() {
+                return resolve(self, key);
+            }
+        }
+        let i = key.get_hash() as usize & (SLOTS - 1);
+        {
+            // SAFETY:
+            // - `p` is this thread's live `Box<Caches>` (not null, not DEAD), freed only by this
+            //   thread's `CachesGuard` after `CACHES` stops pointing at it;
+            // - no other reference into it exists: every use is a short block like this one that
+            //   calls no code which could re-enter the cache (only key comparison and `clone`).
+            let t = table(unsafe { &mut *p });
+            if let Some(e) = &t.0[i] {
+                if e.registry == self.registry.id && same_key(&e.key, key) {
+                    return e.handle.clone();
                 }
             }
-        };
+        }
+        // Resolving may log, and a logger may record through the facade: no reference into the
+        // cache is held meanwhile.
+        let handle = resolve(self, key);
         let entry = Entry {
             registry: self.registry.id,
-            kind,
             key: key.clone(),
-            resolved: resolved.clone(),
+            handle: handle.clone(),
         };
-        let _ = CACHE.try_with(|c| {
-            let mut c = c.borrow_mut();
-            if c.is_empty() {
-                c.resize_with(SLOTS, || None);
-            }
-            c[key.get_hash() as usize & (SLOTS - 1)] = Some(entry);
-        });
-        resolved
+        // SAFETY: as above; the re-entrant calls during `resolve` have ended.
+        let old = std::mem::replace(&mut table(unsafe { &mut *p }).0[i], Some(entry));
+        drop(old);
+        handle
     }
 
-    fn resolve(&self, kind: MetricKind, key: &Key) -> Result<Resolved, MetricsError> {
+    /// The error handle for `key`, after logging the problem once.
+    fn error(&self, key: &Key, e: MetricsError) -> Arc<FacadeError> {
+        self.registry.log_once(format!("`metrics` facade call dropped: {e}"));
+        let sm = &self.registry.self_metrics().facade_errors;
+        match self.registry.series(sm, &[key.name()]) {
+            Ok(Series::Counter(c)) => Arc::new(FacadeError(CachePadded::new(c))),
+            _ => unreachable!("the facade error self-metric is a one-label counter"),
+        }
+    }
+
+    fn resolve_counter(&self, key: &Key) -> Counter {
+        match self.resolve(MetricKind::Counter, key) {
+            Ok(Series::Counter(c)) => Counter::from_arc(Arc::new(FacadeCounter(CachePadded::new(c)))),
+            Ok(_) => Counter::from_arc(self.error(
+                key,
+                MetricsError::DefinitionConflict {
+                    metric: key.name().to_owned(),
+                    registered: "a float counter set by a collector".into(),
+                    requested: "an integer counter from the `metrics` facade".into(),
+                },
+            )),
+            Err(e) => Counter::from_arc(self.error(key, e)),
+        }
+    }
+
+    fn resolve_gauge(&self, key: &Key) -> Gauge {
+        match self.resolve(MetricKind::Gauge, key) {
+            Ok(Series::Gauge(g)) => Gauge::from_arc(Arc::new(FacadeGauge(CachePadded::new(g)))),
+            Ok(_) => unreachable!("a gauge family holds gauge series"),
+            Err(e) => Gauge::from_arc(self.error(key, e)),
+        }
+    }
+
+    fn resolve_histogram(&self, key: &Key) -> Histogram {
+        let sink = match self.resolve(MetricKind::Histogram, key) {
+            Ok(Series::Histogram(h)) => Sink::Histogram(h),
+            Ok(Series::Summary(s)) => Sink::Summary(s),
+            Ok(_) => unreachable!("histogram families hold histogram or summary series"),
+            Err(e) => return Histogram::from_arc(self.error(key, e)),
+        };
+        Histogram::from_arc(Arc::new(FacadeHistogram(CachePadded::new(sink))))
+    }
+
+    /// The series a facade key names, registering its family with defaults when it is new.
+    fn resolve(&self, kind: MetricKind, key: &Key) -> Result<Series, MetricsError> {
         let name = key.name();
         let label_names: Vec<&str> = key.labels().map(|l| l.key()).collect();
         let family = match self.registry.find(kind, name) {
@@ -223,29 +336,7 @@ impl MetricsRecorder {
                 requested: format!("labels [{}]", label_names.join(", ")),
             });
         }
-        Ok(match self.registry.series(&family, &values)? {
-            Series::Counter(c) => Resolved::Counter(Arc::new(FacadeCounter(CachePadded::new(c)))),
-            Series::FloatCounter(_) => {
-                return Err(MetricsError::DefinitionConflict {
-                    metric: name.to_owned(),
-                    registered: "a float counter set by a collector".into(),
-                    requested: "an integer counter from the `metrics` facade".into(),
-                })
-            }
-            Series::Gauge(g) => Resolved::Gauge(Arc::new(FacadeGauge(CachePadded::new(g)))),
-            Series::Histogram(h) => {
-                Resolved::Histogram(Arc::new(FacadeHistogram(CachePadded::new(Sink::Histogram(h)))))
-            }
-            Series::Summary(s) => Resolved::Histogram(Arc::new(FacadeHistogram(CachePadded::new(Sink::Summary(s))))),
-        })
-    }
-
-    #[inline(always)]
-    fn get(&self, kind: MetricKind, key: &Key) -> Resolved {
-        match self.cached(kind, key) {
-            Some(r) => r,
-            None => self.resolve_and_cache(kind, key),
-        }
+        self.registry.series(&family, &values)
     }
 }
 
@@ -267,37 +358,16 @@ impl metrics::Recorder for MetricsRecorder {
 
     #[inline]
     fn register_counter(&self, key: &Key, _metadata: &Metadata<'_>) -> Counter {
-        match self.get(MetricKind::Counter, key) {
-            Resolved::Counter(c) => Counter::from_arc(c),
-            Resolved::Error(e) => {
-                e.add(1);
-                Counter::noop()
-            }
-            _ => unreachable!("cached by kind"),
-        }
+        self.cached(key, |c| &mut c.counters, Self::resolve_counter)
     }
 
     #[inline]
     fn register_gauge(&self, key: &Key, _metadata: &Metadata<'_>) -> Gauge {
-        match self.get(MetricKind::Gauge, key) {
-            Resolved::Gauge(g) => Gauge::from_arc(g),
-            Resolved::Error(e) => {
-                e.add(1);
-                Gauge::noop()
-            }
-            _ => unreachable!("cached by kind"),
-        }
+        self.cached(key, |c| &mut c.gauges, Self::resolve_gauge)
     }
 
     #[inline]
     fn register_histogram(&self, key: &Key, _metadata: &Metadata<'_>) -> Histogram {
-        match self.get(MetricKind::Histogram, key) {
-            Resolved::Histogram(h) => Histogram::from_arc(h),
-            Resolved::Error(e) => {
-                e.add(1);
-                Histogram::noop()
-            }
-            _ => unreachable!("cached by kind"),
-        }
+        self.cached(key, |c| &mut c.histograms, Self::resolve_histogram)
     }
 }

@@ -119,42 +119,50 @@ mod current {
     /// Spreads the threads that found no free slot over the shared shards.
     static OVERFLOW: StdAtomicU64 = StdAtomicU64::new(0);
 
-    struct SlotGuard(Cell<u32>);
+    thread_local! {
+        /// The slot, read on every write: const-initialised and without `Drop`, so reading it is
+        /// one thread-local load with no registration check.
+        static SLOT: Cell<u32> = const { Cell::new(UNCLAIMED) };
+        /// Gives the slot back when the thread exits.
+        static GUARD: SlotGuard = const { SlotGuard };
+    }
+
+    struct SlotGuard;
 
     impl Drop for SlotGuard {
         fn drop(&mut self) {
-            let slot = self.0.get();
+            // From now on this thread writes like a thread without a slot (shared shards).
+            let slot = SLOT.replace(MAX_SLOTS);
             if slot < MAX_SLOTS {
                 pool().release(slot);
             }
         }
     }
 
-    thread_local! {
-        static SLOT: SlotGuard = const { SlotGuard(Cell::new(UNCLAIMED)) };
-    }
-
     #[cold]
     fn claim() -> u32 {
-        pool()
-            .claim()
-            .unwrap_or_else(|| MAX_SLOTS + (OVERFLOW.fetch_add(1, Ordering::Relaxed) % u64::from(MAX_SLOTS)) as u32)
+        let slot = match pool().claim() {
+            // Registering the guard fails once the thread is being torn down: give the slot back.
+            Some(s) if GUARD.try_with(|_| ()).is_ok() => s,
+            Some(s) => {
+                pool().release(s);
+                MAX_SLOTS
+            }
+            None => MAX_SLOTS + (OVERFLOW.fetch_add(1, Ordering::Relaxed) % u64::from(MAX_SLOTS)) as u32,
+        };
+        SLOT.set(slot);
+        slot
     }
 
     /// The current thread's slot; claims one on first use.
     #[inline(always)]
     pub fn slot() -> u32 {
-        SLOT.try_with(|s| {
-            let v = s.0.get();
-            if v != UNCLAIMED {
-                return v;
-            }
-            let v = claim();
-            s.0.set(v);
+        let v = SLOT.get();
+        if v != UNCLAIMED {
             v
-        })
-        // During thread teardown the slot is gone: write like a thread without one.
-        .unwrap_or(MAX_SLOTS)
+        } else {
+            claim()
+        }
     }
 }
 
