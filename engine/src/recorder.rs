@@ -249,7 +249,7 @@ impl MetricsRecorder {
             handle: handle.clone(),
         };
         // SAFETY: as above; the re-entrant calls during `resolve` have ended.
-        let old = std::mem::replace(&mut table(unsafe { &mut *p }).0[i], Some(entry));
+        let old = table(unsafe { &mut *p }).0[i].replace(entry);
         drop(old);
         handle
     }
