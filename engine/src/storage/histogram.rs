@@ -49,8 +49,12 @@ impl HistogramCells {
     #[inline(always)]
     pub fn bucket(&self, v: f64) -> usize {
         let b = &*self.bounds;
-        if b.len() <= 16 {
-            b.iter().position(|&u| v <= u).unwrap_or(b.len())
+        if b.len() <= 32 {
+            // Branch-free (vectorised) count of the bounds below `v`; `!(v <= u)` also counts every
+            // bound for NaN, which sends it to +Inf. A search whose exit depends on the value
+            // mispredicts when values vary.
+            #[allow(clippy::neg_cmp_op_on_partial_ord)]
+            b.iter().filter(|&&u| !(v <= u)).count()
         } else {
             let i = b.partition_point(|&u| u < v);
             // NaN compares false everywhere: partition_point returns 0, so send it to +Inf.
@@ -104,5 +108,22 @@ impl HistogramCells {
             *c = acc;
         }
         sum
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_search_agrees_short_and_long() {
+        for n in [0usize, 1, 3, 11, 32, 33, 100] {
+            let bounds: Arc<[f64]> = (0..n).map(|i| i as f64 * 0.5).collect();
+            let h = HistogramCells::new(ShardLayout::new(1), bounds.clone());
+            for v in [-1.0, 0.0, 0.25, 0.5, 0.75, 3.0, 49.5, 1e9, f64::INFINITY, f64::NEG_INFINITY, f64::NAN] {
+                let want = if v.is_nan() { n } else { bounds.iter().position(|&u| v <= u).unwrap_or(n) };
+                assert_eq!(h.bucket(v), want, "n={n} v={v}");
+            }
+        }
     }
 }
