@@ -43,10 +43,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     };
 
-    let manager = MetricsManager::builder()
-        .shards(SHARDS)
-        .series_limit(2_000_000)
-        .build();
+    let manager = MetricsManager::builder().shards(SHARDS).series_limit(2_000_000).build();
     manager
         .register_counter("player_events", "Events per player.", &["zone", "player"])
         .expect("register player_events");

@@ -229,7 +229,11 @@ fn collector_runs_every_interval_and_survives_panics() {
     assert_eq!(runs.load(Ordering::SeqCst), after, "no run after drop");
     assert!(value(&m, "ticks").unwrap() >= 5.0);
     let panics = value(&m, "mmo_metrics_collector_panics_total{collector=\"flaky\"}").unwrap();
-    let runs_timed = value(&m, "mmo_metrics_collector_duration_seconds_count{collector=\"collector_1\"}").unwrap();
+    let runs_timed = value(
+        &m,
+        "mmo_metrics_collector_duration_seconds_count{collector=\"collector_1\"}",
+    )
+    .unwrap();
     assert!(runs_timed >= 5.0, "{runs_timed}");
     assert!(panics >= 5.0, "{panics}");
 }

@@ -29,6 +29,8 @@ pub fn encode_text_with(manager: &MetricsManager, global_labels: &[(String, Stri
         labels: String::new(),
         name: String::new(),
         global: global_labels,
+        le: Vec::new(),
+        le_of: std::ptr::null(),
     };
     manager.visit(|family| enc.family(family));
 }
@@ -37,6 +39,9 @@ struct Encoder<'a> {
     out: &'a mut String,
     /// Labels added to every series.
     global: &'a [(String, String)],
+    /// Formatted `le` values of the bounds at `le_of`, then `+Inf`.
+    le: Vec<String>,
+    le_of: *const f64,
     /// `a="x",b="y"` of the current series.
     labels: String,
     /// Sample name of the current family.
@@ -108,17 +113,24 @@ impl Encoder<'_> {
                 sum,
                 count,
             } => {
-                let mut le = String::new();
-                for (i, c) in cumulative.iter().enumerate() {
-                    le.clear();
-                    match bounds.get(i) {
-                        Some(b) => push_f64(&mut le, *b),
-                        None => le.push_str("+Inf"),
+                // The bounds are the family's: format them once per family, not per series.
+                if self.le.len() != bounds.len() + 1 || self.le_of != bounds.as_ptr() {
+                    self.le.clear();
+                    for b in bounds {
+                        let mut le = String::new();
+                        push_f64(&mut le, *b);
+                        self.le.push(le);
                     }
-                    self.sample("_bucket", Some(("le", &le)));
+                    self.le.push("+Inf".into());
+                    self.le_of = bounds.as_ptr();
+                }
+                let le = std::mem::take(&mut self.le);
+                for (c, le) in cumulative.iter().zip(&le) {
+                    self.sample("_bucket", Some(("le", le)));
                     push_u64(self.out, *c);
                     self.out.push('\n');
                 }
+                self.le = le;
                 self.sum_count(sum, count);
             }
             SeriesValue::Summary {
@@ -182,7 +194,8 @@ pub(crate) fn push_f64(out: &mut String, v: f64) {
         out.push_str("NaN");
     } else if v.is_infinite() {
         out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
-    } else if v.fract() == 0.0 && v.abs() < 9.007_199_254_740_992e15 {
+    } else if v.abs() < 9.007_199_254_740_992e15 && v == (v as i64) as f64 {
+        // An integer (exactly representable): print it without a fraction, as Prometheus does.
         out.push_str(itoa::Buffer::new().format(v as i64));
     } else {
         out.push_str(ryu::Buffer::new().format_finite(v));

@@ -120,8 +120,24 @@ mod tests {
         for n in [0usize, 1, 3, 11, 32, 33, 100] {
             let bounds: Arc<[f64]> = (0..n).map(|i| i as f64 * 0.5).collect();
             let h = HistogramCells::new(ShardLayout::new(1), bounds.clone());
-            for v in [-1.0, 0.0, 0.25, 0.5, 0.75, 3.0, 49.5, 1e9, f64::INFINITY, f64::NEG_INFINITY, f64::NAN] {
-                let want = if v.is_nan() { n } else { bounds.iter().position(|&u| v <= u).unwrap_or(n) };
+            for v in [
+                -1.0,
+                0.0,
+                0.25,
+                0.5,
+                0.75,
+                3.0,
+                49.5,
+                1e9,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                f64::NAN,
+            ] {
+                let want = if v.is_nan() {
+                    n
+                } else {
+                    bounds.iter().position(|&u| v <= u).unwrap_or(n)
+                };
                 assert_eq!(h.bucket(v), want, "n={n} v={v}");
             }
         }
