@@ -5,16 +5,19 @@
 #   ADDR defaults to :9100 (every interface, port 9100; or $METRICS_ADDR); 127.0.0.1:9200 listens
 #   on loopback only.
 #
-# Runs the `metrics` service binary (exporter/src/bin/metrics.rs) built in release mode; in a tree
-# without that binary it falls back to the example exporter (exporter/examples/serve.rs, the same
-# as `cargo run --release -p mmo-metrics-exporter --example serve -- -addr=ADDR`).
-# Waits until /health answers, prints the URL, and refuses to start a second copy.
-# Log: logs/metrics.log. Pid: logs/metrics.pid. Stop it with scripts/stop_metrics.sh.
+# Builds the `metrics` service (exporter/src/bin/metrics.rs) in release mode when needed, installs
+# it as bin/metrics, starts it in the background, waits until /health answers, prints the URL, and
+# refuses to start a second copy. Log: logs/metrics.log. Pid: logs/metrics.pid.
+# Stop it with scripts/stop_metrics.sh.
+#
+# Environment: METRICS_RUN_DIR (where bin/ and logs/ go; default: the repository), METRICS_BIN
+# (install this binary instead of building one), METRICS_START_TIMEOUT (seconds, default 30).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$(pwd)
-log_dir="$root/logs"
+run_dir="${METRICS_RUN_DIR:-$root}"
+log_dir="$run_dir/logs"
 log_file="$log_dir/metrics.log"
 pid_file="$log_dir/metrics.pid"
 wait_secs="${METRICS_START_TIMEOUT:-30}"
@@ -96,21 +99,23 @@ if health; then
     exit 1
 fi
 
-target_dir=${CARGO_TARGET_DIR:-$root/target}
-if [ -f exporter/src/bin/metrics.rs ]; then
-    what="the metrics service"
-    build=(cargo build --release -p mmo-metrics-exporter --bin metrics)
-    bin="$target_dir/release/metrics"
+what="the metrics service"
+mkdir -p "$run_dir/bin"
+bin="$run_dir/bin/metrics"
+if [ -n "${METRICS_BIN:-}" ]; then
+    built=$METRICS_BIN
 else
-    what="the example exporter (no metrics service binary in this tree)"
-    build=(cargo build --release -p mmo-metrics-exporter --example serve)
-    bin="$target_dir/release/examples/serve"
+    target_dir=${CARGO_TARGET_DIR:-$root/target}
+    echo "start_metrics.sh: building $what (cargo build --release -p mmo-metrics-exporter --bin metrics)"
+    cargo build --release -p mmo-metrics-exporter --bin metrics
+    built="$target_dir/release/metrics"
 fi
-echo "start_metrics.sh: building $what (${build[*]})"
-"${build[@]}"
-if [ ! -x "$bin" ]; then
-    echo "start_metrics.sh: built binary not found at $bin" >&2
+if [ ! -x "$built" ]; then
+    echo "start_metrics.sh: built binary not found at $built" >&2
     exit 1
+fi
+if ! cmp -s "$built" "$bin"; then
+    install -m 755 "$built" "$bin.new" && mv -f "$bin.new" "$bin"
 fi
 
 {

@@ -4,7 +4,8 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-pid_file="logs/metrics.pid"
+run_dir="${METRICS_RUN_DIR:-.}"
+pid_file="$run_dir/logs/metrics.pid"
 wait_secs="${METRICS_STOP_TIMEOUT:-10}"
 
 # Alive: signalable and not a zombie waiting for a parent that does not reap.
@@ -31,7 +32,7 @@ if ! alive "$pid"; then
     exit 0
 fi
 # Never signal a process that merely reused the pid.
-if [ -r "/proc/$pid/cmdline" ] && ! tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q 'serve\|metrics'; then
+if [ -r "/proc/$pid/cmdline" ] && ! tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q 'metrics'; then
     echo "stop_metrics.sh: pid $pid is not the metrics exporter ($(tr '\0' ' ' <"/proc/$pid/cmdline")); removing the stale $pid_file" >&2
     rm -f "$pid_file"
     exit 1
@@ -54,4 +55,4 @@ if alive "$pid"; then
     echo "stop_metrics.sh: pid $pid could not be stopped" >&2
     exit 1
 fi
-echo "stop_metrics.sh: stopped (pid $pid); log in logs/metrics.log"
+echo "stop_metrics.sh: stopped (pid $pid); log in $run_dir/logs/metrics.log"
