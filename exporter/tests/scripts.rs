@@ -28,7 +28,11 @@ fn script(name: &str, run_dir: &Path, args: &[&str]) -> Output {
 }
 
 fn said(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 #[test]
@@ -41,9 +45,17 @@ fn start_refuses_a_second_copy_and_stop_stops_by_pid_file() {
 
     let out = script("start_metrics.sh", &run_dir, &[&addr, "-interval=1s"]);
     assert!(out.status.success(), "{}", said(&out));
-    assert!(said(&out).contains(&format!("http://127.0.0.1:{port}/metrics")), "{}", said(&out));
+    assert!(
+        said(&out).contains(&format!("http://127.0.0.1:{port}/metrics")),
+        "{}",
+        said(&out)
+    );
     assert!(run_dir.join("bin/metrics").is_file(), "installed as bin/metrics");
-    let pid: u32 = std::fs::read_to_string(run_dir.join("logs/metrics.pid")).unwrap().trim().parse().unwrap();
+    let pid: u32 = std::fs::read_to_string(run_dir.join("logs/metrics.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert!(Path::new(&format!("/proc/{pid}")).exists());
     let log = std::fs::read_to_string(run_dir.join("logs/metrics.log")).unwrap();
     assert!(log.contains("metrics service listening on"), "{log}");
@@ -58,7 +70,10 @@ fn start_refuses_a_second_copy_and_stop_stops_by_pid_file() {
     assert!(!run_dir.join("logs/metrics.pid").exists());
     std::thread::sleep(Duration::from_millis(100));
     let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    assert!(state.is_empty() || state.split(' ').nth(2) == Some("Z"), "pid {pid} still runs: {state}");
+    assert!(
+        state.is_empty() || state.split(' ').nth(2) == Some("Z"),
+        "pid {pid} still runs: {state}"
+    );
     let log = std::fs::read_to_string(run_dir.join("logs/metrics.log")).unwrap();
     assert!(log.contains("SIGTERM received, stopping"), "{log}");
 
