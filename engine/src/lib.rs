@@ -76,6 +76,7 @@
 
 mod collector;
 mod error;
+pub mod families;
 mod loom;
 mod manager;
 mod recorder;

@@ -431,3 +431,15 @@ fn key_hash(registry: u64, kind: MetricKind, name: &str, values: &[&str]) -> u64
     }
     h.finish()
 }
+
+macro_rules! opaque_debug {
+    ($($t:ident),*) => {$(
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($t)).finish_non_exhaustive()
+            }
+        }
+    )*};
+}
+
+opaque_debug!(CounterHandle, GaugeHandle, HistogramHandle, SummaryHandle);

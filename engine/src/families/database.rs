@@ -1,0 +1,76 @@
+//! `database_operations_total{operation,table}`, `database_query_time{operation,table}`,
+//! `database_errors_total{operation}`.
+
+use super::{Timer, SECONDS_BUCKETS};
+use crate::{CounterHandle, HistogramHandle, MetricsError, MetricsManager};
+
+/// Database metrics.
+#[derive(Clone, Debug)]
+pub struct DatabaseMetrics {
+    manager: MetricsManager,
+}
+
+/// Handles for one (operation, table).
+#[derive(Clone)]
+pub struct DatabaseOp {
+    ops: CounterHandle,
+    time: HistogramHandle,
+    errors: CounterHandle,
+}
+
+impl std::fmt::Debug for DatabaseOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseOp").finish_non_exhaustive()
+    }
+}
+
+impl DatabaseMetrics {
+    /// Registers the family.
+    pub fn register(m: &MetricsManager) -> Result<Self, MetricsError> {
+        m.register_counter(
+            "database_operations_total",
+            "Database operations by operation and table.",
+            &["operation", "table"],
+        )?;
+        m.register_histogram(
+            "database_query_time",
+            "Database query time in seconds.",
+            &["operation", "table"],
+            &SECONDS_BUCKETS,
+        )?;
+        m.register_counter("database_errors_total", "Database errors by operation.", &["operation"])?;
+        Ok(Self { manager: m.clone() })
+    }
+
+    /// Handles for `operation` (e.g. `select`) on `table`.
+    pub fn handles(&self, operation: &str, table: &str) -> Result<DatabaseOp, MetricsError> {
+        Ok(DatabaseOp {
+            ops: self.manager.counter("database_operations_total", &[operation, table])?,
+            time: self.manager.histogram("database_query_time", &[operation, table])?,
+            errors: self.manager.counter("database_errors_total", &[operation])?,
+        })
+    }
+}
+
+impl DatabaseOp {
+    /// Counts one operation that took `seconds`, and an error when `ok` is false.
+    #[inline]
+    pub fn done(&self, seconds: f64, ok: bool) {
+        self.ops.increment(1);
+        self.time.record(seconds);
+        if !ok {
+            self.errors.increment(1);
+        }
+    }
+
+    /// Counts one operation now and times it until the timer drops (errors: [`Self::error`]).
+    pub fn timer(&self) -> Timer {
+        self.ops.increment(1);
+        Timer::new(self.time.clone())
+    }
+
+    /// Counts one error.
+    pub fn error(&self) {
+        self.errors.increment(1);
+    }
+}
