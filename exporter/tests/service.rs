@@ -1,98 +1,12 @@
 //! The `metrics` binary end to end: flags, HTTP, errors, signals, and a real Prometheus scraping it.
 
+mod support;
+
 use std::io::Read;
-use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_metrics");
-
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into()
-}
-
-fn get(url: &str) -> (u16, String) {
-    match agent().get(url).call() {
-        Ok(mut r) => (r.status().as_u16(), r.body_mut().read_to_string().unwrap_or_default()),
-        Err(e) => (0, e.to_string()),
-    }
-}
-
-fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !ok() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn start(args: &[&str]) -> (Proc, SocketAddr) {
-    let port = free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let child = Command::new(BIN)
-        .args(["--addr", &addr.to_string(), "--interval", "200ms"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the metrics binary");
-    let p = Proc(child);
-    wait_until("/health", Duration::from_secs(20), || {
-        get(&format!("http://{addr}/health")).0 == 200
-    });
-    (p, addr)
-}
-
-/// A tool the tests need; under MMO_REQUIRE_TOOLS (scripts/test.sh) its absence is a failure.
-fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(name))
-            .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var_os("MMO_REQUIRE_TOOLS").is_none(),
-            "`{name}` is required (scripts/test.sh installs it)"
-        );
-        eprintln!("NOTICE: `{name}` not found; this check is not run (scripts/test.sh installs it)");
-    }
-    found
-}
-
-fn run_with_stdin(cmd: &mut Command, input: &str) -> Output {
-    use std::io::Write;
-    let mut c = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    c.wait_with_output().unwrap()
-}
+use support::*;
 
 #[test]
 fn serves_metrics_with_content_type_gzip_and_errors() {
@@ -258,59 +172,12 @@ fn sigterm_and_sigint_stop_within_two_seconds() {
     }
 }
 
-fn query(prom: SocketAddr, q: &str) -> serde_json::Value {
-    let mut r = agent()
-        .get(&format!("http://{prom}/api/v1/query"))
-        .query("query", q)
-        .call()
-        .unwrap();
-    serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
-}
-
-fn first_value(v: &serde_json::Value) -> Option<f64> {
-    v["data"]["result"].get(0)?["value"][1].as_str()?.parse().ok()
-}
-
 #[test]
 fn a_real_prometheus_scrapes_the_service() {
     let Some(prometheus) = tool("prometheus") else { return };
     let (_p, addr) = start(&["--label", "instance_name=test"]);
-    let dir = tempdir();
-    let config = dir.join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: mmo_server\n    static_configs:\n      - targets: ['{addr}']\n"
-        ),
-    )
-    .unwrap();
-    let prom_addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-    let _prom = Proc(
-        Command::new(prometheus)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-            .arg(format!("--web.listen-address={prom_addr}"))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
-    let plog = || std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default();
-    wait_until("Prometheus ready", Duration::from_secs(60), || {
-        get(&format!("http://{prom_addr}/-/ready")).0 == 200
-    });
-    let mut last = serde_json::Value::Null;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while first_value(&last) != Some(1.0) {
-        assert!(
-            Instant::now() < deadline,
-            "up{{job=\"mmo_server\"}} never became 1: {last}\n{}",
-            plog()
-        );
-        std::thread::sleep(Duration::from_millis(250));
-        last = query(prom_addr, "up{job=\"mmo_server\"}");
-    }
+    let prom = Prometheus::start(&prometheus, addr);
+    let prom_addr = prom.addr;
     let rss = query(
         prom_addr,
         "max(process_resident_memory_bytes{job=\"mmo_server\", instance_name=\"test\"})",
@@ -318,11 +185,4 @@ fn a_real_prometheus_scrapes_the_service() {
     assert!(first_value(&rss).is_some_and(|v| v > 1e6), "{rss}");
     let threads = query(prom_addr, "process_threads{job=\"mmo_server\"} >= 2");
     assert!(first_value(&threads).is_some(), "{threads}");
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn tempdir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("mmo-metrics-prom-{}-{}", std::process::id(), free_port()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }

@@ -1,0 +1,183 @@
+//! Helpers shared by the tests that run the `metrics` binary and a real Prometheus.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_metrics");
+
+/// A child process killed on drop.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into()
+}
+
+pub fn get(url: &str) -> (u16, String) {
+    match agent().get(url).call() {
+        Ok(mut r) => (r.status().as_u16(), r.body_mut().read_to_string().unwrap_or_default()),
+        Err(e) => (0, e.to_string()),
+    }
+}
+
+pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ok() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn start(args: &[&str]) -> (Proc, SocketAddr) {
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let child = Command::new(BIN)
+        .args(["--addr", &addr.to_string()])
+        .args(if args.contains(&"--interval") {
+            &[][..]
+        } else {
+            &["--interval", "200ms"][..]
+        })
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the metrics binary");
+    let p = Proc(child);
+    wait_until("/health", Duration::from_secs(20), || {
+        get(&format!("http://{addr}/health")).0 == 200
+    });
+    (p, addr)
+}
+
+/// A tool the tests need; under MMO_REQUIRE_TOOLS (scripts/test.sh) its absence is a failure.
+pub fn tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("MMO_REQUIRE_TOOLS").is_none(),
+            "`{name}` is required (scripts/test.sh installs it)"
+        );
+        eprintln!("NOTICE: `{name}` not found; this check is not run (scripts/test.sh installs it)");
+    }
+    found
+}
+
+pub fn run_with_stdin(cmd: &mut Command, input: &str) -> Output {
+    use std::io::Write;
+    let mut c = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    c.wait_with_output().unwrap()
+}
+
+pub fn query(prom: SocketAddr, q: &str) -> serde_json::Value {
+    let mut r = agent()
+        .get(&format!("http://{prom}/api/v1/query"))
+        .query("query", q)
+        .call()
+        .unwrap();
+    serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
+}
+
+pub fn first_value(v: &serde_json::Value) -> Option<f64> {
+    v["data"]["result"].get(0)?["value"][1].as_str()?.parse().ok()
+}
+
+pub fn tempdir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("mmo-metrics-prom-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A Prometheus on loopback with a temporary config (job `mmo_server`, 1 s scrapes) and storage;
+/// killed and cleaned up on drop.
+pub struct Prometheus {
+    pub addr: SocketAddr,
+    dir: PathBuf,
+    _proc: Proc,
+}
+
+impl Prometheus {
+    /// Starts it scraping `target`, and waits until `up{job="mmo_server"}` is 1.
+    pub fn start(binary: &std::path::Path, target: SocketAddr) -> Self {
+        let dir = tempdir();
+        let config = dir.join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: mmo_server\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
+        let proc = Proc(
+            Command::new(binary)
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+                .arg(format!("--web.listen-address={addr}"))
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+        let me = Self { addr, dir, _proc: proc };
+        wait_until("Prometheus ready", Duration::from_secs(60), || {
+            get(&format!("http://{addr}/-/ready")).0 == 200
+        });
+        let mut last = serde_json::Value::Null;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while first_value(&last) != Some(1.0) {
+            assert!(
+                Instant::now() < deadline,
+                "up{{job=\"mmo_server\"}} never became 1: {last}\n{}",
+                me.log()
+            );
+            std::thread::sleep(Duration::from_millis(250));
+            last = query(addr, "up{job=\"mmo_server\"}");
+        }
+        me
+    }
+
+    /// What Prometheus logged.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self._proc.0.kill();
+        let _ = self._proc.0.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
