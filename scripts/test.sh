@@ -58,6 +58,13 @@ install_tools() {
     fi
     command -v promtool >/dev/null 2>&1 || { log "test.sh: promtool still missing after install" >&2; return 1; }
 
+    command -v prometheus >/dev/null 2>&1 || apt_install prometheus
+    if ! command -v chromium >/dev/null 2>&1; then
+        log "test.sh: chromium missing (the live view test renders the page); installing the Debian package"
+        apt_install chromium
+    fi
+    command -v chromium >/dev/null 2>&1 || { log "test.sh: chromium still missing after install" >&2; return 1; }
+
     if ! command -v "$MMO_PYTHON" >/dev/null 2>&1; then
         log "test.sh: $MMO_PYTHON missing; installing python3"
         apt_install python3
@@ -108,7 +115,7 @@ bench_build() {
         cargo bench -p mmo-metrics-benches --no-run
 }
 
-step "install test tools (promtool, prometheus_client)" install_tools
+step "install test tools (prometheus, promtool, prometheus_client, chromium)" install_tools
 step "cargo fmt --check" cargo fmt --all -- --check
 step "cargo clippy -D warnings" cargo clippy --workspace --all-targets -- -D warnings
 step "cargo doc -D warnings" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps

@@ -1,4 +1,5 @@
-//! The HTTP endpoint: `GET /metrics`, `GET /health`, 404 and 405 for the rest.
+//! The HTTP endpoint: `GET /metrics`, `GET /health`, the live view at `GET /`, 404 and 405 for
+//! the rest.
 //!
 //! One exporter thread runs a single-threaded tokio runtime with hyper. Encoding runs on that
 //! runtime's blocking pool (at most one thread, started on demand), so a long encode of a large
@@ -30,6 +31,9 @@ use crate::text::{encode_text_with, TEXT_CONTENT_TYPE};
 
 /// How long a stopping exporter waits for open connections before it drops them.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
+
+/// The live view at `GET /`: one self-contained page that polls `/metrics` and draws charts.
+const LIVE_VIEW: &str = include_str!("assets/live.html");
 
 /// Self-metric: scrape durations.
 pub const SCRAPE_DURATION_METRIC: &str = "mmo_metrics_scrape_duration_seconds";
@@ -333,10 +337,19 @@ fn router(state: Arc<Shared>, request_timeout: Duration) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route(
+            "/",
+            get(|| async { ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], LIVE_VIEW) }),
+        )
+        .route(
             "/health",
             get(|| async { ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "ok\n") }),
         )
-        .fallback(|| async { (StatusCode::NOT_FOUND, "not found: try /metrics or /health\n") })
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                "not found: try /metrics, /health or / (live view)\n",
+            )
+        })
         .with_state(state)
         .layer(CompressionLayer::new().gzip(true).no_br().no_deflate().no_zstd())
         .layer(TimeoutLayer::with_status_code(
