@@ -74,6 +74,7 @@
 #![cfg_attr(not(loom), deny(missing_docs))]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+mod batch;
 mod collector;
 mod error;
 pub mod families;
@@ -86,6 +87,7 @@ mod snapshot;
 mod storage;
 pub mod system;
 
+pub use batch::{BatchCounter, BatchHistogram, TickBatch, BATCH_HISTOGRAM_BUFFER};
 pub use collector::{MetricsCollector, RunningCollector, COLLECTOR_DURATION_METRIC};
 pub use error::MetricsError;
 pub use manager::{CounterHandle, GaugeHandle, HistogramHandle, MetricsManager, MetricsManagerBuilder, SummaryHandle};

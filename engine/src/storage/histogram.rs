@@ -90,6 +90,17 @@ impl HistogramCells {
         self.record_n_at(crate::shard::current(self.layout), v, n);
     }
 
+    /// Records many observations from the current thread: one pass of bucket adds, one sum add.
+    pub fn record_slice(&self, values: &[f64]) {
+        let shard = crate::shard::current(self.layout);
+        let mut sum = 0.0;
+        for &v in values {
+            add_u64(self.cell(shard.index, self.bucket(v)), 1, shard.exclusive);
+            sum += v;
+        }
+        add_f64(self.cell(shard.index, self.bounds.len() + 1), sum, shard.exclusive);
+    }
+
     /// Cumulative bucket counts (the last one is `+Inf` and equals the count) and the sum.
     pub fn snapshot(&self, cumulative: &mut Vec<u64>) -> f64 {
         let n = self.bounds.len() + 1;
