@@ -1,0 +1,168 @@
+//! Recording while a large registry is scraped in a loop: two threads record (a counter
+//! increment and a histogram record per operation) on their own series while a third thread
+//! encodes a 100k-series registry over and over; against the same two threads with no scraper.
+//!
+//! The machine has two cores, so a third busy thread takes CPU time from the recorders whatever
+//! the library does. `cpu` cases therefore time each recorder by its own thread CPU time
+//! (`getrusage(RUSAGE_THREAD)`): the cost of interference (shared cache lines, locks, memory
+//! bandwidth) without the time-slicing. `wall` cases give the plain wall-clock figure for
+//! reference. Figures are ns per operation per thread (the slower of the two threads).
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use metrics_exporter_prometheus::PrometheusBuilder;
+use mmo_metrics::MetricsManager;
+
+const SERIES: usize = 100_000;
+const MMO: &str = "mmo";
+const PEER: &str = "metrics-exporter-prometheus";
+
+fn thread_cpu() -> Duration {
+    // SAFETY: `getrusage` writes into the zeroed struct we pass; RUSAGE_THREAD is valid on Linux.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) };
+    assert_eq!(rc, 0, "getrusage(RUSAGE_THREAD)");
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// Two recorders doing `iters` operations each; returns the slower one's CPU or wall time.
+fn run<F: Fn(usize, u64) + Sync>(iters: u64, cpu: bool, op: &F) -> Duration {
+    let barrier = Barrier::new(2);
+    thread::scope(|s| {
+        let hs: Vec<_> = (0..2)
+            .map(|t| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    for i in 0..1000 {
+                        op(t, i);
+                    }
+                    barrier.wait();
+                    let (c0, w0) = (thread_cpu(), Instant::now());
+                    for i in 0..iters {
+                        op(t, i);
+                    }
+                    if cpu {
+                        thread_cpu() - c0
+                    } else {
+                        w0.elapsed()
+                    }
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).max().unwrap()
+    })
+}
+
+/// Runs `scrape` in a loop on its own thread while `f` runs.
+fn while_scraping<T>(scrape: impl Fn() + Send + Sync + 'static, f: impl FnOnce() -> T) -> (T, u64) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = Arc::clone(&stop);
+    let h = thread::spawn(move || {
+        let mut n = 0u64;
+        while !s.load(Ordering::Relaxed) {
+            scrape();
+            n += 1;
+        }
+        n
+    });
+    let out = f();
+    stop.store(true, Ordering::Relaxed);
+    (out, h.join().unwrap())
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("scrape_interference");
+    g.measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1))
+        .sample_size(20);
+
+    // Ours: a 100k-series registry plus the two threads' own series.
+    let m = MetricsManager::builder().series_limit(SERIES * 2).build();
+    m.register_counter("big", "", &["id"]).unwrap();
+    for i in 0..SERIES {
+        m.counter("big", &[&i.to_string()]).unwrap().increment(1);
+    }
+    m.register_counter("hot", "", &["t"]).unwrap();
+    m.register_histogram("hot_seconds", "", &["t"], &[]).unwrap();
+    let hot: Vec<_> = (0..2)
+        .map(|t| {
+            (
+                m.counter("hot", &[&t.to_string()]).unwrap(),
+                m.histogram("hot_seconds", &[&t.to_string()]).unwrap(),
+            )
+        })
+        .collect();
+    let ours = |t: usize, i: u64| {
+        hot[t].0.increment(1);
+        hot[t].1.record(black_box((i & 31) as f64 * 0.01));
+    };
+
+    // The peer: the same shape through its recorder's handles.
+    let peer_rec = PrometheusBuilder::new()
+        .set_buckets(&mmo_metrics::DEFAULT_BUCKETS)
+        .unwrap()
+        .build_recorder();
+    let peer_handle = peer_rec.handle();
+    let peer_hot: Vec<_> = metrics::with_local_recorder(&peer_rec, || {
+        for i in 0..SERIES {
+            metrics::counter!("big", "id" => i.to_string()).increment(1);
+        }
+        (0..2)
+            .map(|t| {
+                (
+                    metrics::counter!("hot", "t" => t.to_string()),
+                    metrics::histogram!("hot_seconds", "t" => t.to_string()),
+                )
+            })
+            .collect()
+    });
+    let peer = |t: usize, i: u64| {
+        peer_hot[t].0.increment(1);
+        peer_hot[t].1.record(black_box((i & 31) as f64 * 0.01));
+    };
+
+    for cpu in [true, false] {
+        let clock = if cpu { "cpu" } else { "wall" };
+        g.bench_function(format!("{clock}/quiet/{MMO}"), |b| {
+            b.iter_custom(|iters| run(iters, cpu, &ours))
+        });
+        let m2 = m.clone();
+        let (_, scrapes) = while_scraping(
+            move || {
+                black_box(mmo_metrics_exporter::encode_text(&m2));
+            },
+            || {
+                g.bench_function(format!("{clock}/scraping_100k/{MMO}"), |b| {
+                    b.iter_custom(|iters| run(iters, cpu, &ours))
+                })
+            },
+        );
+        eprintln!("{clock}/{MMO}: {scrapes} scrapes of {SERIES} series during the run");
+        g.bench_function(format!("{clock}/quiet/{PEER}"), |b| {
+            b.iter_custom(|iters| run(iters, cpu, &peer))
+        });
+        let h2 = peer_handle.clone();
+        let (_, scrapes) = while_scraping(
+            move || {
+                black_box(h2.render());
+            },
+            || {
+                g.bench_function(format!("{clock}/scraping_100k/{PEER}"), |b| {
+                    b.iter_custom(|iters| run(iters, cpu, &peer))
+                })
+            },
+        );
+        eprintln!("{clock}/{PEER}: {scrapes} scrapes of {SERIES} series during the run");
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
