@@ -80,26 +80,7 @@ fn dashboards_are_importable() {
         .flat_map(|n| exprs(&load(n)))
         .map(|(_, e)| e)
         .collect();
-    for family in [
-        "system_memory_alloc_bytes",
-        "system_memory_total_alloc_bytes",
-        "system_memory_sys_bytes",
-        "system_memory_heap_objects",
-        "system_goroutines",
-        "system_cpu_threads",
-        "connection_count",
-        "connection_rate",
-        "connection_errors_total",
-        "messages_total",
-        "message_size_bytes",
-        "message_process_time",
-        "redis_operations_total",
-        "redis_errors_total",
-        "redis_connection_pool",
-        "database_operations_total",
-        "database_query_time",
-        "database_errors_total",
-    ] {
+    for family in SYSTEM_FAMILIES.into_iter().chain(MMO_FAMILIES) {
         assert!(all.contains(family), "no panel shows {family}");
     }
     for q in ["0.5", "0.95", "0.99"] {

@@ -1,25 +1,16 @@
 //! `metrics --demo`: every MMO family present and moving within seconds; SIGTERM stops it.
 
+mod support;
+
 use std::collections::HashMap;
-use std::io::Read;
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const FAMILIES: [&str; 12] = [
-    "connection_count",
-    "connection_rate",
-    "connection_errors_total",
-    "messages_total",
-    "message_size_bytes",
-    "message_process_time",
-    "redis_operations_total",
-    "redis_errors_total",
-    "redis_connection_pool",
-    "database_operations_total",
-    "database_query_time",
-    "database_errors_total",
-];
+use support::stop_with;
+use support::MMO_FAMILIES;
+
+const FAMILIES: [&str; 12] = MMO_FAMILIES;
 
 fn scrape(url: &str) -> String {
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -96,24 +87,6 @@ fn demo_feeds_every_family() {
     assert!(second["connection_count"] > 0.0);
     assert!(second["redis_connection_pool"] >= 16.0, "{second:?}");
 
-    let started = Instant::now();
-    assert!(Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success());
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "{status}");
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "demo still running 3 s after SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let mut log = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut log).unwrap();
+    let log = stop_with(&mut child, "-TERM", Duration::from_secs(3));
     assert!(log.contains("demo: 40 simulated players"), "{log}");
 }

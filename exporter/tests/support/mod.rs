@@ -181,3 +181,52 @@ impl Drop for Prometheus {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// The seed's system family.
+pub const SYSTEM_FAMILIES: [&str; 6] = [
+    "system_memory_alloc_bytes",
+    "system_memory_total_alloc_bytes",
+    "system_memory_sys_bytes",
+    "system_memory_heap_objects",
+    "system_goroutines",
+    "system_cpu_threads",
+];
+
+/// The seed's MMO families (connection, message, Redis, database), as exposed.
+pub const MMO_FAMILIES: [&str; 12] = [
+    "connection_count",
+    "connection_rate",
+    "connection_errors_total",
+    "messages_total",
+    "message_size_bytes",
+    "message_process_time",
+    "redis_operations_total",
+    "redis_errors_total",
+    "redis_connection_pool",
+    "database_operations_total",
+    "database_query_time",
+    "database_errors_total",
+];
+
+/// Sends `signal` (e.g. `-TERM`) to `child`, asserts that it exits successfully within `limit`,
+/// and returns what it printed on stdout.
+pub fn stop_with(child: &mut Child, signal: &str, limit: Duration) -> String {
+    use std::io::Read;
+    let started = Instant::now();
+    assert!(Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{signal}: exit {status}");
+            break;
+        }
+        assert!(started.elapsed() < limit, "{signal}: still running after {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut log = String::new();
+    child.stdout.take().unwrap().read_to_string(&mut log).unwrap();
+    log
+}
