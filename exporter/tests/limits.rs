@@ -60,7 +60,7 @@ fn health_answers_during_a_long_encode_and_scrapes_coalesce() {
         assert_eq!(status(addr, "/health"), 200);
         let health = t.elapsed();
         assert!(
-            health < one_encode / 2 || health < Duration::from_millis(20),
+            health < one_encode / 2 || health < Duration::from_millis(50),
             "/health took {health:?} while one encode takes {one_encode:?}"
         );
         for h in scrapes {
