@@ -1,0 +1,253 @@
+//! `metrics`: the collection service. Collects process and system metrics every interval and
+//! serves them to Prometheus on `/metrics`.
+//!
+//! Flags as the seed writes them (`-addr=:9200 -interval=5s`) or in the usual forms
+//! (`--addr 127.0.0.1:9200`, `--interval=5s`).
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use mmo_metrics::{system, MetricsCollector, MetricsManager};
+use mmo_metrics_exporter::{ExporterBuilder, ExporterError};
+
+#[global_allocator]
+static ALLOC: system::CountingAllocator = system::CountingAllocator::system();
+
+/// The mmo-metrics collection service: system metrics for Prometheus on /metrics.
+#[derive(Parser, Debug)]
+#[command(
+    name = "metrics",
+    version,
+    about = "The mmo-metrics collection service: process and system metrics for Prometheus on /metrics.",
+    after_help = "The seed's single-dash forms work too: metrics -addr=:9200 -interval=5s"
+)]
+struct Args {
+    /// Address to listen on: HOST:PORT, or :PORT for all interfaces.
+    #[arg(long, default_value = ":9100", value_parser = parse_addr)]
+    addr: SocketAddr,
+    /// How often to collect system metrics, e.g. 500ms, 5s, 1m.
+    #[arg(long, default_value = "10s", value_parser = parse_interval)]
+    interval: Duration,
+    /// A label added to every sample, KEY=VALUE (repeatable), e.g. --label service=gateway.
+    #[arg(long = "label", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+    /// Log level: error, warn, info, debug or trace (or a tracing filter).
+    #[arg(long, default_value = "info")]
+    log_level: String,
+    /// Also run a simulated MMO server (players over loopback TCP, Redis and database calls), so
+    /// every metric family has live data.
+    #[arg(long)]
+    demo: bool,
+    /// Simulated players with --demo.
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..))]
+    demo_players: u16,
+}
+
+const LONG_FLAGS: [&str; 6] = ["addr", "interval", "label", "log-level", "demo", "demo-players"];
+
+/// Accepts the seed's single-dash long flags (`-addr=:9200`) by adding the second dash.
+fn normalise(args: impl Iterator<Item = String>) -> Vec<String> {
+    args.map(|a| match a.strip_prefix('-') {
+        Some(rest) if !rest.starts_with('-') && LONG_FLAGS.contains(&rest.split('=').next().unwrap_or("")) => {
+            format!("--{rest}")
+        }
+        _ => a,
+    })
+    .collect()
+}
+
+fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    let expected = "expected HOST:PORT or :PORT, e.g. :9100 or 127.0.0.1:9100";
+    let full = if s.starts_with(':') {
+        format!("0.0.0.0{s}")
+    } else {
+        s.to_owned()
+    };
+    full.to_socket_addrs()
+        .map_err(|e| format!("{expected} ({e})"))?
+        .next()
+        .ok_or_else(|| format!("{expected} (`{s}` resolves to no address)"))
+}
+
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("expected a duration such as 500ms, 5s or 1m ({e})"))?;
+    if d.is_zero() {
+        return Err("expected a duration above zero, such as 500ms, 5s or 1m".into());
+    }
+    Ok(d)
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or("expected KEY=VALUE, e.g. service=gateway")?;
+    mmo_metrics::validate_label_names("--label", &[k], None).map_err(|e| e.to_string())?;
+    Ok((k.to_owned(), v.to_owned()))
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse_from(normalise(std::env::args()));
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level).unwrap_or_else(|e| {
+        eprintln!(
+            "metrics: invalid --log-level `{}`: {e}; expected error, warn, info, debug or trace",
+            args.log_level
+        );
+        std::process::exit(2);
+    });
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(ansi)
+        .init();
+
+    let signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot install the SIGINT/SIGTERM handlers: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let manager = MetricsManager::new();
+    if let Err(e) = manager.install() {
+        tracing::warn!("{e}");
+    }
+    let mut builder = ExporterBuilder::new(manager.clone()).address(args.addr);
+    for (k, v) in &args.labels {
+        builder = builder.global_label(k, v);
+    }
+    let exporter = match builder.serve() {
+        Ok(e) => e,
+        Err(ExporterError::Bind { addr, source }) if source.kind() == std::io::ErrorKind::AddrInUse => {
+            let port = addr.port();
+            tracing::error!(
+                "address {addr} is already in use: another process listens on port {port}; find it with \
+                 `ss -ltnp | grep {port}` or `netstat -tuln | grep {port}`, stop it, or start with another \
+                 address, e.g. -addr=:{}",
+                port.wrapping_add(100)
+            );
+            return ExitCode::from(1);
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(1);
+        }
+    };
+    system::register_tokio_runtime("exporter", exporter.runtime());
+    let mut collector = MetricsCollector::new(manager.clone(), args.interval);
+    collector.add_named_collector("process", system::process_collector());
+    collector.add_named_collector("system", system::system_collector());
+    let demo = if args.demo {
+        match mmo_metrics_exporter::demo::start(&manager, usize::from(args.demo_players)) {
+            Ok((demo, conns)) => {
+                collector.add_named_collector("connections", move |_: &MetricsManager| {
+                    conns.update_rate();
+                });
+                tracing::info!(
+                    "demo: {} simulated players on the game server at {}",
+                    args.demo_players,
+                    demo.addr()
+                );
+                Some(demo)
+            }
+            Err(e) => {
+                tracing::error!("demo: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    } else {
+        None
+    };
+    let running = collector.start();
+    let addr = exporter.local_addr();
+    let shown = if addr.ip().is_unspecified() {
+        format!("localhost:{}", addr.port())
+    } else {
+        addr.to_string()
+    };
+    tracing::info!(
+        "metrics service listening on {addr}: http://{shown}/metrics (collecting every {})",
+        humantime::format_duration(args.interval)
+    );
+
+    let signal = signals.wait();
+    tracing::info!("{signal} received, stopping");
+    drop(demo);
+    drop(running);
+    exporter.stop();
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}
+
+/// SIGINT and SIGTERM handlers, installed before the service starts so that a signal sent as soon
+/// as it answers is never lost.
+struct Signals {
+    rt: tokio::runtime::Runtime,
+    #[cfg(unix)]
+    streams: (tokio::signal::unix::Signal, tokio::signal::unix::Signal),
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        #[cfg(unix)]
+        let streams = {
+            use tokio::signal::unix::{signal, SignalKind};
+            let _guard = rt.enter();
+            (signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?)
+        };
+        Ok(Self {
+            rt,
+            #[cfg(unix)]
+            streams,
+        })
+    }
+
+    /// Blocks until SIGINT or SIGTERM; returns its name.
+    fn wait(mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            let (int, term) = &mut self.streams;
+            self.rt.block_on(async {
+                tokio::select! {
+                    _ = int.recv() => "SIGINT",
+                    _ = term.recv() => "SIGTERM",
+                }
+            })
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = self.rt.block_on(tokio::signal::ctrl_c());
+            "Ctrl-C"
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_style_flags() {
+        let a = normalise(
+            ["metrics", "-addr=:9200", "-interval=5s", "--label", "a=b", "-h"]
+                .map(String::from)
+                .into_iter(),
+        );
+        assert_eq!(a, ["metrics", "--addr=:9200", "--interval=5s", "--label", "a=b", "-h"]);
+        let args = Args::parse_from(a[..5].to_vec());
+        assert_eq!(args.addr, "0.0.0.0:9200".parse().unwrap());
+        assert_eq!(args.interval, Duration::from_secs(5));
+        assert_eq!(args.labels, vec![("a".to_owned(), "b".to_owned())]);
+    }
+
+    #[test]
+    fn bad_values_name_the_form() {
+        assert!(parse_addr("nonsense").unwrap_err().contains("HOST:PORT"));
+        assert!(parse_interval("5 parsecs").unwrap_err().contains("500ms"));
+        assert!(parse_interval("0s").is_err());
+        assert_eq!(parse_interval("1m").unwrap(), Duration::from_secs(60));
+        assert!(parse_label("novalue").unwrap_err().contains("KEY=VALUE"));
+        assert!(parse_label("__x=1").is_err());
+    }
+}
