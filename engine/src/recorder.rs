@@ -28,6 +28,8 @@ use crate::{MetricKind, MetricsError, MetricsManager};
 #[derive(Clone)]
 pub struct MetricsRecorder {
     registry: Arc<Registry>,
+    /// `registry.id`, kept here so a cache hit does not follow the `Arc`.
+    id: u64,
 }
 
 impl std::fmt::Debug for MetricsRecorder {
@@ -42,6 +44,7 @@ impl MetricsManager {
     pub fn recorder(&self) -> MetricsRecorder {
         MetricsRecorder {
             registry: Arc::clone(&self.registry),
+            id: self.registry.id,
         }
     }
 
@@ -235,7 +238,7 @@ impl MetricsRecorder {
             //   calls no code which could re-enter the cache (only key comparison and `clone`).
             let t = table(unsafe { &mut *p });
             if let Some(e) = &t.0[i] {
-                if e.registry == self.registry.id && same_key(&e.key, key) {
+                if e.registry == self.id && same_key(&e.key, key) {
                     return e.handle.clone();
                 }
             }
@@ -244,7 +247,7 @@ impl MetricsRecorder {
         // cache is held meanwhile.
         let handle = resolve(self, key);
         let entry = Entry {
-            registry: self.registry.id,
+            registry: self.id,
             key: key.clone(),
             handle: handle.clone(),
         };
