@@ -48,6 +48,12 @@ impl std::fmt::Debug for RunningCollector {
 impl MetricsCollector {
     /// A collector for `manager` that runs every `interval` (the seed's default is 10 s).
     pub fn new(manager: MetricsManager, interval: Duration) -> Self {
+        let _ = manager.register_histogram(
+            COLLECTOR_DURATION_METRIC,
+            "Time a collector run took, in seconds.",
+            &["collector"],
+            &[0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0],
+        );
         Self {
             manager,
             interval: interval.max(Duration::from_millis(1)),
@@ -74,12 +80,6 @@ impl MetricsCollector {
     /// Runs every collector once, now, on this thread; returns how many panicked.
     pub fn collect_once(&mut self) -> usize {
         let mut panics = 0;
-        let _ = self.manager.register_histogram(
-            COLLECTOR_DURATION_METRIC,
-            "Time a collector run took, in seconds.",
-            &["collector"],
-            &[0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0],
-        );
         for (name, f) in &mut self.collectors {
             let started = Instant::now();
             let result = catch_unwind(AssertUnwindSafe(|| f(&self.manager)));
