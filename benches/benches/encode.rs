@@ -1,24 +1,41 @@
-//! Exposition cost: `mmo_metrics_exporter::encode_text` against metrics-exporter-prometheus 0.18's
-//! `PrometheusHandle::render`, on registries of the same shape.
+//! Exposition cost, ms per scrape, on registries of the same shape in four libraries:
 //!
-//! - `encode/10k_counters_1k_histograms`: 1,000 counter names × 10 values of one label (10,000
+//! - mmo: `mmo_metrics_exporter::encode_text(&manager)` (Prometheus text 0.0.4);
+//! - metrics-exporter-prometheus 0.18: `PrometheusHandle::render()`;
+//! - prometheus 0.14 (tikv): `TextEncoder::encode_to_string(&registry.gather())`;
+//! - prometheus-client 0.25: `encoding::text::encode(&mut String, &registry)` (OpenMetrics text).
+//!
+//! Shapes:
+//!
+//! - `encode_10k_counters_1k_histograms`: 1,000 counter names × 10 values of one label (10,000
 //!   series) and 100 histogram names × 10 values of one label (1,000 series, default buckets),
 //!   every series with values recorded.
-//! - `encode/100k_counters`: 1,000 counter names × 100 values of one label (100,000 series).
+//! - `encode_100k_counters`: 1,000 counter names × 100 values of one label (100,000 series).
 //!
-//! The peer is built with the default buckets configured, so it renders histograms (not
-//! summaries), as ours does. Its histograms keep raw samples until a render drains them; the
-//! samples are recorded once before the benchmark, so every render after the first drains nothing
-//! and the figure is the steady-state cost of a scrape.
+//! Every library holds the same names, label values, counts and observations (prometheus-client
+//! appends `_total` to counter names itself, so its counters are registered without it).
+//! metrics-exporter-prometheus is built with the default buckets configured, so it renders
+//! histograms (not summaries), as the others do; its histograms keep raw samples until a render
+//! drains them, so one render runs before timing and the figure is a steady-state scrape.
+//!
+//! **Allocations per scrape**: the binary's global allocator is a switchable counting allocator
+//! (`mmo_metrics_benches::CountingAlloc`, one relaxed load per call while off, so it does not
+//! slow the timed scrapes); before timing, one scrape per library runs with counting on, and a
+//! line `bench-alloc: <group> <library> allocations=… bytes=… output_bytes=… lines=…` goes to
+//! stderr (`scripts/bench.sh` puts those lines in BENCHMARKS.md).
 
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use mmo_metrics::{MetricsManager, DEFAULT_BUCKETS};
+use mmo_metrics_benches::{count_allocations, CountingAlloc, MEP, MMO, PCLIENT, TIKV};
+use prometheus_client::metrics::counter::Counter as PcCounter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram as PcHistogram;
 
-const MMO: &str = "mmo";
-const PEER: &str = "metrics-exporter-prometheus";
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
 
 /// Counter and histogram names and label values of one registry shape.
 struct Shape {
@@ -36,10 +53,17 @@ fn histogram_name(n: usize) -> String {
     format!("bench_histogram_{n}_seconds")
 }
 
+fn counter_value(n: usize, v: usize) -> u64 {
+    (n * 31 + v) as u64 + 1
+}
+
 fn observation(n: usize, v: usize, k: usize) -> f64 {
     // Spread over the default buckets (0.005 … 10 and +Inf).
     0.001 * (1 + (n * 7 + v * 13 + k * 31) % 15_000) as f64
 }
+
+const COUNTER_HELP: &str = "A bench counter.";
+const HISTOGRAM_HELP: &str = "A bench histogram.";
 
 fn ours(shape: &Shape) -> MetricsManager {
     let limit = shape.counter_values.max(shape.histogram_values) + 1;
@@ -47,19 +71,19 @@ fn ours(shape: &Shape) -> MetricsManager {
     for n in 0..shape.counter_names {
         let name = counter_name(n);
         manager
-            .register_counter(&name, "A bench counter.", &["zone"])
+            .register_counter(&name, COUNTER_HELP, &["zone"])
             .expect("register counter");
         for v in 0..shape.counter_values {
             let zone = format!("zone{v}");
             manager
-                .increment_counter(&name, (n * 31 + v) as u64 + 1, &[&zone])
+                .increment_counter(&name, counter_value(n, v), &[&zone])
                 .expect("increment");
         }
     }
     for n in 0..shape.histogram_names {
         let name = histogram_name(n);
         manager
-            .register_histogram(&name, "A bench histogram.", &["zone"], &[])
+            .register_histogram(&name, HISTOGRAM_HELP, &["zone"], &[])
             .expect("register histogram");
         for v in 0..shape.histogram_values {
             let zone = format!("zone{v}");
@@ -72,7 +96,7 @@ fn ours(shape: &Shape) -> MetricsManager {
     manager
 }
 
-fn peer(shape: &Shape) -> PrometheusHandle {
+fn mep(shape: &Shape) -> PrometheusHandle {
     let recorder = PrometheusBuilder::new()
         .set_buckets(&DEFAULT_BUCKETS)
         .expect("valid buckets")
@@ -81,14 +105,14 @@ fn peer(shape: &Shape) -> PrometheusHandle {
     metrics::with_local_recorder(&recorder, || {
         for n in 0..shape.counter_names {
             let name = counter_name(n);
-            metrics::describe_counter!(name.clone(), "A bench counter.");
+            metrics::describe_counter!(name.clone(), COUNTER_HELP);
             for v in 0..shape.counter_values {
-                metrics::counter!(name.clone(), "zone" => format!("zone{v}")).increment((n * 31 + v) as u64 + 1);
+                metrics::counter!(name.clone(), "zone" => format!("zone{v}")).increment(counter_value(n, v));
             }
         }
         for n in 0..shape.histogram_names {
             let name = histogram_name(n);
-            metrics::describe_histogram!(name.clone(), "A bench histogram.");
+            metrics::describe_histogram!(name.clone(), HISTOGRAM_HELP);
             for v in 0..shape.histogram_values {
                 let h = metrics::histogram!(name.clone(), "zone" => format!("zone{v}"));
                 for k in 0..10 {
@@ -102,25 +126,110 @@ fn peer(shape: &Shape) -> PrometheusHandle {
     handle
 }
 
+fn tikv(shape: &Shape) -> prometheus::Registry {
+    let registry = prometheus::Registry::new();
+    for n in 0..shape.counter_names {
+        let vec = prometheus::IntCounterVec::new(prometheus::Opts::new(counter_name(n), COUNTER_HELP), &["zone"])
+            .expect("counter vec");
+        registry.register(Box::new(vec.clone())).expect("register counter");
+        for v in 0..shape.counter_values {
+            vec.with_label_values(&[format!("zone{v}")]).inc_by(counter_value(n, v));
+        }
+    }
+    for n in 0..shape.histogram_names {
+        let opts = prometheus::HistogramOpts::new(histogram_name(n), HISTOGRAM_HELP).buckets(DEFAULT_BUCKETS.to_vec());
+        let vec = prometheus::HistogramVec::new(opts, &["zone"]).expect("histogram vec");
+        registry.register(Box::new(vec.clone())).expect("register histogram");
+        for v in 0..shape.histogram_values {
+            let h = vec.with_label_values(&[format!("zone{v}")]);
+            for k in 0..10 {
+                h.observe(observation(n, v, k));
+            }
+        }
+    }
+    registry
+}
+
+fn tikv_encode(registry: &prometheus::Registry) -> String {
+    let mut out = String::new();
+    prometheus::TextEncoder::new()
+        .encode_utf8(&registry.gather(), &mut out)
+        .expect("encode");
+    out
+}
+
+type PcLabels = [(&'static str, String); 1];
+
+fn pc_histogram() -> PcHistogram {
+    PcHistogram::new(DEFAULT_BUCKETS.iter().copied())
+}
+
+fn pclient(shape: &Shape) -> prometheus_client::registry::Registry {
+    let mut registry = prometheus_client::registry::Registry::default();
+    for n in 0..shape.counter_names {
+        let family = Family::<PcLabels, PcCounter>::default();
+        // prometheus-client appends `_total` to counter samples itself.
+        let name = counter_name(n);
+        registry.register(name.trim_end_matches("_total"), COUNTER_HELP, family.clone());
+        for v in 0..shape.counter_values {
+            family
+                .get_or_create(&[("zone", format!("zone{v}"))])
+                .inc_by(counter_value(n, v));
+        }
+    }
+    for n in 0..shape.histogram_names {
+        let family = Family::<PcLabels, PcHistogram, fn() -> PcHistogram>::new_with_constructor(pc_histogram);
+        registry.register(histogram_name(n), HISTOGRAM_HELP, family.clone());
+        for v in 0..shape.histogram_values {
+            let h = family.get_or_create_owned(&[("zone", format!("zone{v}"))]);
+            for k in 0..10 {
+                h.observe(observation(n, v, k));
+            }
+        }
+    }
+    registry
+}
+
+fn pclient_encode(registry: &prometheus_client::registry::Registry) -> String {
+    let mut out = String::new();
+    prometheus_client::encoding::text::encode(&mut out, registry).expect("encode");
+    out
+}
+
 fn bench_shape(c: &mut Criterion, group: &str, shape: &Shape) {
     let manager = ours(shape);
-    let handle = peer(shape);
-    let (a, b) = (mmo_metrics_exporter::encode_text(&manager), handle.render());
+    let handle = mep(shape);
+    let tikv_registry = tikv(shape);
+    let pc_registry = pclient(shape);
     let series = shape.counter_names * shape.counter_values + shape.histogram_names * shape.histogram_values;
-    eprintln!(
-        "{group}: {series} series; output bytes: {MMO} {}, {PEER} {}; lines: {MMO} {}, {PEER} {}",
-        a.len(),
-        b.len(),
-        a.lines().count(),
-        b.lines().count()
-    );
+    eprintln!("{group}: {series} series");
+
+    let encoders: [(&str, &dyn Fn() -> String); 4] = [
+        (MMO, &|| mmo_metrics_exporter::encode_text(&manager)),
+        (MEP, &|| handle.render()),
+        (TIKV, &|| tikv_encode(&tikv_registry)),
+        (PCLIENT, &|| pclient_encode(&pc_registry)),
+    ];
+    for (lib, encode) in &encoders {
+        // One scrape to warm up (first-use allocations, e.g. buffers kept for the next scrape).
+        drop(encode());
+        let (out, count) = count_allocations(encode);
+        eprintln!(
+            "bench-alloc: {group} {lib} allocations={} bytes={} output_bytes={} lines={}",
+            count.allocations,
+            count.bytes,
+            out.len(),
+            out.lines().count()
+        );
+    }
 
     let mut g = c.benchmark_group(group);
     g.warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(4))
+        .measurement_time(Duration::from_secs(3))
         .sample_size(10);
-    g.bench_function(MMO, |bch| bch.iter(|| mmo_metrics_exporter::encode_text(&manager)));
-    g.bench_function(PEER, |bch| bch.iter(|| handle.render()));
+    for (lib, encode) in &encoders {
+        g.bench_function(*lib, |b| b.iter(encode));
+    }
     g.finish();
 }
 

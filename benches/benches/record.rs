@@ -1,41 +1,63 @@
 //! Recording cost, ns per operation per thread: mmo-metrics against metrics-exporter-prometheus
-//! 0.18, in one run.
+//! 0.18, prometheus 0.14 (tikv) and prometheus-client 0.25, in one run.
 //!
-//! Cases (each on 1 thread and on 2 threads writing the same series):
+//! Groups (bench ids are `<group>/<threads>/<library>`):
 //!
-//! - `counter_handle`: a counter handle resolved once, then `increment(1)`.
-//! - `counter_macro`: `counter!("…").increment(1)` per call (static name), through the recorder as
-//!   a local recorder (`metrics::with_local_recorder`, entered by each worker thread).
-//! - `counter_macro_labels`: the same with two static labels.
-//! - `histogram`: a histogram handle, `record(v)` (ours: default buckets; peer: buckets configured,
-//!   so it renders a histogram — its recording path is the same either way).
-//! - `summary`: ours `SummaryHandle::observe`; the peer's summary is its histogram without buckets
-//!   (rendered as a summary), so its `Histogram::record` is its summary observe.
+//! - `counter_handle`: a counter series resolved once, then `increment(1)` / `inc()` per call.
+//! - `counter_macro`: a counter looked up **per call** by a static name, then incremented:
+//!   `counter!("…").increment(1)` for mmo and metrics-exporter-prometheus (each recorder entered
+//!   with `metrics::with_local_recorder`); `MetricsManager::increment_counter(name, 1, &[])` for
+//!   `mmo-manager` (our by-name API, not the facade); `IntCounterVec::with_label_values(&[])` for
+//!   prometheus (tikv has no lookup by name: a vector without labels is its per-call lookup; its
+//!   idiom for a static name is a held `lazy_static` counter, i.e. `counter_handle`);
+//!   `Family::get_or_create(&[])` for prometheus-client (an empty label array as the key).
+//! - `counter_macro_labels`: the same with two static labels (`"a" => "1", "b" => "2"`);
+//!   tikv `with_label_values(&["1", "2"])`, prometheus-client
+//!   `get_or_create(&[("a", "1"), ("b", "2")])` on a `Family<[(&str, &str); 2], Counter>`.
+//! - `counter_dynamic_label`: one label whose value is picked at run time from 16 strings
+//!   (`zone0` … `zone15`, built at start-up, not literals): `counter!("…", "zone" => zone)` with a
+//!   `&'static str` value (the facade then builds its key per call, which allocates the label
+//!   vector), `increment_counter(name, 1, &[zone])`, tikv `with_label_values(&[zone])`,
+//!   prometheus-client `get_or_create(&[("zone", zone)])` (a borrowed `&'static str` key, the
+//!   cheapest form its API allows; a `String` key would allocate per call).
+//! - `gauge_set`: a gauge handle, `set(v)`.
+//! - `histogram`: a histogram handle, `record(v)` / `observe(v)`, classic buckets, the default
+//!   Prometheus buckets (0.005 … 10) for all four. `histogram_fixed` records the constant 0.042.
+//! - `summary`: ours `SummaryHandle::observe`; metrics-exporter-prometheus's summary is its
+//!   histogram without buckets (rendered as a summary), so its `Histogram::record`. prometheus
+//!   (tikv) and prometheus-client have no summary. `summary_fixed` records 0.042.
+//!
+//! Threads: `1t` one thread; `2t` and `4t` two and four threads on the **same series**; `2t_diff`
+//! two threads on two **different series** of the same metric (or, for `counter_macro`, two
+//! names). Workers are scoped threads released by a barrier, each doing `iters` operations; the
+//! sample is the slowest worker's time, so figures are time per operation per thread. The
+//! machine has 2 cores: with `4t` each thread gets at most half a core, so 4t figures are at
+//! least twice the per-thread cost even without contention. Each worker does 1,000 untimed
+//! operations first (shard slot, per-thread caches).
 //!
 //! Histogram and summary values cycle through [`VALUES`], spread over the default buckets, so the
-//! bucket search is not always answered by the first bound and its exit branch is not predictable
-//! (the realistic case). `histogram_fixed` and `summary_fixed` record one constant value (0.042)
-//! instead: the best case, for comparison.
+//! bucket search is not always answered by the first bound.
 //!
-//! Two-thread cases use `iter_custom`: two scoped threads meet at a barrier, each does `iters`
-//! operations, and the slower thread's time is the sample, so the figure is time per operation
-//! per thread. Each worker does a few untimed operations before the barrier (first-use costs:
-//! shard slot, per-thread caches).
-//!
-//! The peer's histograms buffer every raw sample until upkeep drains them; the bench drains them
-//! outside the timed region after every sample (`PrometheusHandle::run_upkeep`) so memory stays
-//! bounded. That drain is not timed.
+//! metrics-exporter-prometheus buffers every raw histogram sample until upkeep drains it; the
+//! bench drains it (`PrometheusHandle::run_upkeep`) outside the timed region after every sample so
+//! memory stays bounded. That drain is not timed.
 
 use std::hint::black_box;
+use std::rc::Rc;
+use std::sync::atomic::AtomicU64;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
+use criterion::{criterion_group, criterion_main, Criterion};
+use metrics::Recorder;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use mmo_metrics::{MetricsManager, DEFAULT_BUCKETS};
+use mmo_metrics_benches::{MEP, MMO, MMO_MANAGER, PCLIENT, TIKV};
+use prometheus_client::metrics::counter::Counter as PcCounter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge as PcGauge;
+use prometheus_client::metrics::histogram::Histogram as PcHistogram;
 
-const MMO: &str = "mmo";
-const PEER: &str = "metrics-exporter-prometheus";
 /// Untimed operations per worker before the timed region.
 const WARM_OPS: u64 = 1_000;
 
@@ -62,98 +84,166 @@ fn value(i: u64) -> f64 {
     VALUES[(i & 63) as usize]
 }
 
-/// Runs `op(i)` for `i in 0..iters` on two scoped threads after a barrier, returning the slower
-/// thread's elapsed time. `setup` runs on each worker first (e.g. to enter a local recorder); the
-/// workers do [`WARM_OPS`] untimed operations before the barrier.
-fn two_threads<F>(iters: u64, op: F) -> Duration
-where
-    F: Fn(u64) + Sync,
-{
-    let barrier = Barrier::new(2);
+/// The fixed value of the `*_fixed` groups.
+#[inline(always)]
+fn fixed(_i: u64) -> f64 {
+    0.042
+}
+
+/// Thread configurations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Threads {
+    One,
+    Two,
+    Four,
+    TwoDiff,
+}
+
+impl Threads {
+    fn id(self) -> &'static str {
+        match self {
+            Threads::One => "1t",
+            Threads::Two => "2t",
+            Threads::Four => "4t",
+            Threads::TwoDiff => "2t_diff",
+        }
+    }
+
+    fn count(self) -> usize {
+        match self {
+            Threads::One => 1,
+            Threads::Two | Threads::TwoDiff => 2,
+            Threads::Four => 4,
+        }
+    }
+}
+
+const ALL: &[Threads] = &[Threads::One, Threads::Two, Threads::Four, Threads::TwoDiff];
+const ONE_TWO: &[Threads] = &[Threads::One, Threads::Two];
+
+type Rec<'a> = Option<&'a (dyn Recorder + Sync)>;
+
+/// `&a[t]` for thread 0 or 1 without a bounds check (a panic path can keep the operation from
+/// being inlined into the timed loop).
+#[inline(always)]
+fn pick<T>(a: &[T; 2], t: usize) -> &T {
+    if t == 0 {
+        &a[0]
+    } else {
+        &a[1]
+    }
+}
+
+/// Runs `op(thread, i)` for `i in 0..iters` on `threads` threads (the calling one when 1),
+/// released together by a barrier, each inside `rec` as the local recorder when given; returns
+/// the slowest thread's time.
+fn run<F: Fn(usize, u64) + Sync>(threads: usize, iters: u64, rec: Rec<'_>, op: &F) -> Duration {
+    let body = |t: usize, barrier: Option<&Barrier>| {
+        let work = || {
+            for i in 0..WARM_OPS {
+                op(t, i);
+            }
+            if let Some(b) = barrier {
+                b.wait();
+            }
+            let start = Instant::now();
+            for i in 0..iters {
+                op(t, i);
+            }
+            start.elapsed()
+        };
+        match rec {
+            Some(r) => metrics::with_local_recorder(r, work),
+            None => work(),
+        }
+    };
+    if threads == 1 {
+        return body(0, None);
+    }
+    let barrier = Barrier::new(threads);
     std::thread::scope(|s| {
-        let workers: Vec<_> = (0..2)
-            .map(|_| {
-                s.spawn(|| {
-                    for i in 0..WARM_OPS {
-                        op(i);
-                    }
-                    barrier.wait();
-                    let start = Instant::now();
-                    for i in 0..iters {
-                        op(i);
-                    }
-                    start.elapsed()
-                })
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let (body, barrier) = (&body, &barrier);
+                s.spawn(move || body(t, Some(barrier)))
             })
             .collect();
         workers
             .into_iter()
             .map(|w| w.join().expect("bench worker panicked"))
             .max()
-            .expect("two workers")
+            .expect("workers")
     })
 }
 
-/// As [`two_threads`], but each worker runs inside `metrics::with_local_recorder(recorder, …)`.
-fn two_threads_local<R, F>(iters: u64, recorder: &R, op: F) -> Duration
-where
-    R: metrics::Recorder + Sync,
-    F: Fn(u64) + Sync,
-{
-    let barrier = Barrier::new(2);
-    std::thread::scope(|s| {
-        let workers: Vec<_> = (0..2)
-            .map(|_| {
-                s.spawn(|| {
-                    metrics::with_local_recorder(recorder, || {
-                        for i in 0..WARM_OPS {
-                            op(i);
-                        }
-                        barrier.wait();
-                        let start = Instant::now();
-                        for i in 0..iters {
-                            op(i);
-                        }
-                        start.elapsed()
-                    })
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().expect("bench worker panicked"))
-            .max()
-            .expect("two workers")
-    })
+type Job<'a> = Box<dyn Fn(u64) -> Duration + 'a>;
+
+/// The cases of one criterion group, run thread configuration by thread configuration (all
+/// libraries of `1t`, then of `2t`, …) so the libraries of one row are measured close in time.
+struct Group<'a> {
+    name: &'static str,
+    jobs: Vec<(Threads, &'static str, Job<'a>)>,
 }
 
-/// One thread, `iters` operations, timed; the closure runs inside whatever context the caller set.
-fn one_thread(iters: u64, mut op: impl FnMut(u64)) -> Duration {
-    for i in 0..WARM_OPS {
-        op(i);
+impl<'a> Group<'a> {
+    fn new(name: &'static str) -> Self {
+        Self { name, jobs: Vec::new() }
     }
-    let start = Instant::now();
-    for i in 0..iters {
-        op(i);
+
+    /// Adds `lib` on `configs`: `same(thread, i)` for the same-series configurations,
+    /// `diff(thread, i)` (thread 0 and 1 on different series) for `2t_diff`. `after` runs after
+    /// every sample, untimed.
+    #[allow(clippy::too_many_arguments)]
+    fn lib<S, D>(
+        &mut self,
+        configs: &[Threads],
+        lib: &'static str,
+        rec: Rec<'a>,
+        after: Option<&'a (dyn Fn() + 'a)>,
+        same: S,
+        diff: D,
+    ) where
+        S: Fn(usize, u64) + Sync + 'a,
+        D: Fn(usize, u64) + Sync + 'a,
+    {
+        let (same, diff) = (Rc::new(same), Rc::new(diff));
+        for &th in configs {
+            let (same, diff) = (Rc::clone(&same), Rc::clone(&diff));
+            let job: Job<'a> = Box::new(move |iters| {
+                let t = if th == Threads::TwoDiff {
+                    run(th.count(), iters, rec, &*diff)
+                } else {
+                    run(th.count(), iters, rec, &*same)
+                };
+                if let Some(a) = after {
+                    a();
+                }
+                t
+            });
+            self.jobs.push((th, lib, job));
+        }
     }
-    start.elapsed()
+
+    fn finish(mut self, c: &mut Criterion) {
+        self.jobs.sort_by_key(|(th, _, _)| *th);
+        let mut g = c.benchmark_group(self.name);
+        g.warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_millis(1500))
+            .sample_size(15);
+        for (th, lib, job) in &self.jobs {
+            g.bench_function(format!("{}/{lib}", th.id()), |b| b.iter_custom(job));
+        }
+        g.finish();
+    }
 }
 
-fn configure<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, criterion::measurement::WallTime> {
-    let mut g = c.benchmark_group(name);
-    g.warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(2))
-        .sample_size(20);
-    g
-}
-
-fn peer_summary_recorder() -> (PrometheusRecorder, PrometheusHandle) {
+fn mep_plain() -> (PrometheusRecorder, PrometheusHandle) {
     let rec = PrometheusBuilder::new().build_recorder();
     let handle = rec.handle();
     (rec, handle)
 }
 
-fn peer_histogram_recorder() -> (PrometheusRecorder, PrometheusHandle) {
+fn mep_buckets() -> (PrometheusRecorder, PrometheusHandle) {
     let rec = PrometheusBuilder::new()
         .set_buckets(&DEFAULT_BUCKETS)
         .expect("valid buckets")
@@ -162,161 +252,445 @@ fn peer_histogram_recorder() -> (PrometheusRecorder, PrometheusHandle) {
     (rec, handle)
 }
 
-fn counter_handle(c: &mut Criterion) {
-    let manager = MetricsManager::new();
-    manager
-        .register_counter("bench_counter", "Bench counter.", &[])
-        .expect("register");
-    let ours = manager.counter("bench_counter", &[]).expect("handle");
-    let (peer_rec, _peer_handle) = peer_summary_recorder();
-    let peer = metrics::with_local_recorder(&peer_rec, || metrics::counter!("bench_counter"));
+type PcFamily<const N: usize, M> = Family<[(&'static str, &'static str); N], M>;
+type PcHistFamily = Family<[(&'static str, &'static str); 1], PcHistogram, fn() -> PcHistogram>;
 
-    let mut g = configure(c, "counter_handle");
-    g.bench_function(format!("1t/{MMO}"), |b| b.iter(|| black_box(&ours).increment(1)));
-    g.bench_function(format!("1t/{PEER}"), |b| b.iter(|| black_box(&peer).increment(1)));
-    g.bench_function(format!("2t/{MMO}"), |b| {
-        b.iter_custom(|iters| two_threads(iters, |_| black_box(&ours).increment(1)))
+fn pc_histogram() -> PcHistogram {
+    PcHistogram::new(DEFAULT_BUCKETS.iter().copied())
+}
+
+fn counter_handle(c: &mut Criterion) {
+    let m = MetricsManager::new();
+    m.register_counter("bench_counter", "Bench counter.", &["s"])
+        .expect("register");
+    let ours = [
+        m.counter("bench_counter", &["a"]).unwrap(),
+        m.counter("bench_counter", &["b"]).unwrap(),
+    ];
+    let (mep, _h) = mep_plain();
+    let peer = metrics::with_local_recorder(&mep, || {
+        [
+            metrics::counter!("bench_counter", "s" => "a"),
+            metrics::counter!("bench_counter", "s" => "b"),
+        ]
     });
-    g.bench_function(format!("2t/{PEER}"), |b| {
-        b.iter_custom(|iters| two_threads(iters, |_| black_box(&peer).increment(1)))
-    });
-    g.finish();
+    let tv = prometheus::IntCounterVec::new(prometheus::Opts::new("bench_counter", "Bench counter."), &["s"]).unwrap();
+    let tikv = [tv.with_label_values(&["a"]), tv.with_label_values(&["b"])];
+    let pf = PcFamily::<1, PcCounter>::default();
+    let pc = [
+        pf.get_or_create_owned(&[("s", "a")]),
+        pf.get_or_create_owned(&[("s", "b")]),
+    ];
+
+    let mut g = Group::new("counter_handle");
+    g.lib(
+        ALL,
+        MMO,
+        None,
+        None,
+        |_, _| black_box(&ours[0]).increment(1),
+        |t, _| black_box(pick(&ours, t)).increment(1),
+    );
+    g.lib(
+        ALL,
+        MEP,
+        None,
+        None,
+        |_, _| black_box(&peer[0]).increment(1),
+        |t, _| black_box(pick(&peer, t)).increment(1),
+    );
+    g.lib(
+        ALL,
+        TIKV,
+        None,
+        None,
+        |_, _| black_box(&tikv[0]).inc(),
+        |t, _| black_box(pick(&tikv, t)).inc(),
+    );
+    g.lib(
+        ALL,
+        PCLIENT,
+        None,
+        None,
+        |_, _| {
+            black_box(&pc[0]).inc();
+        },
+        |t, _| {
+            black_box(pick(&pc, t)).inc();
+        },
+    );
+    g.finish(c);
 }
 
 fn counter_macro(c: &mut Criterion) {
-    let manager = MetricsManager::new();
-    let ours = manager.recorder();
-    let (peer, _peer_handle) = peer_summary_recorder();
+    let m = MetricsManager::new();
+    for name in ["bench_macro_total", "bench_macro_a_total", "bench_macro_b_total"] {
+        m.register_counter(name, "Bench counter.", &[]).expect("register");
+    }
+    let ours = m.recorder();
+    let (mep, _h) = mep_plain();
+    let opts = |name: &str| prometheus::Opts::new(name, "Bench counter.");
+    let tv = [
+        prometheus::IntCounterVec::new(opts("bench_macro_total"), &[]).unwrap(),
+        prometheus::IntCounterVec::new(opts("bench_macro_a_total"), &[]).unwrap(),
+        prometheus::IntCounterVec::new(opts("bench_macro_b_total"), &[]).unwrap(),
+    ];
+    let pf: [PcFamily<0, PcCounter>; 3] = Default::default();
 
-    let mut g = configure(c, "counter_macro");
-    g.bench_function(format!("1t/{MMO}"), |b| {
-        metrics::with_local_recorder(&ours, || b.iter(|| metrics::counter!("bench_macro_total").increment(1)))
-    });
-    g.bench_function(format!("1t/{PEER}"), |b| {
-        metrics::with_local_recorder(&peer, || b.iter(|| metrics::counter!("bench_macro_total").increment(1)))
-    });
-    g.bench_function(format!("2t/{MMO}"), |b| {
-        b.iter_custom(|iters| two_threads_local(iters, &ours, |_| metrics::counter!("bench_macro_total").increment(1)))
-    });
-    g.bench_function(format!("2t/{PEER}"), |b| {
-        b.iter_custom(|iters| two_threads_local(iters, &peer, |_| metrics::counter!("bench_macro_total").increment(1)))
-    });
-    g.finish();
+    let facade_same = |_: usize, _: u64| metrics::counter!("bench_macro_total").increment(1);
+    let facade_diff = |t: usize, _: u64| {
+        if t == 0 {
+            metrics::counter!("bench_macro_a_total").increment(1)
+        } else {
+            metrics::counter!("bench_macro_b_total").increment(1)
+        }
+    };
+    let mut g = Group::new("counter_macro");
+    g.lib(ALL, MMO, Some(&ours), None, facade_same, facade_diff);
+    g.lib(
+        ALL,
+        MMO_MANAGER,
+        None,
+        None,
+        |_, _| m.increment_counter(black_box("bench_macro_total"), 1, &[]).unwrap(),
+        |t, _| {
+            let name = if t == 0 {
+                "bench_macro_a_total"
+            } else {
+                "bench_macro_b_total"
+            };
+            m.increment_counter(black_box(name), 1, &[]).unwrap()
+        },
+    );
+    g.lib(ALL, MEP, Some(&mep), None, facade_same, facade_diff);
+    g.lib(
+        ALL,
+        TIKV,
+        None,
+        None,
+        |_, _| black_box(&tv[0]).with_label_values::<&str>(&[]).inc(),
+        |t, _| {
+            black_box(if t == 0 { &tv[1] } else { &tv[2] })
+                .with_label_values::<&str>(&[])
+                .inc()
+        },
+    );
+    g.lib(
+        ALL,
+        PCLIENT,
+        None,
+        None,
+        |_, _| {
+            black_box(&pf[0]).get_or_create(&[]).inc();
+        },
+        |t, _| {
+            black_box(if t == 0 { &pf[1] } else { &pf[2] }).get_or_create(&[]).inc();
+        },
+    );
+    g.finish(c);
 }
 
 fn counter_macro_labels(c: &mut Criterion) {
-    let manager = MetricsManager::new();
-    let ours = manager.recorder();
-    let (peer, _peer_handle) = peer_summary_recorder();
+    let m = MetricsManager::new();
+    m.register_counter("bench_labels_total", "Bench counter.", &["a", "b"])
+        .expect("register");
+    let ours = m.recorder();
+    let (mep, _h) = mep_plain();
+    let tv = prometheus::IntCounterVec::new(
+        prometheus::Opts::new("bench_labels_total", "Bench counter."),
+        &["a", "b"],
+    )
+    .unwrap();
+    let pf = PcFamily::<2, PcCounter>::default();
 
-    let mut g = configure(c, "counter_macro_labels");
-    g.bench_function(format!("1t/{MMO}"), |b| {
-        metrics::with_local_recorder(&ours, || {
-            b.iter(|| metrics::counter!("bench_labels_total", "a" => "1", "b" => "2").increment(1))
-        })
-    });
-    g.bench_function(format!("1t/{PEER}"), |b| {
-        metrics::with_local_recorder(&peer, || {
-            b.iter(|| metrics::counter!("bench_labels_total", "a" => "1", "b" => "2").increment(1))
-        })
-    });
-    g.bench_function(format!("2t/{MMO}"), |b| {
-        b.iter_custom(|iters| {
-            two_threads_local(iters, &ours, |_| {
-                metrics::counter!("bench_labels_total", "a" => "1", "b" => "2").increment(1)
-            })
-        })
-    });
-    g.bench_function(format!("2t/{PEER}"), |b| {
-        b.iter_custom(|iters| {
-            two_threads_local(iters, &peer, |_| {
-                metrics::counter!("bench_labels_total", "a" => "1", "b" => "2").increment(1)
-            })
-        })
-    });
-    g.finish();
+    let facade_same = |_: usize, _: u64| metrics::counter!("bench_labels_total", "a" => "1", "b" => "2").increment(1);
+    let facade_diff = |t: usize, _: u64| {
+        if t == 0 {
+            metrics::counter!("bench_labels_total", "a" => "1", "b" => "2").increment(1)
+        } else {
+            metrics::counter!("bench_labels_total", "a" => "1", "b" => "3").increment(1)
+        }
+    };
+    let b_of = |t: usize| if t == 0 { "2" } else { "3" };
+    let mut g = Group::new("counter_macro_labels");
+    g.lib(ALL, MMO, Some(&ours), None, facade_same, facade_diff);
+    g.lib(
+        ALL,
+        MMO_MANAGER,
+        None,
+        None,
+        |_, _| {
+            m.increment_counter("bench_labels_total", 1, black_box(&["1", "2"]))
+                .unwrap()
+        },
+        |t, _| {
+            m.increment_counter("bench_labels_total", 1, black_box(&["1", b_of(t)]))
+                .unwrap()
+        },
+    );
+    g.lib(ALL, MEP, Some(&mep), None, facade_same, facade_diff);
+    g.lib(
+        ALL,
+        TIKV,
+        None,
+        None,
+        |_, _| black_box(&tv).with_label_values(&["1", "2"]).inc(),
+        |t, _| black_box(&tv).with_label_values(&["1", b_of(t)]).inc(),
+    );
+    g.lib(
+        ALL,
+        PCLIENT,
+        None,
+        None,
+        |_, _| {
+            black_box(&pf).get_or_create(&[("a", "1"), ("b", "2")]).inc();
+        },
+        |t, _| {
+            black_box(&pf).get_or_create(&[("a", "1"), ("b", b_of(t))]).inc();
+        },
+    );
+    g.finish(c);
 }
 
-/// The fixed value of the `*_fixed` groups.
-#[inline(always)]
-fn fixed(_i: u64) -> f64 {
-    0.042
+fn counter_dynamic_label(c: &mut Criterion) {
+    // Label values made at run time (not literals), leaked so every library can borrow them.
+    let zones: &'static [&'static str] = Box::leak(
+        (0..16)
+            .map(|i| &*Box::leak(format!("zone{i}").into_boxed_str()))
+            .collect::<Vec<&'static str>>()
+            .into_boxed_slice(),
+    );
+    // Same series: every thread cycles through the 16 values; different series: thread t uses
+    // its own 8.
+    let same = |i: u64| zones[black_box(i & 15) as usize];
+    let diff = |t: usize, i: u64| zones[black_box((i & 7) as usize + 8 * t)];
+
+    let m = MetricsManager::new();
+    m.register_counter("bench_dynamic_total", "Bench counter.", &["zone"])
+        .expect("register");
+    let ours = m.recorder();
+    let (mep, _h) = mep_plain();
+    let tv = prometheus::IntCounterVec::new(
+        prometheus::Opts::new("bench_dynamic_total", "Bench counter."),
+        &["zone"],
+    )
+    .unwrap();
+    let pf = PcFamily::<1, PcCounter>::default();
+
+    let facade_same = |_: usize, i: u64| metrics::counter!("bench_dynamic_total", "zone" => same(i)).increment(1);
+    let facade_diff = |t: usize, i: u64| metrics::counter!("bench_dynamic_total", "zone" => diff(t, i)).increment(1);
+    let mut g = Group::new("counter_dynamic_label");
+    g.lib(ALL, MMO, Some(&ours), None, facade_same, facade_diff);
+    g.lib(
+        ALL,
+        MMO_MANAGER,
+        None,
+        None,
+        |_, i| m.increment_counter("bench_dynamic_total", 1, &[same(i)]).unwrap(),
+        |t, i| m.increment_counter("bench_dynamic_total", 1, &[diff(t, i)]).unwrap(),
+    );
+    g.lib(ALL, MEP, Some(&mep), None, facade_same, facade_diff);
+    g.lib(
+        ALL,
+        TIKV,
+        None,
+        None,
+        |_, i| tv.with_label_values(&[same(i)]).inc(),
+        |t, i| tv.with_label_values(&[diff(t, i)]).inc(),
+    );
+    g.lib(
+        ALL,
+        PCLIENT,
+        None,
+        None,
+        |_, i| {
+            pf.get_or_create(&[("zone", same(i))]).inc();
+        },
+        |t, i| {
+            pf.get_or_create(&[("zone", diff(t, i))]).inc();
+        },
+    );
+    g.finish(c);
+}
+
+fn gauge_set(c: &mut Criterion) {
+    let m = MetricsManager::new();
+    m.register_gauge("bench_gauge", "Bench gauge.", &["s"])
+        .expect("register");
+    let ours = [
+        m.gauge("bench_gauge", &["a"]).unwrap(),
+        m.gauge("bench_gauge", &["b"]).unwrap(),
+    ];
+    let (mep, _h) = mep_plain();
+    let peer = metrics::with_local_recorder(&mep, || {
+        [
+            metrics::gauge!("bench_gauge", "s" => "a"),
+            metrics::gauge!("bench_gauge", "s" => "b"),
+        ]
+    });
+    let tv = prometheus::GaugeVec::new(prometheus::Opts::new("bench_gauge", "Bench gauge."), &["s"]).unwrap();
+    let tikv = [tv.with_label_values(&["a"]), tv.with_label_values(&["b"])];
+    let pf = PcFamily::<1, PcGauge<f64, AtomicU64>>::default();
+    let pc = [
+        pf.get_or_create_owned(&[("s", "a")]),
+        pf.get_or_create_owned(&[("s", "b")]),
+    ];
+
+    let mut g = Group::new("gauge_set");
+    g.lib(
+        ALL,
+        MMO,
+        None,
+        None,
+        |_, i| black_box(&ours[0]).set(value(i)),
+        |t, i| black_box(pick(&ours, t)).set(value(i)),
+    );
+    g.lib(
+        ALL,
+        MEP,
+        None,
+        None,
+        |_, i| black_box(&peer[0]).set(value(i)),
+        |t, i| black_box(pick(&peer, t)).set(value(i)),
+    );
+    g.lib(
+        ALL,
+        TIKV,
+        None,
+        None,
+        |_, i| black_box(&tikv[0]).set(value(i)),
+        |t, i| black_box(pick(&tikv, t)).set(value(i)),
+    );
+    g.lib(
+        ALL,
+        PCLIENT,
+        None,
+        None,
+        |_, i| {
+            black_box(&pc[0]).set(value(i));
+        },
+        |t, i| {
+            black_box(pick(&pc, t)).set(value(i));
+        },
+    );
+    g.finish(c);
 }
 
 fn histogram(c: &mut Criterion) {
-    histogram_group(c, "histogram", value);
-    histogram_group(c, "histogram_fixed", fixed);
+    histogram_group(c, "histogram", ALL, value);
+    histogram_group(c, "histogram_fixed", ONE_TWO, fixed);
+}
+
+fn histogram_group<V>(c: &mut Criterion, name: &'static str, configs: &[Threads], value: V)
+where
+    V: Fn(u64) -> f64 + Copy + Sync,
+{
+    let m = MetricsManager::new();
+    m.register_histogram("bench_histogram", "Bench histogram.", &["s"], &[])
+        .expect("register");
+    let ours = [
+        m.histogram("bench_histogram", &["a"]).unwrap(),
+        m.histogram("bench_histogram", &["b"]).unwrap(),
+    ];
+    let (mep, mep_handle) = mep_buckets();
+    let peer = metrics::with_local_recorder(&mep, || {
+        [
+            metrics::histogram!("bench_histogram", "s" => "a"),
+            metrics::histogram!("bench_histogram", "s" => "b"),
+        ]
+    });
+    let upkeep = move || mep_handle.run_upkeep();
+    let tv = prometheus::HistogramVec::new(
+        prometheus::HistogramOpts::new("bench_histogram", "Bench histogram.").buckets(DEFAULT_BUCKETS.to_vec()),
+        &["s"],
+    )
+    .unwrap();
+    let tikv = [tv.with_label_values(&["a"]), tv.with_label_values(&["b"])];
+    let pf = PcHistFamily::new_with_constructor(pc_histogram);
+    let pc = [
+        pf.get_or_create_owned(&[("s", "a")]),
+        pf.get_or_create_owned(&[("s", "b")]),
+    ];
+
+    let mut g = Group::new(name);
+    g.lib(
+        configs,
+        MMO,
+        None,
+        None,
+        |_, i| black_box(&ours[0]).record(value(black_box(i))),
+        |t, i| black_box(pick(&ours, t)).record(value(black_box(i))),
+    );
+    g.lib(
+        configs,
+        MEP,
+        None,
+        Some(&upkeep),
+        |_, i| black_box(&peer[0]).record(value(black_box(i))),
+        |t, i| black_box(pick(&peer, t)).record(value(black_box(i))),
+    );
+    g.lib(
+        configs,
+        TIKV,
+        None,
+        None,
+        |_, i| black_box(&tikv[0]).observe(value(black_box(i))),
+        |t, i| black_box(pick(&tikv, t)).observe(value(black_box(i))),
+    );
+    g.lib(
+        configs,
+        PCLIENT,
+        None,
+        None,
+        |_, i| black_box(&pc[0]).observe(value(black_box(i))),
+        |t, i| black_box(pick(&pc, t)).observe(value(black_box(i))),
+    );
+    g.finish(c);
 }
 
 fn summary(c: &mut Criterion) {
-    summary_group(c, "summary", value);
-    summary_group(c, "summary_fixed", fixed);
+    summary_group(c, "summary", ALL, value);
+    summary_group(c, "summary_fixed", ONE_TWO, fixed);
 }
 
-fn histogram_group<V: Fn(u64) -> f64 + Copy + Sync>(c: &mut Criterion, group: &str, value: V) {
-    let manager = MetricsManager::new();
-    manager
-        .register_histogram("bench_histogram", "Bench histogram.", &[], &[])
+fn summary_group<V>(c: &mut Criterion, name: &'static str, configs: &[Threads], value: V)
+where
+    V: Fn(u64) -> f64 + Copy + Sync,
+{
+    let m = MetricsManager::new();
+    m.register_summary("bench_summary", "Bench summary.", &["s"], &[])
         .expect("register");
-    let ours = manager.histogram("bench_histogram", &[]).expect("handle");
-    let (peer_rec, peer_handle) = peer_histogram_recorder();
-    let peer = metrics::with_local_recorder(&peer_rec, || metrics::histogram!("bench_histogram"));
+    let ours = [
+        m.summary("bench_summary", &["a"]).unwrap(),
+        m.summary("bench_summary", &["b"]).unwrap(),
+    ];
+    let (mep, mep_handle) = mep_plain();
+    let peer = metrics::with_local_recorder(&mep, || {
+        [
+            metrics::histogram!("bench_summary", "s" => "a"),
+            metrics::histogram!("bench_summary", "s" => "b"),
+        ]
+    });
+    let upkeep = move || mep_handle.run_upkeep();
 
-    let mut g = configure(c, group);
-    g.bench_function(format!("1t/{MMO}"), |b| {
-        b.iter_custom(|iters| one_thread(iters, |i| black_box(&ours).record(value(black_box(i)))))
-    });
-    g.bench_function(format!("1t/{PEER}"), |b| {
-        b.iter_custom(|iters| {
-            let t = one_thread(iters, |i| black_box(&peer).record(value(black_box(i))));
-            peer_handle.run_upkeep();
-            t
-        })
-    });
-    g.bench_function(format!("2t/{MMO}"), |b| {
-        b.iter_custom(|iters| two_threads(iters, |i| black_box(&ours).record(value(black_box(i)))))
-    });
-    g.bench_function(format!("2t/{PEER}"), |b| {
-        b.iter_custom(|iters| {
-            let t = two_threads(iters, |i| black_box(&peer).record(value(black_box(i))));
-            peer_handle.run_upkeep();
-            t
-        })
-    });
-    g.finish();
-}
-
-fn summary_group<V: Fn(u64) -> f64 + Copy + Sync>(c: &mut Criterion, group: &str, value: V) {
-    let manager = MetricsManager::new();
-    manager
-        .register_summary("bench_summary", "Bench summary.", &[], &[])
-        .expect("register");
-    let ours = manager.summary("bench_summary", &[]).expect("handle");
-    let (peer_rec, peer_handle) = peer_summary_recorder();
-    let peer = metrics::with_local_recorder(&peer_rec, || metrics::histogram!("bench_summary"));
-
-    let mut g = configure(c, group);
-    g.bench_function(format!("1t/{MMO}"), |b| {
-        b.iter_custom(|iters| one_thread(iters, |i| black_box(&ours).observe(value(black_box(i)))))
-    });
-    g.bench_function(format!("1t/{PEER}"), |b| {
-        b.iter_custom(|iters| {
-            let t = one_thread(iters, |i| black_box(&peer).record(value(black_box(i))));
-            peer_handle.run_upkeep();
-            t
-        })
-    });
-    g.bench_function(format!("2t/{MMO}"), |b| {
-        b.iter_custom(|iters| two_threads(iters, |i| black_box(&ours).observe(value(black_box(i)))))
-    });
-    g.bench_function(format!("2t/{PEER}"), |b| {
-        b.iter_custom(|iters| {
-            let t = two_threads(iters, |i| black_box(&peer).record(value(black_box(i))));
-            peer_handle.run_upkeep();
-            t
-        })
-    });
-    g.finish();
+    let mut g = Group::new(name);
+    g.lib(
+        configs,
+        MMO,
+        None,
+        None,
+        |_, i| black_box(&ours[0]).observe(value(black_box(i))),
+        |t, i| black_box(pick(&ours, t)).observe(value(black_box(i))),
+    );
+    g.lib(
+        configs,
+        MEP,
+        None,
+        Some(&upkeep),
+        |_, i| black_box(&peer[0]).record(value(black_box(i))),
+        |t, i| black_box(pick(&peer, t)).record(value(black_box(i))),
+    );
+    g.finish(c);
 }
 
 criterion_group!(
@@ -324,6 +698,8 @@ criterion_group!(
     counter_handle,
     counter_macro,
     counter_macro_labels,
+    counter_dynamic_label,
+    gauge_set,
     histogram,
     summary
 );

@@ -1,1 +1,142 @@
+//! Shared pieces of the benchmark suite: the library names used in bench ids, a switchable
+//! counting allocator (allocations per scrape), and the process' resident memory.
+//!
+//! The benches themselves are in `benches/benches/` (criterion), the memory measurement in
+//! `src/bin/memory_peers.rs`; `scripts/bench.sh` runs them all.
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+
+/// Bench id of mmo-metrics.
+pub const MMO: &str = "mmo";
+/// Bench id of mmo-metrics recorded by name through `MetricsManager` (not the facade).
+pub const MMO_MANAGER: &str = "mmo-manager";
+/// Bench id of metrics-exporter-prometheus 0.18 (through the `metrics` facade).
+pub const MEP: &str = "metrics-exporter-prometheus";
+/// Bench id of `prometheus` 0.14 (tikv/rust-prometheus).
+pub const TIKV: &str = "prometheus";
+/// Bench id of `prometheus-client` 0.25 (prometheus/client_rust).
+pub const PCLIENT: &str = "prometheus-client";
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static ALLOC_BYTES: AtomicU64 = AtomicU64::new(0);
+static FREED_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// A global allocator over the system allocator that counts allocations (and reallocations)
+/// while counting is switched on ([`count_allocations`], [`start_counting`]). Switched off, it
+/// costs one relaxed load per call, so the timed benches in the same binary are not slowed.
+///
+/// ```ignore
+/// #[global_allocator]
+/// static ALLOC: mmo_metrics_benches::CountingAlloc = mmo_metrics_benches::CountingAlloc;
+/// ```
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CountingAlloc;
+
+#[inline(always)]
+fn on_alloc(size: usize) {
+    if COUNTING.load(Relaxed) {
+        ALLOCS.fetch_add(1, Relaxed);
+        ALLOC_BYTES.fetch_add(size as u64, Relaxed);
+    }
+}
+
+#[inline(always)]
+fn on_free(size: usize) {
+    if COUNTING.load(Relaxed) {
+        FREED_BYTES.fetch_add(size as u64, Relaxed);
+    }
+}
+
+// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so its
+// guarantees carry over; the counting touches only static atomics and never allocates.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded contract (non-zero size layout, as the caller guarantees).
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            on_alloc(layout.size());
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded contract.
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            on_alloc(layout.size());
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded contract (`ptr` was allocated by this allocator with `layout`).
+        unsafe { System.dealloc(ptr, layout) };
+        on_free(layout.size());
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded contract.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            // A reallocation is one allocation call; the old block counts as freed.
+            on_free(layout.size());
+            on_alloc(new_size);
+        }
+        p
+    }
+}
+
+/// Allocation counts over a stretch of code (all threads of the process).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct AllocCount {
+    /// Calls to `alloc`, `alloc_zeroed` and `realloc`.
+    pub allocations: u64,
+    /// Bytes requested by those calls.
+    pub bytes: u64,
+    /// Bytes allocated minus bytes freed (what the stretch of code left live on the heap).
+    pub live_bytes: i64,
+}
+
+/// Switches counting on from zero (needs [`CountingAlloc`] as the global allocator).
+pub fn start_counting() {
+    ALLOCS.store(0, Relaxed);
+    ALLOC_BYTES.store(0, Relaxed);
+    FREED_BYTES.store(0, Relaxed);
+    COUNTING.store(true, Relaxed);
+}
+
+/// The counts since [`start_counting`] (counting goes on).
+pub fn counted() -> AllocCount {
+    let bytes = ALLOC_BYTES.load(Relaxed);
+    AllocCount {
+        allocations: ALLOCS.load(Relaxed),
+        bytes,
+        live_bytes: bytes as i64 - FREED_BYTES.load(Relaxed) as i64,
+    }
+}
+
+/// Runs `f` with counting on and returns its result and what it allocated. Meaningful only with
+/// [`CountingAlloc`] as the global allocator and no other thread allocating meanwhile.
+pub fn count_allocations<R>(f: impl FnOnce() -> R) -> (R, AllocCount) {
+    start_counting();
+    let r = f();
+    let c = counted();
+    COUNTING.store(false, Relaxed);
+    (r, c)
+}
+
+/// `VmRSS` of this process in bytes, or `None` where `/proc/self/status` has none (not Linux).
+pub fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line
+        .trim_start_matches("VmRSS:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}

@@ -1,0 +1,220 @@
+//! Per-tick batch recording ([`mmo_metrics::TickBatch`]), ns per record on one thread, against
+//! the closest thing a peer has: prometheus 0.14's (tikv) thread-local metrics
+//! (`IntCounter::local()`, `Histogram::local()`, flushed by hand); metrics-exporter-prometheus and
+//! prometheus-client have no batch API. The direct handles (`mmo-handle`) are given for
+//! reference.
+//!
+//! - `tick_batch/add/*`: `TickBatch::add(c, 1)` (tikv: `LocalIntCounter::inc()`), one flush per
+//!   sample (timed, amortised over the sample's iterations).
+//! - `tick_batch/record/*`: `TickBatch::record(h, v)` (tikv: `LocalHistogram::observe(v)`), `v`
+//!   cycling through 64 values over the default buckets; ours buffers values and buckets them when
+//!   its buffer of 256 fills (that flush is timed: the figure is the full amortised cost).
+//! - `tick_batch/tick_mixed/*`: a game tick of 1,000 records, alternately an add to one of 8
+//!   counters and a record to one of 4 histograms, then a flush: ns per record, flush included.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use mmo_metrics::{MetricsManager, TickBatch, DEFAULT_BUCKETS};
+use mmo_metrics_benches::{MMO, TIKV};
+
+const MMO_HANDLE: &str = "mmo-handle";
+/// Records per tick in `tick_mixed`.
+const TICK: u64 = 1_000;
+
+static VALUES: [f64; 64] = values();
+
+const fn values() -> [f64; 64] {
+    // 0.001 * 1.17^k for k = 0..64 (≈ 0.001 … 19.7), scattered (as in the record bench).
+    let mut out = [0.0; 64];
+    let mut v = 0.001;
+    let mut i = 0;
+    while i < 64 {
+        out[(i * 37) % 64] = v;
+        v *= 1.17;
+        i += 1;
+    }
+    out
+}
+
+#[inline(always)]
+fn value(i: u64) -> f64 {
+    VALUES[(i & 63) as usize]
+}
+
+/// Runs `op(state, i)` 1,000 times untimed, then `iters` times and `flush(state)` once, timed.
+fn timed<S: ?Sized>(
+    iters: u64,
+    state: &mut S,
+    mut op: impl FnMut(&mut S, u64),
+    flush: impl FnOnce(&mut S),
+) -> Duration {
+    for i in 0..1_000 {
+        op(state, i);
+    }
+    let start = Instant::now();
+    for i in 0..iters {
+        op(state, i);
+    }
+    flush(state);
+    start.elapsed()
+}
+
+fn tick_batch(c: &mut Criterion) {
+    let m = MetricsManager::new();
+    m.register_counter("bench_batch_total", "Bench counter.", &["k"])
+        .unwrap();
+    m.register_histogram("bench_batch_seconds", "Bench histogram.", &["k"], &[])
+        .unwrap();
+    let counters: Vec<_> = (0..8)
+        .map(|k| m.counter("bench_batch_total", &[&k.to_string()]).unwrap())
+        .collect();
+    let histograms: Vec<_> = (0..4)
+        .map(|k| m.histogram("bench_batch_seconds", &[&k.to_string()]).unwrap())
+        .collect();
+
+    let tc =
+        prometheus::IntCounterVec::new(prometheus::Opts::new("bench_batch_total", "Bench counter."), &["k"]).unwrap();
+    let th = prometheus::HistogramVec::new(
+        prometheus::HistogramOpts::new("bench_batch_seconds", "Bench histogram.").buckets(DEFAULT_BUCKETS.to_vec()),
+        &["k"],
+    )
+    .unwrap();
+    let tikv_counters: Vec<_> = (0..8).map(|k| tc.with_label_values(&[k.to_string()]).local()).collect();
+    let tikv_histograms: Vec<_> = (0..4).map(|k| th.with_label_values(&[k.to_string()]).local()).collect();
+
+    // Nothing is lost: a dropped batch flushes.
+    let before = counters[0].get();
+    {
+        let mut b = TickBatch::new();
+        let c0 = b.counter(&counters[0]);
+        b.add(c0, 5);
+    }
+    assert_eq!(counters[0].get(), before + 5, "a dropped TickBatch flushes");
+
+    let mut g = c.benchmark_group("tick_batch");
+    g.warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(20);
+
+    // One batch for the whole bench (a game thread keeps one); flushed at the end of each sample.
+    let batch = std::cell::RefCell::new(TickBatch::new());
+    let (bc, bh): (Vec<_>, Vec<_>) = {
+        let mut b = batch.borrow_mut();
+        (
+            counters.iter().map(|h| b.counter(h)).collect(),
+            histograms.iter().map(|h| b.histogram(h)).collect(),
+        )
+    };
+
+    g.bench_function(format!("add/{MMO}"), |bn| {
+        bn.iter_custom(|iters| {
+            let c0 = bc[0];
+            timed(
+                iters,
+                &mut *batch.borrow_mut(),
+                |b, _| black_box(b).add(c0, 1),
+                |b| b.flush(),
+            )
+        })
+    });
+    g.bench_function(format!("add/{TIKV}"), |bn| {
+        bn.iter_custom(|iters| {
+            timed(
+                iters,
+                &mut (),
+                |_, _| black_box(&tikv_counters[0]).inc(),
+                |_| tikv_counters[0].flush(),
+            )
+        })
+    });
+    g.bench_function(format!("add/{MMO_HANDLE}"), |bn| {
+        bn.iter_custom(|iters| timed(iters, &mut (), |_, _| black_box(&counters[0]).increment(1), |_| ()))
+    });
+
+    g.bench_function(format!("record/{MMO}"), |bn| {
+        bn.iter_custom(|iters| {
+            let h0 = bh[0];
+            timed(
+                iters,
+                &mut *batch.borrow_mut(),
+                |b, i| black_box(b).record(h0, value(black_box(i))),
+                |b| b.flush(),
+            )
+        })
+    });
+    g.bench_function(format!("record/{TIKV}"), |bn| {
+        bn.iter_custom(|iters| {
+            timed(
+                iters,
+                &mut (),
+                |_, i| black_box(&tikv_histograms[0]).observe(value(black_box(i))),
+                |_| tikv_histograms[0].flush(),
+            )
+        })
+    });
+    g.bench_function(format!("record/{MMO_HANDLE}"), |bn| {
+        bn.iter_custom(|iters| {
+            timed(
+                iters,
+                &mut (),
+                |_, i| black_box(&histograms[0]).record(value(black_box(i))),
+                |_| (),
+            )
+        })
+    });
+
+    g.bench_function(format!("tick_mixed/{MMO}"), |bn| {
+        bn.iter_custom(|iters| {
+            let mut left = TICK;
+            timed(
+                iters,
+                &mut *batch.borrow_mut(),
+                |b, i| {
+                    let b = black_box(b);
+                    if i & 1 == 0 {
+                        b.add(bc[((i >> 1) & 7) as usize], 1);
+                    } else {
+                        b.record(bh[((i >> 1) & 3) as usize], value(i));
+                    }
+                    left -= 1;
+                    if left == 0 {
+                        left = TICK;
+                        b.flush();
+                    }
+                },
+                |b| b.flush(),
+            )
+        })
+    });
+    g.bench_function(format!("tick_mixed/{TIKV}"), |bn| {
+        bn.iter_custom(|iters| {
+            let mut left = TICK;
+            let flush_all = || {
+                tikv_counters.iter().for_each(|c| c.flush());
+                tikv_histograms.iter().for_each(|h| h.flush());
+            };
+            timed(
+                iters,
+                &mut (),
+                |_, i| {
+                    if i & 1 == 0 {
+                        black_box(&tikv_counters[((i >> 1) & 7) as usize]).inc();
+                    } else {
+                        black_box(&tikv_histograms[((i >> 1) & 3) as usize]).observe(value(i));
+                    }
+                    left -= 1;
+                    if left == 0 {
+                        left = TICK;
+                        flush_all();
+                    }
+                },
+                |_| flush_all(),
+            )
+        })
+    });
+    g.finish();
+}
+criterion_group!(benches, tick_batch);
+criterion_main!(benches);

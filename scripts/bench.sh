@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# Runs the benchmark suite (benches/): mmo-metrics against metrics-exporter-prometheus 0.18,
+# prometheus 0.14 (tikv) and prometheus-client 0.25.
+#
+# Usage:
+#   scripts/bench.sh quick          CI check: builds every bench (no fat LTO), runs each case once
+#                                   (criterion --test) and the memory binary on 1,000 series.
+#                                   A few minutes; measures nothing.
+#   scripts/bench.sh full           RUNS (default 3) full runs of every bench plus the memory
+#                                   measurements, each run started in a quiet window, then
+#                                   rewrites the generated tables of BENCHMARKS.md (medians over
+#                                   the runs, ratios peer/ours, the machine, the command).
+#                                   About 10 minutes per run on a 2-core machine.
+#   scripts/bench.sh report DIR     Rewrites BENCHMARKS.md from the results in DIR (a directory a
+#                                   full run made) without running anything.
+#
+# Environment:
+#   CARGO_TARGET_DIR   target directory (default: target)
+#   RUNS               full runs (default 3)
+#   BENCH_OUT          where the results go (default: $CARGO_TARGET_DIR/bench-results/<UTC time>)
+#   QUIET_IDLE         % of idle CPU over 5 s that counts as quiet (default 90)
+#   QUIET_MAX_WAIT     seconds to wait for a quiet window before starting anyway (default 900)
+#   MEMORY_SIZES       series counts of the memory measurement (default "100000 1000000")
+#   BENCHES            bench binaries to run (default "batch encode record scrape_interference")
+#   NO_REPORT=1        do not touch BENCHMARKS.md (results stay in BENCH_OUT)
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+target_abs="$(mkdir -p "$CARGO_TARGET_DIR" && cd "$CARGO_TARGET_DIR" && pwd)"
+LIBS=(mmo metrics-exporter-prometheus prometheus prometheus-client)
+
+log() { printf 'bench.sh: %s\n' "$*" >&2; }
+
+# Percentage of idle CPU (idle + iowait) over the next $1 seconds, from /proc/stat.
+idle_percent() {
+    local secs=$1 a b
+    a=($(head -n1 /proc/stat))
+    sleep "$secs"
+    b=($(head -n1 /proc/stat))
+    local total=0 i
+    for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
+    local idle=$((b[4] - a[4] + b[5] - a[5]))
+    [ "$total" -gt 0 ] || { echo 100; return; }
+    echo $((100 * idle / total))
+}
+
+# Waits until a 5 s window has at least QUIET_IDLE % idle CPU, or QUIET_MAX_WAIT seconds passed.
+wait_quiet() {
+    local want=${QUIET_IDLE:-90} max=${QUIET_MAX_WAIT:-900} waited=0 idle
+    [ -r /proc/stat ] || return 0
+    while :; do
+        idle=$(idle_percent 5)
+        waited=$((waited + 5))
+        if [ "$idle" -ge "$want" ]; then
+            log "quiet window: ${idle}% idle over 5 s"
+            echo "$idle"
+            return 0
+        fi
+        if [ "$waited" -ge "$max" ]; then
+            log "no quiet window in ${max} s (last: ${idle}% idle); starting anyway"
+            echo "$idle"
+            return 0
+        fi
+    done
+}
+
+quick() {
+    # As CI: no fat LTO, so the build is quick; the point is that every case builds and runs.
+    export CARGO_PROFILE_BENCH_LTO=false CARGO_PROFILE_BENCH_CODEGEN_UNITS=16
+    log "building the benches"
+    cargo bench -p mmo-metrics-benches --no-run
+    log "running every bench case once (criterion --test)"
+    cargo bench -p mmo-metrics-benches -- --test
+    log "memory binary on 1,000 series per library"
+    cargo build --profile bench -p mmo-metrics-benches --bin memory_peers
+    local lib
+    for lib in "${LIBS[@]}"; do
+        "$target_abs/release/memory_peers" "$lib" 1000
+    done
+    "$target_abs/release/memory_peers" mmo 1000 16
+    log "quick: OK"
+}
+
+machine_info() {
+    {
+        echo "cpu=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //')"
+        echo "cores=$(nproc)"
+        echo "memory_kib=$(awk '/MemTotal/ {print $2}' /proc/meminfo 2>/dev/null)"
+        echo "kernel=$(uname -sr)"
+        echo "rustc=$(rustc --version)"
+        echo "cargo=$(cargo --version)"
+        echo "commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+        if [ -n "$(git status --porcelain 2>/dev/null)" ]; then echo "dirty=yes"; else echo "dirty=no"; fi
+        echo "date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+        local hv
+        hv=$(grep -m1 -o 'hypervisor' /proc/cpuinfo 2>/dev/null || true)
+        echo "virtualised=${hv:+yes}"
+        local crate
+        for crate in criterion metrics metrics-exporter-prometheus prometheus prometheus-client; do
+            echo "crate_${crate}=$(awk -v n="$crate" '$0 == "name = \"" n "\"" {getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock)"
+        done
+    } >"$1"
+}
+
+full() {
+    local runs=${RUNS:-3}
+    local out=${BENCH_OUT:-$target_abs/bench-results/$(date -u +%Y%m%dT%H%M%SZ)}
+    mkdir -p "$out"
+    log "results in $out"
+    machine_info "$out/machine.txt"
+    log "building (bench profile: fat LTO)"
+    cargo bench -p mmo-metrics-benches --no-run
+    cargo build --profile bench -p mmo-metrics-benches --bin memory_peers
+    local run
+    for run in $(seq 1 "$runs"); do
+        local dir="$out/run$run"
+        mkdir -p "$dir"
+        vmstat 5 >"$dir/vmstat.log" 2>/dev/null &
+        local vm=$! bench
+        # One bench binary at a time, each started in a quiet window (others may share the machine).
+        for bench in ${BENCHES:-batch encode record scrape_interference}; do
+            wait_quiet >>"$dir/idle_before.txt"
+            log "run $run/$runs: cargo bench -p mmo-metrics-benches --bench $bench"
+            CRITERION_HOME="$dir/criterion" cargo bench -p mmo-metrics-benches --bench "$bench" 2>&1 | tee -a "$dir/bench.log" >&2
+        done
+        log "run $run/$runs: memory"
+        local n lib
+        for n in ${MEMORY_SIZES:-100000 1000000}; do
+            for lib in "${LIBS[@]}"; do
+                "$target_abs/release/memory_peers" "$lib" "$n" | tee -a "$dir/memory.log" >&2
+            done
+            "$target_abs/release/memory_peers" mmo "$n" 16 | tee -a "$dir/memory.log" >&2
+        done
+        kill "$vm" 2>/dev/null || true
+        wait "$vm" 2>/dev/null || true
+    done
+    if [ "${NO_REPORT:-0}" != 1 ]; then
+        report "$out"
+    fi
+}
+
+report() {
+    local dir=$1
+    python3 benches/report.py "$dir" BENCHMARKS.md
+    log "BENCHMARKS.md rewritten from $dir"
+}
+
+case "${1:-}" in
+    quick) quick ;;
+    full) full ;;
+    report)
+        [ -n "${2:-}" ] || { log "usage: scripts/bench.sh report DIR"; exit 2; }
+        report "$2"
+        ;;
+    *)
+        sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+        exit 2
+        ;;
+esac
