@@ -112,7 +112,8 @@ class Data:
             noise = [n for n in noise if "other_cpu" in n]
             if noise:
                 cap = sum(int(n["wall"]) for n in noise) * int(self.machine.get("cores", "1") or 1)
-                self.others.append(100 * sum(float(n["other_cpu"]) for n in noise) / max(1, cap))
+                share = 100 * sum(float(n["other_cpu"]) for n in noise) / max(1, cap)
+                self.others.append((os.path.basename(run), share))
 
     def t(self, full_id):
         """Median over runs (ns), or None."""
@@ -182,7 +183,7 @@ def gen_machine(d):
     m = d.machine
     runs = len(d.runs)
     idle = [f"{i:.0f} %" for i in d.idle if i is not None]
-    others = [f"{o:.0f} %" for o in d.others]
+    others = [f"{r} {o:.1f} %" for r, o in d.others]
     crates = ", ".join(
         f"{c} {m.get('crate_' + c, '?')}" for c in ["criterion", "metrics", MEP, TIKV, PCLIENT] if m.get("crate_" + c)
     )
@@ -198,9 +199,12 @@ def gen_machine(d):
         ["crates", crates],
         ["code measured", f"commit `{m.get('commit', '?')}`" + (" plus uncommitted changes" if m.get("dirty") == "yes" else "")],
         ["date", m.get("date", "?")],
-        ["runs", f"{runs} full runs (`RUNS={runs} scripts/bench.sh full`)"],
+        ["runs", f"{runs} full runs of `scripts/bench.sh full` (`RUNS=…`; runs added to one `BENCH_OUT` count together)"],
         ["load", f"idle CPU during each run (vmstat, the benches' own threads included): {', '.join(idle) or '?'}"
-         + (f"; CPU other processes took during the benches, share of the machine: {', '.join(others)}" if others else "")],
+         + (f"; CPU that other processes took during the benches, share of the machine: {', '.join(others)}"
+            f" (not recorded for the other runs)" if others and len(others) < runs else "")
+         + (f"; CPU that other processes took during the benches, share of the machine: {', '.join(others)}"
+            if others and len(others) == runs else "")],
     ]
     return table(["", ""], rows, ["---", "---"])
 

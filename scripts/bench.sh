@@ -17,7 +17,8 @@
 # Environment:
 #   CARGO_TARGET_DIR   target directory (default: target)
 #   RUNS               full runs (default 3)
-#   BENCH_OUT          where the results go (default: $CARGO_TARGET_DIR/bench-results/<UTC time>)
+#   BENCH_OUT          where the results go (default: $CARGO_TARGET_DIR/bench-results/<UTC time>);
+#                      runs already there are kept and the new ones added (the report uses all)
 #   QUIET_IDLE         % of idle CPU over 5 s that counts as quiet (default 90)
 #   QUIET_MAX_WAIT     seconds to wait for a quiet window before starting anyway (default 900)
 #   MEMORY_SIZES       series counts of the memory measurement (default "100000 1000000")
@@ -45,6 +46,11 @@ idle_percent() {
     local idle=$((b[4] - a[4] + b[5] - a[5]))
     [ "$total" -gt 0 ] || { echo 100; return; }
     echo $((100 * idle / total))
+}
+
+# CPU seconds (user, nice, system, irq, softirq, steal) the whole machine has spent since boot.
+busy_seconds() {
+    awk -v hz="$(getconf CLK_TCK)" 'NR == 1 { printf "%.2f\n", ($2 + $3 + $4 + $7 + $8 + $9) / hz; exit }' /proc/stat
 }
 
 # Waits until a 5 s window has at least QUIET_IDLE % idle CPU, or QUIET_MAX_WAIT seconds passed.
@@ -110,12 +116,15 @@ full() {
     local out=${BENCH_OUT:-$target_abs/bench-results/$(date -u +%Y%m%dT%H%M%SZ)}
     mkdir -p "$out"
     log "results in $out"
-    machine_info "$out/machine.txt"
+    # Runs already in BENCH_OUT are kept: new runs are numbered after them (more runs, one report).
+    local first
+    first=$(($(find "$out" -maxdepth 1 -name 'run*' -type d | wc -l) + 1))
+    [ -f "$out/machine.txt" ] || machine_info "$out/machine.txt"
     log "building (bench profile: fat LTO)"
     cargo bench -p mmo-metrics-benches --no-run
     cargo build --profile bench -p mmo-metrics-benches --bin memory_peers
     local run
-    for run in $(seq 1 "$runs"); do
+    for run in $(seq "$first" $((first + runs - 1))); do
         local dir="$out/run$run"
         mkdir -p "$dir"
         vmstat 5 >"$dir/vmstat.log" 2>/dev/null &
@@ -123,10 +132,25 @@ full() {
         # One bench binary at a time, each started in a quiet window (others may share the machine).
         for bench in ${BENCHES:-batch encode record scrape_interference}; do
             wait_quiet >>"$dir/idle_before.txt"
-            log "run $run/$runs: cargo bench -p mmo-metrics-benches --bench $bench"
-            CRITERION_HOME="$dir/criterion" cargo bench -p mmo-metrics-benches --bench "$bench" 2>&1 | tee -a "$dir/bench.log" >&2
+            log "run $run: cargo bench -p mmo-metrics-benches --bench $bench"
+            local b0 t0=$SECONDS
+            b0=$(busy_seconds)
+            TIMEFORMAT='%U %S'
+            { time CRITERION_HOME="$dir/criterion" cargo bench -p mmo-metrics-benches --bench "$bench" \
+                >>"$dir/bench.log" 2>&1; } 2>"$dir/time.tmp"
+            # CPU time other processes took during the bench, as a share of the machine.
+            python3 - "$b0" "$(busy_seconds)" "$((SECONDS - t0))" "$(nproc)" $(cat "$dir/time.tmp") "$bench" \
+                >>"$dir/noise.txt" <<'PY'
+import sys
+b0, b1, wall, cores, user, system, bench = sys.argv[1:8]
+own = float(user) + float(system)
+other = max(0.0, float(b1) - float(b0) - own)
+print(f"bench={bench} wall={wall} own_cpu={own:.1f} other_cpu={other:.1f} "
+      f"other_percent={100 * other / max(1, int(wall) * int(cores)):.1f}")
+PY
+            log "run $run: $(tail -n 1 "$dir/noise.txt")"
         done
-        log "run $run/$runs: memory"
+        log "run $run: memory"
         local n lib
         for n in ${MEMORY_SIZES:-100000 1000000}; do
             for lib in "${LIBS[@]}"; do
