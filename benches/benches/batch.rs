@@ -17,31 +17,11 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use mmo_metrics::{MetricsManager, TickBatch, DEFAULT_BUCKETS};
-use mmo_metrics_benches::{MMO, TIKV};
+use mmo_metrics_benches::{value, MMO, TIKV};
 
 const MMO_HANDLE: &str = "mmo-handle";
 /// Records per tick in `tick_mixed`.
 const TICK: u64 = 1_000;
-
-static VALUES: [f64; 64] = values();
-
-const fn values() -> [f64; 64] {
-    // 0.001 * 1.17^k for k = 0..64 (≈ 0.001 … 19.7), scattered (as in the record bench).
-    let mut out = [0.0; 64];
-    let mut v = 0.001;
-    let mut i = 0;
-    while i < 64 {
-        out[(i * 37) % 64] = v;
-        v *= 1.17;
-        i += 1;
-    }
-    out
-}
-
-#[inline(always)]
-fn value(i: u64) -> f64 {
-    VALUES[(i & 63) as usize]
-}
 
 /// Runs `op(state, i)` 1,000 times untimed, then `iters` times and `flush(state)` once, timed.
 fn timed<S: ?Sized>(

@@ -35,7 +35,7 @@
 //! least twice the per-thread cost even without contention. Each worker does 1,000 untimed
 //! operations first (shard slot, per-thread caches).
 //!
-//! Histogram and summary values cycle through [`VALUES`], spread over the default buckets, so the
+//! Histogram and summary values cycle through [`mmo_metrics_benches::VALUES`], spread over the default buckets, so the
 //! bucket search is not always answered by the first bound.
 //!
 //! metrics-exporter-prometheus buffers every raw histogram sample until upkeep drains it; the
@@ -52,7 +52,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use metrics::Recorder;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use mmo_metrics::{MetricsManager, DEFAULT_BUCKETS};
-use mmo_metrics_benches::{MEP, MMO, MMO_MANAGER, PCLIENT, TIKV};
+use mmo_metrics_benches::{value, MEP, MMO, MMO_MANAGER, PCLIENT, TIKV};
 use prometheus_client::metrics::counter::Counter as PcCounter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge as PcGauge;
@@ -60,29 +60,6 @@ use prometheus_client::metrics::histogram::Histogram as PcHistogram;
 
 /// Untimed operations per worker before the timed region.
 const WARM_OPS: u64 = 1_000;
-
-/// Observation values: 64 values spread (log-uniformly) from 0.001 to 20, i.e. over every default
-/// bucket and `+Inf`.
-static VALUES: [f64; 64] = values();
-
-const fn values() -> [f64; 64] {
-    // 0.001 * 1.17^k for k = 0..64 (≈ 0.001 … 19.7); const fn cannot call powf, so multiply.
-    let mut out = [0.0; 64];
-    let mut v = 0.001;
-    let mut i = 0;
-    while i < 64 {
-        // Scatter the order so consecutive calls land in different buckets.
-        out[(i * 37) % 64] = v;
-        v *= 1.17;
-        i += 1;
-    }
-    out
-}
-
-#[inline(always)]
-fn value(i: u64) -> f64 {
-    VALUES[(i & 63) as usize]
-}
 
 /// The fixed value of the `*_fixed` groups.
 #[inline(always)]

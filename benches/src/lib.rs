@@ -127,16 +127,33 @@ pub fn count_allocations<R>(f: impl FnOnce() -> R) -> (R, AllocCount) {
     (r, c)
 }
 
-/// `VmRSS` of this process in bytes, or `None` where `/proc/self/status` has none (not Linux).
+/// Resident memory of this process in bytes (`mmo_metrics::system::process_stats`), or `None`
+/// where it cannot be read (not Linux).
 pub fn resident_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line
-        .trim_start_matches("VmRSS:")
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
+    mmo_metrics::system::process_stats()
+        .ok()
+        .map(|p| p.resident_memory_bytes as u64)
+}
+
+/// Observation values: 64 values spread (log-uniformly) from 0.001 to 20, i.e. over every default
+/// bucket and `+Inf`, in scattered order so consecutive calls land in different buckets.
+pub static VALUES: [f64; 64] = values();
+
+const fn values() -> [f64; 64] {
+    // 0.001 * 1.17^k for k = 0..64 (≈ 0.001 … 19.7); const fn cannot call powf, so multiply.
+    let mut out = [0.0; 64];
+    let mut v = 0.001;
+    let mut i = 0;
+    while i < 64 {
+        out[(i * 37) % 64] = v;
+        v *= 1.17;
+        i += 1;
+    }
+    out
+}
+
+/// The `i`-th observation value.
+#[inline(always)]
+pub fn value(i: u64) -> f64 {
+    VALUES[(i & 63) as usize]
 }

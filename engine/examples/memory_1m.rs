@@ -19,18 +19,12 @@ const SERIES: usize = 1_000_000;
 const SHARDS: u32 = 16;
 const LIMIT_BYTES: u64 = 300 * 1024 * 1024;
 
-/// `VmRSS` of this process in bytes, or `None` where `/proc/self/status` has none (not Linux).
+/// Resident memory of this process in bytes (`mmo_metrics::system::process_stats`), or `None`
+/// where it cannot be read (not Linux).
 fn resident_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line
-        .trim_start_matches("VmRSS:")
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib * 1024)
+    mmo_metrics::system::process_stats()
+        .ok()
+        .map(|p| p.resident_memory_bytes as u64)
 }
 
 fn mib(bytes: u64) -> f64 {
