@@ -107,6 +107,6 @@ pub mod __loom {
     pub use crate::shard::{Shard, ShardLayout, SlotPool};
     pub use crate::storage::counter::{CounterBlock, CounterCell};
     pub use crate::storage::gauge::GaugeCell;
-    pub use crate::storage::histogram::HistogramCells;
+    pub use crate::storage::histogram::{Buckets, HistogramCells};
     pub use crate::storage::summary::{SummaryCells, SummarySpec};
 }

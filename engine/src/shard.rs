@@ -164,6 +164,13 @@ mod current {
             claim()
         }
     }
+
+    /// The current thread's slot, or a value `>= MAX_SLOTS` when it has none yet: one
+    /// thread-local load, for a caller that compares it against an exclusive-shard count first.
+    #[inline(always)]
+    pub fn raw_slot() -> u32 {
+        SLOT.get()
+    }
 }
 
 pub(crate) use current::slot;
@@ -171,6 +178,22 @@ pub(crate) use current::slot;
 /// The shard the current thread writes in a series with this layout.
 #[inline(always)]
 pub fn current(layout: ShardLayout) -> Shard {
+    let raw = current::raw_slot();
+    // One compare on the path every thread with an exclusive shard takes: an unclaimed slot reads
+    // as `u32::MAX`, above any exclusive count, and is claimed on the shared path.
+    if raw < layout.exclusive {
+        Shard {
+            index: raw as usize,
+            exclusive: true,
+        }
+    } else {
+        shared(layout)
+    }
+}
+
+/// [`current`] for a thread whose slot is not one of the layout's exclusive ones, or not claimed yet.
+#[inline(never)]
+fn shared(layout: ShardLayout) -> Shard {
     layout.pick(slot())
 }
 

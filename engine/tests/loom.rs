@@ -67,7 +67,7 @@ fn counter_reads_are_monotonic() {
 fn histogram_shared_shard() {
     loom::model(|| {
         let layout = ShardLayout::new(1);
-        let h = Arc::new(HistogramCells::new(layout, vec![1.0, 2.0].into()));
+        let h = Arc::new(HistogramCells::new(layout, Arc::new(Buckets::new(&[1.0, 2.0]))));
         let ts: Vec<_> = [0.5, 2.0]
             .into_iter()
             .map(|v| {

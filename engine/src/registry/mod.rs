@@ -18,7 +18,7 @@ pub(crate) use labels::LabelValues;
 use crate::shard::ShardLayout;
 use crate::storage::counter::{CounterBlock, CounterCell, BLOCK_SERIES};
 use crate::storage::gauge::GaugeCell;
-use crate::storage::histogram::{HistogramCell, HistogramCells};
+use crate::storage::histogram::{Buckets, HistogramCell, HistogramCells};
 use crate::storage::summary::{SummaryCell, SummaryCells, SummarySpec};
 use crate::{MetricKind, MetricsError};
 
@@ -52,7 +52,7 @@ pub(crate) enum Spec {
     /// A counter whose `f64` total is read from elsewhere (CPU seconds) and set by a collector.
     FloatCounter,
     Gauge,
-    Histogram(Arc<[f64]>),
+    Histogram(Arc<Buckets>),
     Summary(SummarySpec),
 }
 
@@ -194,9 +194,9 @@ fn sample_names(kind: MetricKind, name: &str) -> Vec<String> {
 
 /// Checks and normalises histogram buckets: finite, strictly increasing; a trailing `+Inf` is
 /// dropped (it is always there); empty means the default buckets.
-pub(crate) fn check_buckets(metric: &str, buckets: &[f64]) -> Result<Arc<[f64]>, MetricsError> {
+pub(crate) fn check_buckets(metric: &str, buckets: &[f64]) -> Result<Arc<Buckets>, MetricsError> {
     if buckets.is_empty() {
-        return Ok(DEFAULT_BUCKETS.as_slice().into());
+        return Ok(Arc::new(Buckets::new(&DEFAULT_BUCKETS)));
     }
     let b = match buckets.split_last() {
         Some((last, rest)) if *last == f64::INFINITY => rest,
@@ -213,7 +213,7 @@ pub(crate) fn check_buckets(metric: &str, buckets: &[f64]) -> Result<Arc<[f64]>,
     if b.windows(2).any(|w| w[0] >= w[1]) {
         return Err(err("bounds must be strictly increasing"));
     }
-    Ok(b.into())
+    Ok(Arc::new(Buckets::new(b)))
 }
 
 /// Checks summary quantiles (in `[0, 1]`, strictly increasing; empty means the defaults) and window.

@@ -1,22 +1,245 @@
 //! Classic histogram cells.
 //!
-//! Each shard has a row of `n + 2` cells: one count per bucket (the `n` upper bounds, then `+Inf`),
-//! then the sum's `f64` bits. Counts are per bucket, not cumulative: a record writes one count and
+//! Each shard has a row of `n + 2` cells: the sum's `f64` bits, then one count per bucket (the `n`
+//! upper bounds, then `+Inf`). Counts are per bucket, not cumulative: a record writes one count and
 //! the sum, and `_count` is the sum of the bucket counts, so the `+Inf` bucket always equals
 //! `_count`. Rows start on their own [`Line`], so shards never share a line.
 
 use std::sync::atomic::Ordering::Relaxed;
-
-use super::{add_f64, add_u64, lines, Line, LINE_CELLS};
-use crate::shard::{Shard, ShardLayout};
 use std::sync::Arc;
+
+use super::{add_f64, add_u64, flat, lines, Line, LINE_CELLS};
+use crate::shard::{Shard, ShardLayout};
+
+/// Entries of the bucket-lookup table (one byte each); bounds that would need more are searched.
+const MAX_TABLE: usize = 1024;
+
+/// A histogram family's upper bounds and how a value finds its bucket.
+///
+/// Bucket `i` of a value `v` is the number of bounds below `v` (a value equal to a bound counts in
+/// that bound's bucket); `n` (the `+Inf` bucket) for values above every bound and for NaN.
+///
+/// The lookup maps `v` to a key that orders like the value (its bits, sign-flipped), splits the key
+/// range from the first bound to the last into equal power-of-two intervals narrow enough that no
+/// interval holds two bounds, and stores per interval the bucket of its lowest value. A value's
+/// bucket is then that entry, plus one if the one bound that may sit inside the interval is below
+/// the value: a shift, a table load and a compare, whatever the number of bounds, with no branch
+/// that depends on the value. Bounds too close together for a table of [`MAX_TABLE`] entries (or
+/// more than 255 of them) fall back to a branch-free count (up to 32 bounds) or a binary search.
+///
+/// The table and the padded bounds sit inline (about 3 KiB per family, shared by its series), so a
+/// lookup follows no pointer past the `Buckets` and needs no bounds check.
+pub struct Buckets {
+    /// The finite bounds.
+    bounds: Box<[f64]>,
+    /// Whether `table` is used (else the fallback search).
+    indexed: bool,
+    /// The last used table entry: the interval values above the last bound's interval fall in.
+    last: u64,
+    /// Key where interval 0 starts (the first bound's key).
+    base: u64,
+    /// log2 of the interval width in key units.
+    shift: u32,
+    /// Bucket of each interval's lowest value, entries `0..=last`.
+    table: [u8; MAX_TABLE],
+    /// The bounds, then `+Inf` up to index 255: indexed by a table entry (a `u8`).
+    padded: [f64; 256],
+}
+
+/// Maps a float to a `u64` that orders like the float (negative values below positive ones).
+#[inline(always)]
+fn key(v: f64) -> u64 {
+    let u = v.to_bits();
+    u ^ ((((u as i64) >> 63) as u64) | (1 << 63))
+}
+
+/// Most bounds [`Buckets::count`] handles (more are bucketed one value at a time).
+pub const MAX_COUNTED: usize = 32;
+
+/// `out[j]` = the number of `values <= bounds[j]`, for `j < out.len()` (`bounds` padded to a
+/// multiple of four past `out.len()`). Four bounds per pass over the values.
+#[inline(always)]
+fn count_le(values: &[f64], bounds: &[f64; 256], out: &mut [u64]) {
+    for (j, out) in (0..out.len()).step_by(4).zip(out.chunks_mut(4)) {
+        let b: [f64; 4] = std::array::from_fn(|k| bounds[j + k]);
+        let mut c = [0u64; 4];
+        for &v in values {
+            for k in 0..4 {
+                c[k] += u64::from(v <= b[k]);
+            }
+        }
+        out.copy_from_slice(&c[..out.len()]);
+    }
+}
+
+/// [`count_le`] compiled for AVX2.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn count_le_avx2(values: &[f64], bounds: &[f64; 256], out: &mut [u64]) {
+    count_le(values, bounds, out);
+}
+
+/// The sum of `values`, in eight independent partial sums (so it vectorises and no add waits on
+/// the one before).
+fn sum(values: &[f64]) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let chunks = values.chunks_exact(8);
+    let rest: f64 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for k in 0..8 {
+            acc[k] += c[k];
+        }
+    }
+    acc.iter().sum::<f64>() + rest
+}
+
+impl Buckets {
+    /// `bounds`: finite and strictly increasing (checked at registration).
+    pub fn new(bounds: &[f64]) -> Self {
+        debug_assert!(bounds.iter().all(|b| b.is_finite()) && bounds.windows(2).all(|w| w[0] < w[1]));
+        // -0.0 and 0.0 compare equal but have different keys; a bound is stored as +0.0 so that a
+        // value's key is never above a bound it equals.
+        let bounds: Box<[f64]> = bounds.iter().map(|&b| if b == 0.0 { 0.0 } else { b }).collect();
+        let mut padded = [f64::INFINITY; 256];
+        let mut table = [0u8; MAX_TABLE];
+        let n = bounds.len();
+        let (mut indexed, mut last, mut base, mut shift) = (false, 0, 0, 0);
+        if n <= usize::from(u8::MAX) {
+            padded[..n].copy_from_slice(&bounds);
+            let keys: Vec<u64> = bounds.iter().map(|&b| key(b)).collect();
+            let min_gap = keys.windows(2).map(|w| w[1] - w[0]).min().unwrap_or(1 << 63);
+            shift = min_gap.ilog2();
+            base = keys.first().copied().unwrap_or(0);
+            let span = keys.last().map_or(0, |&k| (k - base) >> shift) as usize;
+            if span < MAX_TABLE {
+                // Entry i: the bounds whose key is below the start of interval i.
+                for (i, t) in table[..=span].iter_mut().enumerate() {
+                    *t = keys.partition_point(|&k| k < base + ((i as u64) << shift)) as u8;
+                }
+                (indexed, last) = (true, span as u64);
+            }
+        }
+        Self {
+            bounds,
+            indexed,
+            last,
+            base,
+            shift,
+            table,
+            padded,
+        }
+    }
+
+    /// The finite bounds (`+Inf` is implicit).
+    pub fn bounds(&self) -> &[f64] {
+        &self.bounds
+    }
+
+    /// Number of buckets, `+Inf` included.
+    pub fn len(&self) -> usize {
+        self.bounds.len() + 1
+    }
+
+    /// The bucket `v` counts in (see the type's docs).
+    #[inline(always)]
+    pub fn bucket(&self, v: f64) -> usize {
+        let n = self.bounds.len();
+        if self.indexed {
+            let i = ((key(v).saturating_sub(self.base)) >> self.shift).min(self.last) as usize;
+            // `last < MAX_TABLE`, so the mask changes nothing but proves the index in range.
+            let t = self.table[i & (MAX_TABLE - 1)];
+            let b = usize::from(t) + usize::from(v > self.padded[usize::from(t)]);
+            // NaN orders nowhere: it goes to +Inf (a select, not a branch).
+            if v.is_nan() {
+                n
+            } else {
+                b
+            }
+        } else {
+            self.search(v)
+        }
+    }
+
+    #[inline(always)]
+    fn search(&self, v: f64) -> usize {
+        let b = self.bounds();
+        if b.len() <= 32 {
+            // Branch-free count of the bounds below `v`; `!(v <= u)` also counts every bound for
+            // NaN, which sends it to +Inf.
+            #[allow(clippy::neg_cmp_op_on_partial_ord)]
+            b.iter().filter(|&&u| !(v <= u)).count()
+        } else if v.is_nan() {
+            b.len()
+        } else {
+            b.partition_point(|&u| u < v)
+        }
+    }
+
+    /// Adds to `counts[b]` the number of `values` in bucket `b`; `counts.len() == self.len()`
+    /// and at most [`MAX_COUNTED`] + 1.
+    ///
+    /// Counts, for each bound, the values at or below it (a compare and a subtract per value and
+    /// bound, four bounds per pass so a loaded value serves four compares, vectorised over the
+    /// values; AVX2 when the CPU has it), then takes differences. NaN is at or below no bound, so
+    /// it lands in `+Inf`, as in [`Buckets::bucket`].
+    pub fn count(&self, values: &[f64], counts: &mut [u64]) {
+        let n = self.bounds.len();
+        assert!(
+            counts.len() == n + 1 && n <= MAX_COUNTED,
+            "counts has one cell per bucket"
+        );
+        let mut at_or_below = [0u64; MAX_COUNTED];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU has AVX2, the only requirement of `count_le_avx2`.
+                unsafe { count_le_avx2(values, &self.padded, &mut at_or_below[..n]) };
+            } else {
+                count_le(values, &self.padded, &mut at_or_below[..n]);
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        count_le(values, &self.padded, &mut at_or_below[..n]);
+        let mut below = 0;
+        for (c, &le) in counts
+            .iter_mut()
+            .zip(at_or_below[..n].iter().chain([&(values.len() as u64)]))
+        {
+            *c += le - below;
+            below = le;
+        }
+    }
+
+    /// Whether lookups use the table (for tests).
+    #[cfg(test)]
+    fn indexed(&self) -> bool {
+        self.indexed
+    }
+}
+
+impl std::fmt::Debug for Buckets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.bounds()).finish()
+    }
+}
+
+impl PartialEq for Buckets {
+    fn eq(&self, other: &Self) -> bool {
+        self.bounds() == other.bounds()
+    }
+}
 
 /// The cells of one histogram series.
 pub struct HistogramCells {
     layout: ShardLayout,
-    /// Finite, strictly increasing upper bounds; `+Inf` is implicit.
-    bounds: Arc<[f64]>,
-    lines_per_row: usize,
+    /// The family's bounds (shared by its series).
+    buckets: Arc<Buckets>,
+    /// Cells per shard row: the sum's `f64` bits, then one count per bucket; rounded up to whole
+    /// lines.
+    stride: usize,
     lines: Box<[Line]>,
 }
 
@@ -24,46 +247,35 @@ pub struct HistogramCells {
 pub type HistogramCell = Arc<HistogramCells>;
 
 impl HistogramCells {
-    pub fn new(layout: ShardLayout, bounds: Arc<[f64]>) -> Self {
-        let cells = bounds.len() + 2;
-        let lines_per_row = cells.div_ceil(LINE_CELLS);
+    pub fn new(layout: ShardLayout, buckets: Arc<Buckets>) -> Self {
+        let lines_per_row = (buckets.len() + 1).div_ceil(LINE_CELLS);
         Self {
             layout,
-            bounds,
-            lines_per_row,
+            buckets,
+            stride: lines_per_row * LINE_CELLS,
             lines: lines(lines_per_row * layout.shards as usize),
         }
     }
 
     pub fn bounds(&self) -> &[f64] {
-        &self.bounds
+        self.buckets.bounds()
     }
 
+    /// The row of `shard`: `row[0]` is the sum, `row[1 + b]` bucket `b`'s count.
     #[inline(always)]
-    fn cell(&self, shard: usize, i: usize) -> &crate::loom::AtomicU64 {
-        self.lines[shard * self.lines_per_row + i / LINE_CELLS].cell(i % LINE_CELLS)
+    fn row(&self, shard: usize) -> &[crate::loom::AtomicU64] {
+        &flat(&self.lines)[shard * self.stride..]
     }
 
-    /// The bucket `v` counts in: the first bound `>= v` (a value equal to a bound counts in that
-    /// bucket), else `+Inf` (also for NaN).
+    /// The sum cell and the count cell of bucket `b` in `shard`'s row.
     #[inline(always)]
-    pub fn bucket(&self, v: f64) -> usize {
-        let b = &*self.bounds;
-        if b.len() <= 32 {
-            // Branch-free (vectorised) count of the bounds below `v`; `!(v <= u)` also counts every
-            // bound for NaN, which sends it to +Inf. A search whose exit depends on the value
-            // mispredicts when values vary.
-            #[allow(clippy::neg_cmp_op_on_partial_ord)]
-            b.iter().filter(|&&u| !(v <= u)).count()
-        } else {
-            let i = b.partition_point(|&u| u < v);
-            // NaN compares false everywhere: partition_point returns 0, so send it to +Inf.
-            if v.is_nan() {
-                b.len()
-            } else {
-                i
-            }
-        }
+    fn cells(&self, shard: usize, b: usize) -> (&crate::loom::AtomicU64, &crate::loom::AtomicU64) {
+        let cells = flat(&self.lines);
+        let sum = shard * self.stride;
+        debug_assert!(shard < self.layout.shards as usize && b < self.buckets.len());
+        // SAFETY: rows are `stride >= buckets.len() + 1` cells and there are `layout.shards` of
+        // them, so the asserted `shard` and `b` give `sum + 1 + b < cells.len()`.
+        unsafe { (cells.get_unchecked(sum), cells.get_unchecked(sum + 1 + b)) }
     }
 
     #[inline(always)]
@@ -73,10 +285,9 @@ impl HistogramCells {
 
     #[inline(always)]
     pub fn record_n_at(&self, shard: Shard, v: f64, n: u64) {
-        let i = self.bucket(v);
-        add_u64(self.cell(shard.index, i), n, shard.exclusive);
-        let sum = if n == 1 { v } else { v * n as f64 };
-        add_f64(self.cell(shard.index, self.bounds.len() + 1), sum, shard.exclusive);
+        let (sum, count) = self.cells(shard.index, self.buckets.bucket(v));
+        add_u64(count, n, shard.exclusive);
+        add_f64(sum, if n == 1 { v } else { v * n as f64 }, shard.exclusive);
     }
 
     /// Records from the current thread.
@@ -90,28 +301,40 @@ impl HistogramCells {
         self.record_n_at(crate::shard::current(self.layout), v, n);
     }
 
-    /// Records many observations from the current thread: one pass of bucket adds, one sum add.
+    /// Records many observations from the current thread: the values are counted per bucket first
+    /// (vectorised, see [`Buckets::count`]), then each bucket's cell and the sum get one add.
     pub fn record_slice(&self, values: &[f64]) {
         let shard = crate::shard::current(self.layout);
-        let mut sum = 0.0;
-        for &v in values {
-            add_u64(self.cell(shard.index, self.bucket(v)), 1, shard.exclusive);
-            sum += v;
+        let row = self.row(shard.index);
+        let mut counts = [0u64; MAX_COUNTED + 1];
+        let n = self.buckets.len();
+        if n <= counts.len() {
+            self.buckets.count(values, &mut counts[..n]);
+            for (cell, &c) in row[1..=n].iter().zip(&counts[..n]) {
+                if c != 0 {
+                    add_u64(cell, c, shard.exclusive);
+                }
+            }
+        } else {
+            for &v in values {
+                add_u64(&row[1 + self.buckets.bucket(v)], 1, shard.exclusive);
+            }
         }
-        add_f64(self.cell(shard.index, self.bounds.len() + 1), sum, shard.exclusive);
+        add_f64(&row[0], sum(values), shard.exclusive);
     }
 
     /// Cumulative bucket counts (the last one is `+Inf` and equals the count) and the sum.
     pub fn snapshot(&self, cumulative: &mut Vec<u64>) -> f64 {
-        let n = self.bounds.len() + 1;
+        let n = self.buckets.len();
         cumulative.clear();
         cumulative.resize(n, 0);
         let mut sum = 0.0;
         for s in 0..self.layout.shards as usize {
-            for (i, c) in cumulative.iter_mut().enumerate() {
-                *c = c.wrapping_add(self.cell(s, i).load(Relaxed));
+            let row = self.row(s);
+            sum += f64::from_bits(row[0].load(Relaxed));
+            for (c, cell) in cumulative.iter_mut().zip(&row[1..=n]) {
+                *c = c.wrapping_add(cell.load(Relaxed));
             }
-            sum += f64::from_bits(self.cell(s, n).load(Relaxed));
         }
         let mut acc = 0u64;
         for c in cumulative.iter_mut() {
@@ -125,31 +348,146 @@ impl HistogramCells {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The definition: the first bound `>= v`, else `+Inf` (also for NaN).
+    fn reference(bounds: &[f64], v: f64) -> usize {
+        bounds.iter().position(|&u| v <= u).unwrap_or(bounds.len())
+    }
+
+    fn next_up(v: f64) -> f64 {
+        if v == 0.0 {
+            f64::from_bits(1)
+        } else if v > 0.0 {
+            f64::from_bits(v.to_bits() + 1)
+        } else {
+            f64::from_bits(v.to_bits() - 1)
+        }
+    }
+
+    fn next_down(v: f64) -> f64 {
+        -next_up(-v)
+    }
+
+    /// Checks every bound, its neighbours, the midpoints and the special values.
+    fn check(bounds: &[f64]) -> Buckets {
+        let b = Buckets::new(bounds);
+        let mut values = vec![
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            1e300,
+            -1e300,
+            f64::MIN_POSITIVE,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            -f64::NAN,
+            f64::from_bits(0xFFF8_0000_0000_0000), // what 0.0 / 0.0 gives on x86
+        ];
+        for w in bounds.windows(2) {
+            values.push(w[0] + (w[1] - w[0]) / 2.0);
+        }
+        for &u in bounds {
+            values.extend([u, next_up(u), next_down(u), u * 2.0, u / 2.0]);
+        }
+        for v in values {
+            assert_eq!(b.bucket(v), reference(bounds, v), "bounds {bounds:?} v={v:e}");
+        }
+        b
+    }
 
     #[test]
-    fn bucket_search_agrees_short_and_long() {
-        for n in [0usize, 1, 3, 11, 32, 33, 100] {
-            let bounds: Arc<[f64]> = (0..n).map(|i| i as f64 * 0.5).collect();
-            let h = HistogramCells::new(ShardLayout::new(1), bounds.clone());
-            for v in [
-                -1.0,
-                0.0,
-                0.25,
-                0.5,
-                0.75,
-                3.0,
-                49.5,
-                1e9,
-                f64::INFINITY,
-                f64::NEG_INFINITY,
-                f64::NAN,
-            ] {
-                let want = if v.is_nan() {
-                    n
-                } else {
-                    bounds.iter().position(|&u| v <= u).unwrap_or(n)
-                };
-                assert_eq!(h.bucket(v), want, "n={n} v={v}");
+    fn table_lookup_matches_the_definition() {
+        let default = check(&crate::registry::DEFAULT_BUCKETS);
+        assert!(default.indexed());
+        assert_eq!(default.last, 10, "one entry per octave");
+        assert!(check(&[]).indexed());
+        assert!(check(&[0.5]).indexed());
+        assert!(check(&[-0.0]).indexed());
+        assert!(check(&[-1.0, 0.0, 1.0]).indexed());
+        let linear: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert!(check(&linear).indexed());
+        let from_zero: Vec<f64> = (0..=20).map(|i| f64::from(i) * 0.05).collect();
+        check(&from_zero);
+        let exponential: Vec<f64> = (0..40).map(|i| 1e-6 * 1.5f64.powi(i)).collect();
+        assert!(check(&exponential).indexed());
+        let sizes: Vec<f64> = (6..=20).map(|i| f64::from(1u32 << i)).collect();
+        assert!(check(&sizes).indexed());
+    }
+
+    #[test]
+    fn record_slice_matches_records() {
+        let buckets = Arc::new(Buckets::new(&crate::registry::DEFAULT_BUCKETS));
+        let (one, many) = (
+            HistogramCells::new(ShardLayout::new(2), Arc::clone(&buckets)),
+            HistogramCells::new(ShardLayout::new(2), buckets),
+        );
+        let values: Vec<f64> = (0..1000)
+            .map(|i| f64::from(i) * 0.013 - 1.0)
+            .chain([f64::NAN])
+            .collect();
+        values.iter().for_each(|&v| one.record(v));
+        many.record_slice(&values[..3]);
+        many.record_slice(&values[3..]);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let (sa, sb) = (one.snapshot(&mut a), many.snapshot(&mut b));
+        assert_eq!(a, b);
+        assert!(sa.is_nan() && sb.is_nan(), "NaN poisons the sum either way");
+        let finite = &values[..1000];
+        let (one, many) = (
+            HistogramCells::new(ShardLayout::new(2), Arc::new(Buckets::new(&[0.5]))),
+            HistogramCells::new(ShardLayout::new(2), Arc::new(Buckets::new(&[0.5]))),
+        );
+        finite.iter().for_each(|&v| one.record(v));
+        many.record_slice(finite);
+        let (sa, sb) = (one.snapshot(&mut a), many.snapshot(&mut b));
+        assert_eq!(a, b);
+        assert!((sa - sb).abs() < 1e-9 * sa.abs(), "sums {sa} and {sb}");
+    }
+
+    #[test]
+    fn close_or_many_bounds_fall_back_to_search() {
+        assert!(!check(&[1.0, next_up(1.0), 1e6]).indexed(), "two bounds one ulp apart");
+        let many: Vec<f64> = (0..300).map(f64::from).collect();
+        assert!(!check(&many).indexed(), "more bounds than a u8 table entry holds");
+        let dense: Vec<f64> = (0..40).map(|i| f64::from(i) * 1e-3).collect();
+        check(&dense);
+    }
+
+    fn bounds_strategy() -> impl Strategy<Value = Vec<f64>> {
+        let float = prop_oneof![
+            -1e6..1e6f64,
+            -1.0..1.0f64,
+            (0u32..64).prop_map(|i| 1e-3 * 1.3f64.powi(i as i32)),
+            any::<f64>().prop_filter("finite", |v| v.is_finite()),
+        ];
+        proptest::collection::vec(float, 0..40).prop_map(|mut v| {
+            v.sort_by(f64::total_cmp);
+            v.dedup_by(|a, b| a == b);
+            v
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn any_bounds_any_value(bounds in bounds_strategy(), values in proptest::collection::vec(any::<f64>(), 1..64),
+                                near in proptest::collection::vec(-1e6..1e6f64, 1..64)) {
+            let b = check(&bounds);
+            let all: Vec<f64> = values.into_iter().chain(near).collect();
+            for &v in &all {
+                prop_assert_eq!(b.bucket(v), reference(&bounds, v), "bounds {:?} v={:e}", bounds, v);
+            }
+            if bounds.len() <= MAX_COUNTED {
+                // The batch count agrees with one lookup per value, and adds to what is there.
+                let mut want = vec![1u64; bounds.len() + 1];
+                for &v in &all {
+                    want[reference(&bounds, v)] += 1;
+                }
+                let mut got = vec![1u64; bounds.len() + 1];
+                b.count(&all, &mut got);
+                prop_assert_eq!(got, want);
             }
         }
     }

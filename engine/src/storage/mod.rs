@@ -24,19 +24,22 @@ pub(crate) mod summary;
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use crossbeam_utils::CachePadded;
-
 use crate::loom::AtomicU64;
 
 /// Cells per [`Line`].
 pub(crate) const LINE_CELLS: usize = 16;
 
-/// Sixteen cells on their own 128 bytes.
-pub struct Line(CachePadded<[AtomicU64; LINE_CELLS]>);
+/// Sixteen cells on their own 128 bytes. `repr(C)` with nothing but the cells, so consecutive
+/// lines are one run of cells (see [`flat`]).
+#[repr(C, align(128))]
+pub struct Line([AtomicU64; LINE_CELLS]);
+
+// `flat` relies on a line being exactly its cells, without padding.
+const _: () = assert!(std::mem::size_of::<Line>() == LINE_CELLS * std::mem::size_of::<AtomicU64>());
 
 impl Line {
     pub fn new() -> Self {
-        Line(CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))))
+        Line(std::array::from_fn(|_| AtomicU64::new(0)))
     }
 
     #[inline(always)]
@@ -48,6 +51,16 @@ impl Line {
 /// `n` zeroed lines.
 pub fn lines(n: usize) -> Box<[Line]> {
     (0..n).map(|_| Line::new()).collect()
+}
+
+/// The cells of consecutive lines as one slice: cell `i` of the result is cell `i % 16` of line
+/// `i / 16`. Lets a row that spans lines be indexed with one add.
+#[inline(always)]
+pub fn flat(lines: &[Line]) -> &[AtomicU64] {
+    // SAFETY: `Line` is `repr(C)` holding only `[AtomicU64; LINE_CELLS]`, and the assertion above
+    // shows it has no padding, so `lines.len()` lines are `lines.len() * LINE_CELLS` contiguous,
+    // initialised `AtomicU64`s; the slice borrows `lines` and so lives no longer than they do.
+    unsafe { std::slice::from_raw_parts(lines.as_ptr().cast::<AtomicU64>(), lines.len() * LINE_CELLS) }
 }
 
 /// Adds to a `u64` cell. `exclusive`: the caller is the cell's only writer, so a load and a store
