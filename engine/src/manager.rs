@@ -371,7 +371,7 @@ impl MetricsManager {
             f(&series);
         }
         let mut encoded = Vec::new();
-        registry::LabelValues::encode(values, &mut encoded);
+        registry::encode_labels(values, &mut encoded);
         let entry = Entry {
             registry: id,
             kind,

@@ -154,17 +154,14 @@ impl FamilyView<'_> {
         lock(&self.family.series).len()
     }
 
-    /// Calls `f` for each series, in a stable order. Holds the family's series lock meanwhile:
+    /// Calls `f` for each series, in the order they were created. Holds the family's series lock meanwhile:
     /// recording is never blocked by it, only the creation of a new series of this family.
     pub fn for_each_series(&mut self, mut f: impl FnMut(Labels<'_>, SeriesValue<'_>)) {
         let map = lock(&self.family.series);
         let names = &*self.family.label_names;
         let s = &mut *self.scratch;
         for (values, series) in map.iter() {
-            let labels = Labels {
-                names,
-                values: values.as_bytes(),
-            };
+            let labels = Labels { names, values };
             match series {
                 Series::Counter(c) => f(labels, SeriesValue::Counter(c.get())),
                 Series::Gauge(g) => f(labels, SeriesValue::Gauge(g.get())),

@@ -8,7 +8,7 @@ pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// Renders every family of `manager` in the Prometheus text format 0.0.4: `# HELP` (when given)
 /// and `# TYPE` lines, counters with `_total`, cumulative histogram buckets ending in `+Inf`,
 /// summary quantiles, escaped help and label values, families in name order and series in a
-/// stable order.
+/// creation order.
 pub fn encode_text(manager: &MetricsManager) -> String {
     let mut out = String::with_capacity(4096);
     encode_text_into(manager, &mut out);

@@ -535,8 +535,8 @@ h_count{op="read"} 4
 # HELP special Special floats.
 # TYPE special gauge
 special{k="nan"} NaN
-special{k="neg"} -Inf
 special{k="pos"} +Inf
+special{k="neg"} -Inf
 # HELP x_total X events.
 # TYPE x_total counter
 x_total 2

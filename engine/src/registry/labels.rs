@@ -1,47 +1,22 @@
-//! Label values of one series in a single allocation.
+//! Label values of one series as one byte string.
 
 /// Separator between values: `0xFF` never occurs in UTF-8.
 const SEP: u8 = 0xFF;
 
-/// The label values of a series, in the order of the family's label names, stored as one byte
-/// string (values joined by `0xFF`). Ordering is by those bytes: stable, which is what the
-/// exposition needs.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-pub(crate) struct LabelValues(Box<[u8]>);
-
-impl LabelValues {
-    pub(crate) fn encode<S: AsRef<str>>(values: &[S], buf: &mut Vec<u8>) {
-        buf.clear();
-        for (i, v) in values.iter().enumerate() {
-            if i > 0 {
-                buf.push(SEP);
-            }
-            buf.extend_from_slice(v.as_ref().as_bytes());
+/// Encodes the label values of a series, in the order of the family's label names, as one byte
+/// string: the values joined by `0xFF`.
+pub(crate) fn encode<S: AsRef<str>>(values: &[S], buf: &mut Vec<u8>) {
+    buf.clear();
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            buf.push(SEP);
         }
-    }
-
-    pub(crate) fn from_encoded(bytes: &[u8]) -> Self {
-        Self(bytes.into())
-    }
-
-    pub(crate) fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-
-    /// The values; `n` is the number of label names (zero names: no values).
-    #[cfg(test)]
-    pub(crate) fn iter(&self, n: usize) -> impl Iterator<Item = &str> {
-        split(&self.0, n)
+        buf.extend_from_slice(v.as_ref().as_bytes());
     }
 }
 
-impl std::borrow::Borrow<[u8]> for LabelValues {
-    fn borrow(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-/// Splits encoded values. `bytes` must come from [`LabelValues::encode`].
+/// Splits encoded values; `n` is the number of label names (zero names: no values). `bytes` must
+/// come from [`encode`].
 pub(crate) fn split(bytes: &[u8], n: usize) -> impl Iterator<Item = &str> {
     bytes.split(|&b| b == SEP).take(n).map(|v| {
         // SAFETY: `bytes` were joined from `&str`s at `SEP` (0xFF), a byte no UTF-8 string
@@ -58,9 +33,8 @@ mod tests {
     fn round_trip() {
         let mut buf = Vec::new();
         for vals in [vec![], vec![""], vec!["a", "", "ü\"\n"], vec!["", ""]] {
-            LabelValues::encode(&vals, &mut buf);
-            let lv = LabelValues::from_encoded(&buf);
-            assert_eq!(lv.iter(vals.len()).collect::<Vec<_>>(), vals);
+            encode(&vals, &mut buf);
+            assert_eq!(split(&buf, vals.len()).collect::<Vec<_>>(), vals);
         }
     }
 }

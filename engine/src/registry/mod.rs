@@ -7,13 +7,15 @@
 
 pub(crate) mod labels;
 pub mod names;
+mod series_map;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
-pub(crate) use labels::LabelValues;
+pub(crate) use labels::encode as encode_labels;
+pub(crate) use series_map::SeriesMap;
 
 use crate::shard::ShardLayout;
 use crate::storage::counter::{CounterBlock, CounterCell, BLOCK_SERIES};
@@ -99,7 +101,7 @@ pub(crate) struct Family {
     pub(crate) label_names: Box<[Box<str>]>,
     help: Mutex<Option<Arc<str>>>,
     unit: Mutex<Option<metrics::Unit>>,
-    pub(crate) series: Mutex<BTreeMap<LabelValues, Series>>,
+    pub(crate) series: Mutex<SeriesMap>,
     overflow: OnceLock<Series>,
     /// Counts only self-metrics: their own overflow is not counted again.
     is_self_metric: bool,
@@ -417,7 +419,7 @@ impl Registry {
                 Some(help.into())
             }),
             unit: Mutex::new(pending_unit),
-            series: Mutex::new(BTreeMap::new()),
+            series: Mutex::new(SeriesMap::new()),
             overflow: OnceLock::new(),
             is_self_metric,
         });
@@ -470,15 +472,16 @@ impl Registry {
             return Err(family.arity_error(values));
         }
         let mut buf = Vec::with_capacity(values.iter().map(|v| v.len() + 1).sum());
-        LabelValues::encode(values, &mut buf);
+        labels::encode(values, &mut buf);
         let mut map = lock(&family.series);
-        if let Some(s) = map.get(buf.as_slice()) {
+        if let Some(s) = map.get(&buf) {
             return Ok(s.clone());
         }
         if map.len() < self.config.series_limit {
             let s = self.new_series(family);
-            map.insert(LabelValues::from_encoded(&buf), s.clone());
-            return Ok(s);
+            if map.insert(&buf, s.clone()) {
+                return Ok(s);
+            }
         }
         drop(map);
         if !family.is_self_metric {
@@ -486,10 +489,19 @@ impl Registry {
         }
         let overflow = family.overflow.get_or_init(|| {
             let values: Vec<&str> = family.label_names.iter().map(|_| OVERFLOW_LABEL_VALUE).collect();
-            LabelValues::encode(&values, &mut buf);
-            let s = self.new_series(family);
+            labels::encode(&values, &mut buf);
             // The overflow series is exposed with the others; it does not count against the limit.
-            lock(&family.series).insert(LabelValues::from_encoded(&buf), s.clone());
+            // A series that already has the overflow values (made by hand) serves as it.
+            let mut map = lock(&family.series);
+            let s = match map.get(&buf) {
+                Some(existing) => existing.clone(),
+                None => {
+                    let s = self.new_series(family);
+                    map.insert(&buf, s.clone());
+                    s
+                }
+            };
+            drop(map);
             if !family.is_self_metric {
                 tracing::warn!(
                     metric = &*family.name,
