@@ -110,16 +110,11 @@ impl TickBatch {
         p.values[p.len % BATCH_HISTOGRAM_BUFFER] = v;
         p.len += 1;
         if p.len == BATCH_HISTOGRAM_BUFFER {
-            Self::flush_full(p);
+            Self::flush_histogram(p);
         }
     }
 
     #[cold]
-    fn flush_full(p: &mut PendingHistogram) {
-        p.handle.0.record_slice(&p.values);
-        p.len = 0;
-    }
-
     fn flush_histogram(p: &mut PendingHistogram) {
         p.handle.0.record_slice(&p.values[..p.len]);
         p.len = 0;

@@ -40,8 +40,7 @@ impl SeriesMap {
     }
 
     fn values(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        &self.bytes[start..self.ends[i] as usize]
+        series_values(&self.bytes, &self.ends, i)
     }
 
     /// The series with these encoded label values.
@@ -66,12 +65,10 @@ impl SeriesMap {
         self.bytes.extend_from_slice(values);
         self.ends.push(end);
         self.series.push(series);
+        // The table rehashes what it holds as it grows; `self` is borrowed by it meanwhile.
         let (bytes, ends, hasher) = (&self.bytes, &self.ends, &self.hasher);
-        self.index.insert_unique(hash, i, |&j| {
-            let j = j as usize;
-            let start = if j == 0 { 0 } else { ends[j - 1] as usize };
-            hasher.hash_one(&bytes[start..ends[j] as usize])
-        });
+        self.index
+            .insert_unique(hash, i, |&j| hasher.hash_one(series_values(bytes, ends, j as usize)));
         true
     }
 
@@ -79,6 +76,12 @@ impl SeriesMap {
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&[u8], &Series)> {
         self.series.iter().enumerate().map(|(i, s)| (self.values(i), s))
     }
+}
+
+/// Series `i`'s encoded label values: from where series `i - 1`'s end to where its own end.
+fn series_values<'a>(bytes: &'a [u8], ends: &[u32], i: usize) -> &'a [u8] {
+    let start = if i == 0 { 0 } else { ends[i - 1] as usize };
+    &bytes[start..ends[i] as usize]
 }
 
 #[cfg(all(test, not(loom)))]

@@ -417,32 +417,35 @@ mod tests {
         assert!(check(&sizes).indexed());
     }
 
-    #[test]
-    fn record_slice_matches_records() {
-        let buckets = Arc::new(Buckets::new(&crate::registry::DEFAULT_BUCKETS));
+    /// Cumulative buckets and sum of `values` recorded one by one, then of the same values
+    /// recorded through `record_slice` in the pieces `split` cuts them into.
+    fn one_by_one_and_sliced(bounds: &[f64], values: &[f64], split: usize) -> [(Vec<u64>, f64); 2] {
+        let buckets = Arc::new(Buckets::new(bounds));
         let (one, many) = (
             HistogramCells::new(ShardLayout::new(2), Arc::clone(&buckets)),
             HistogramCells::new(ShardLayout::new(2), buckets),
         );
+        values.iter().for_each(|&v| one.record(v));
+        let (head, tail) = values.split_at(split);
+        many.record_slice(head);
+        many.record_slice(tail);
+        [&one, &many].map(|h| {
+            let mut cumulative = Vec::new();
+            let sum = h.snapshot(&mut cumulative);
+            (cumulative, sum)
+        })
+    }
+
+    #[test]
+    fn record_slice_matches_records() {
         let values: Vec<f64> = (0..1000)
             .map(|i| f64::from(i) * 0.013 - 1.0)
             .chain([f64::NAN])
             .collect();
-        values.iter().for_each(|&v| one.record(v));
-        many.record_slice(&values[..3]);
-        many.record_slice(&values[3..]);
-        let (mut a, mut b) = (Vec::new(), Vec::new());
-        let (sa, sb) = (one.snapshot(&mut a), many.snapshot(&mut b));
+        let [(a, sa), (b, sb)] = one_by_one_and_sliced(&crate::registry::DEFAULT_BUCKETS, &values, 3);
         assert_eq!(a, b);
         assert!(sa.is_nan() && sb.is_nan(), "NaN poisons the sum either way");
-        let finite = &values[..1000];
-        let (one, many) = (
-            HistogramCells::new(ShardLayout::new(2), Arc::new(Buckets::new(&[0.5]))),
-            HistogramCells::new(ShardLayout::new(2), Arc::new(Buckets::new(&[0.5]))),
-        );
-        finite.iter().for_each(|&v| one.record(v));
-        many.record_slice(finite);
-        let (sa, sb) = (one.snapshot(&mut a), many.snapshot(&mut b));
+        let [(a, sa), (b, sb)] = one_by_one_and_sliced(&[0.5], &values[..1000], 0);
         assert_eq!(a, b);
         assert!((sa - sb).abs() < 1e-9 * sa.abs(), "sums {sa} and {sb}");
     }
