@@ -201,6 +201,29 @@ impl<'a> Group<'a> {
         }
     }
 
+    /// [`Group::lib`] for a pair of held handles: the one-series configurations run `op` on
+    /// `pair[0]`, `2t_diff` thread `t` on `pair[t]`, each handle passed through `black_box`.
+    fn handles<H, F>(
+        &mut self,
+        configs: &[Threads],
+        lib: &'static str,
+        after: Option<&'a (dyn Fn() + 'a)>,
+        pair: &'a [H; 2],
+        op: F,
+    ) where
+        H: Sync,
+        F: Fn(&H, u64) + Copy + Sync + 'a,
+    {
+        self.lib(
+            configs,
+            lib,
+            None,
+            after,
+            move |_, i| op(black_box(&pair[0]), i),
+            move |t, i| op(black_box(pick(pair, t)), i),
+        );
+    }
+
     fn finish(mut self, c: &mut Criterion) {
         self.jobs.sort_by_key(|(th, _, _)| *th);
         let mut g = c.benchmark_group(self.name);
@@ -260,42 +283,18 @@ fn counter_handle(c: &mut Criterion) {
     ];
 
     let mut g = Group::new("counter_handle");
-    g.lib(
-        ALL,
-        MMO,
-        None,
-        None,
-        |_, _| black_box(&ours[0]).increment(1),
-        |t, _| black_box(pick(&ours, t)).increment(1),
-    );
-    g.lib(
-        ALL,
-        MEP,
-        None,
-        None,
-        |_, _| black_box(&peer[0]).increment(1),
-        |t, _| black_box(pick(&peer, t)).increment(1),
-    );
-    g.lib(
-        ALL,
-        TIKV,
-        None,
-        None,
-        |_, _| black_box(&tikv[0]).inc(),
-        |t, _| black_box(pick(&tikv, t)).inc(),
-    );
-    g.lib(
-        ALL,
-        PCLIENT,
-        None,
-        None,
-        |_, _| {
-            black_box(&pc[0]).inc();
-        },
-        |t, _| {
-            black_box(pick(&pc, t)).inc();
-        },
-    );
+    g.handles(ALL, MMO, None, &ours, |h, _| {
+        h.increment(1);
+    });
+    g.handles(ALL, MEP, None, &peer, |h, _| {
+        h.increment(1);
+    });
+    g.handles(ALL, TIKV, None, &tikv, |h, _| {
+        h.inc();
+    });
+    g.handles(ALL, PCLIENT, None, &pc, |h, _| {
+        h.inc();
+    });
     g.finish(c);
 }
 
@@ -514,42 +513,18 @@ fn gauge_set(c: &mut Criterion) {
     ];
 
     let mut g = Group::new("gauge_set");
-    g.lib(
-        ALL,
-        MMO,
-        None,
-        None,
-        |_, i| black_box(&ours[0]).set(value(i)),
-        |t, i| black_box(pick(&ours, t)).set(value(i)),
-    );
-    g.lib(
-        ALL,
-        MEP,
-        None,
-        None,
-        |_, i| black_box(&peer[0]).set(value(i)),
-        |t, i| black_box(pick(&peer, t)).set(value(i)),
-    );
-    g.lib(
-        ALL,
-        TIKV,
-        None,
-        None,
-        |_, i| black_box(&tikv[0]).set(value(i)),
-        |t, i| black_box(pick(&tikv, t)).set(value(i)),
-    );
-    g.lib(
-        ALL,
-        PCLIENT,
-        None,
-        None,
-        |_, i| {
-            black_box(&pc[0]).set(value(i));
-        },
-        |t, i| {
-            black_box(pick(&pc, t)).set(value(i));
-        },
-    );
+    g.handles(ALL, MMO, None, &ours, |h, i| {
+        h.set(value(i));
+    });
+    g.handles(ALL, MEP, None, &peer, |h, i| {
+        h.set(value(i));
+    });
+    g.handles(ALL, TIKV, None, &tikv, |h, i| {
+        h.set(value(i));
+    });
+    g.handles(ALL, PCLIENT, None, &pc, |h, i| {
+        h.set(value(i));
+    });
     g.finish(c);
 }
 
@@ -590,38 +565,18 @@ where
     ];
 
     let mut g = Group::new(name);
-    g.lib(
-        configs,
-        MMO,
-        None,
-        None,
-        |_, i| black_box(&ours[0]).record(value(black_box(i))),
-        |t, i| black_box(pick(&ours, t)).record(value(black_box(i))),
-    );
-    g.lib(
-        configs,
-        MEP,
-        None,
-        Some(&upkeep),
-        |_, i| black_box(&peer[0]).record(value(black_box(i))),
-        |t, i| black_box(pick(&peer, t)).record(value(black_box(i))),
-    );
-    g.lib(
-        configs,
-        TIKV,
-        None,
-        None,
-        |_, i| black_box(&tikv[0]).observe(value(black_box(i))),
-        |t, i| black_box(pick(&tikv, t)).observe(value(black_box(i))),
-    );
-    g.lib(
-        configs,
-        PCLIENT,
-        None,
-        None,
-        |_, i| black_box(&pc[0]).observe(value(black_box(i))),
-        |t, i| black_box(pick(&pc, t)).observe(value(black_box(i))),
-    );
+    g.handles(configs, MMO, None, &ours, |h, i| {
+        h.record(value(black_box(i)));
+    });
+    g.handles(configs, MEP, Some(&upkeep), &peer, |h, i| {
+        h.record(value(black_box(i)));
+    });
+    g.handles(configs, TIKV, None, &tikv, |h, i| {
+        h.observe(value(black_box(i)));
+    });
+    g.handles(configs, PCLIENT, None, &pc, |h, i| {
+        h.observe(value(black_box(i)));
+    });
     g.finish(c);
 }
 
@@ -651,22 +606,12 @@ where
     let upkeep = move || mep_handle.run_upkeep();
 
     let mut g = Group::new(name);
-    g.lib(
-        configs,
-        MMO,
-        None,
-        None,
-        |_, i| black_box(&ours[0]).observe(value(black_box(i))),
-        |t, i| black_box(pick(&ours, t)).observe(value(black_box(i))),
-    );
-    g.lib(
-        configs,
-        MEP,
-        None,
-        Some(&upkeep),
-        |_, i| black_box(&peer[0]).record(value(black_box(i))),
-        |t, i| black_box(pick(&peer, t)).record(value(black_box(i))),
-    );
+    g.handles(configs, MMO, None, &ours, |h, i| {
+        h.observe(value(black_box(i)));
+    });
+    g.handles(configs, MEP, Some(&upkeep), &peer, |h, i| {
+        h.record(value(black_box(i)));
+    });
     g.finish(c);
 }
 
