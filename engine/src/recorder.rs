@@ -20,7 +20,7 @@ use metrics::{Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, K
 use crate::registry::{Registry, Series, Spec};
 use crate::storage::counter::CounterCell;
 use crate::storage::gauge::GaugeCell;
-use crate::storage::histogram::{Buckets, HistogramCell};
+use crate::storage::histogram::HistogramCell;
 use crate::storage::summary::SummaryCell;
 use crate::{MetricKind, MetricsError, MetricsManager};
 
@@ -310,7 +310,7 @@ impl MetricsRecorder {
                 let spec = match kind {
                     MetricKind::Counter => Spec::Counter,
                     MetricKind::Gauge => Spec::Gauge,
-                    _ => Spec::Histogram(Arc::new(Buckets::new(&crate::registry::DEFAULT_BUCKETS))),
+                    _ => Spec::Histogram(crate::registry::default_buckets()),
                 };
                 self.registry.register(name, "", &label_names, spec)?
             }

@@ -194,11 +194,17 @@ fn sample_names(kind: MetricKind, name: &str) -> Vec<String> {
     }
 }
 
+/// The default buckets, built once and shared by every family that uses them.
+pub(crate) fn default_buckets() -> Arc<Buckets> {
+    static DEFAULT: OnceLock<Arc<Buckets>> = OnceLock::new();
+    Arc::clone(DEFAULT.get_or_init(|| Arc::new(Buckets::new(&DEFAULT_BUCKETS))))
+}
+
 /// Checks and normalises histogram buckets: finite, strictly increasing; a trailing `+Inf` is
 /// dropped (it is always there); empty means the default buckets.
 pub(crate) fn check_buckets(metric: &str, buckets: &[f64]) -> Result<Arc<Buckets>, MetricsError> {
     if buckets.is_empty() {
-        return Ok(Arc::new(Buckets::new(&DEFAULT_BUCKETS)));
+        return Ok(default_buckets());
     }
     let b = match buckets.split_last() {
         Some((last, rest)) if *last == f64::INFINITY => rest,
