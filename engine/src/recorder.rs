@@ -146,14 +146,21 @@ struct Entry<T> {
     handle: T,
 }
 
-/// Direct-mapped by the key's hash.
-struct Table<T>(Box<[Option<Entry<T>>]>);
+/// Direct-mapped by the key's hash (see [`slot`]). A fixed-size array, so indexing needs no check.
+struct Table<T>(Box<[Option<Entry<T>>; SLOTS]>);
 
 const SLOTS: usize = 1024;
 
+/// The cache slot of `key`.
+#[inline(always)]
+fn slot(key: &Key) -> usize {
+    key.get_hash() as usize & (SLOTS - 1)
+}
+
 impl<T> Table<T> {
     fn new() -> Self {
-        Self((0..SLOTS).map(|_| None).collect())
+        let slots: Box<[Option<Entry<T>>]> = (0..SLOTS).map(|_| None).collect();
+        Self(slots.try_into().unwrap_or_else(|_| unreachable!("SLOTS entries")))
     }
 }
 
@@ -207,38 +214,52 @@ fn init_caches() -> *mut Caches {
     p
 }
 
+/// Whether two keys are the same `static` key: their hashes, and their name and label slices by
+/// address. Equal keys built apart compare by value, on the miss path.
 #[inline(always)]
-fn same_key(a: &Key, b: &Key) -> bool {
-    if a.get_hash() != b.get_hash() {
-        return false;
-    }
-    let (an, bn) = (a.name(), b.name());
-    let (al, bl) = (a.labels().as_slice(), b.labels().as_slice());
-    let same_name = std::ptr::eq(an, bn) || an == bn;
-    same_name && (std::ptr::eq(al, bl) || al == bl)
+fn same_static_key(a: &Key, b: &Key) -> bool {
+    a.get_hash() == b.get_hash()
+        && std::ptr::eq(a.name(), b.name())
+        && std::ptr::eq(a.labels().as_slice(), b.labels().as_slice())
 }
 
 impl MetricsRecorder {
-    /// The handle for `key` from this thread's cache, resolving (and caching) it on a miss.
+    /// The handle for `key` from this thread's cache, resolving (and caching) it on a miss. Only the
+    /// hit of a `static` key is inlined, a few loads and compares and the handle's `clone`, so it
+    /// calls nothing and saves no registers; everything else is the out-of-line `miss`.
     #[inline(always)]
     fn cached<T: Clone>(&self, key: &Key, table: fn(&mut Caches) -> &mut Table<T>, resolve: fn(&Self, &Key) -> T) -> T {
-        let mut p = CACHES.get();
-        if p.is_null() || p == DEAD {
-            p = init_caches();
-            if p.is_null() {
-                return resolve(self, key);
-            }
-        }
-        let i = key.get_hash() as usize & (SLOTS - 1);
-        {
+        let p = CACHES.get();
+        if !p.is_null() && p != DEAD {
             // SAFETY:
             // - `p` is this thread's live `Box<Caches>` (not null, not DEAD), freed only by this
             //   thread's `CachesGuard` after `CACHES` stops pointing at it;
             // - no other reference into it exists: every use is a short block like this one that
             //   calls no code which could re-enter the cache (only key comparison and `clone`).
             let t = table(unsafe { &mut *p });
-            if let Some(e) = &t.0[i] {
-                if e.registry == self.id && same_key(&e.key, key) {
+            if let Some(e) = &t.0[slot(key)] {
+                if e.registry == self.id && same_static_key(&e.key, key) {
+                    return e.handle.clone();
+                }
+            }
+        }
+        self.miss(key, table, resolve)
+    }
+
+    /// [`MetricsRecorder::cached`] past its fast hit: a cached key equal by value (a key built at
+    /// run time, e.g. with a dynamic label), a key not cached, or a thread with no cache (yet, or
+    /// any more).
+    #[inline(never)]
+    fn miss<T: Clone>(&self, key: &Key, table: fn(&mut Caches) -> &mut Table<T>, resolve: fn(&Self, &Key) -> T) -> T {
+        let p = init_caches();
+        if p.is_null() {
+            return resolve(self, key);
+        }
+        {
+            // SAFETY: as in `cached`.
+            let t = table(unsafe { &mut *p });
+            if let Some(e) = &t.0[slot(key)] {
+                if e.registry == self.id && e.key == *key {
                     return e.handle.clone();
                 }
             }
@@ -251,8 +272,8 @@ impl MetricsRecorder {
             key: key.clone(),
             handle: handle.clone(),
         };
-        // SAFETY: as above; the re-entrant calls during `resolve` have ended.
-        let old = table(unsafe { &mut *p }).0[i].replace(entry);
+        // SAFETY: as in `cached`; the re-entrant calls during `resolve` have ended.
+        let old = table(unsafe { &mut *p }).0[slot(key)].replace(entry);
         drop(old);
         handle
     }

@@ -191,6 +191,15 @@ pub fn current(layout: ShardLayout) -> Shard {
     }
 }
 
+/// The current thread's shard in `layout` when it is one of the exclusive ones (the common case),
+/// else `None`: [`current`] for a caller that takes its other case out of line, so that its fast
+/// path calls nothing.
+#[inline(always)]
+pub fn current_exclusive(layout: ShardLayout) -> Option<usize> {
+    let raw = current::raw_slot();
+    (raw < layout.exclusive).then_some(raw as usize)
+}
+
 /// [`current`] for a thread whose slot is not one of the layout's exclusive ones, or not claimed yet.
 #[inline(never)]
 fn shared(layout: ShardLayout) -> Shard {

@@ -38,7 +38,8 @@ pub struct CounterCell {
 
 impl CounterCell {
     pub fn new(block: Arc<CounterBlock>, k: usize) -> Self {
-        debug_assert!(k < BLOCK_SERIES);
+        // `add_at` relies on it.
+        assert!(k < BLOCK_SERIES, "cell {k} of a block of {BLOCK_SERIES}");
         Self { block, k: k as u8 }
     }
 
@@ -46,14 +47,30 @@ impl CounterCell {
         self.block.layout
     }
 
+    /// Adds `v` to `shard`'s cell; `shard` comes from this series' layout.
     #[inline(always)]
     pub fn add_at(&self, shard: Shard, v: u64) {
-        add_u64(self.block.lines[shard.index].cell(self.k as usize), v, shard.exclusive);
+        let lines = &self.block.lines;
+        debug_assert!(shard.index < lines.len());
+        // SAFETY: a `Shard` of this series' layout has `index < layout.shards == lines.len()`
+        // (`ShardLayout::pick`, `shard::current`), and `new` asserted `k < BLOCK_SERIES`, the
+        // cells of a line.
+        let cell = unsafe { lines.get_unchecked(shard.index).0.get_unchecked(usize::from(self.k)) };
+        add_u64(cell, v, shard.exclusive);
     }
 
     /// Adds `v` from the current thread.
     #[inline(always)]
     pub fn add(&self, v: u64) {
+        match crate::shard::current_exclusive(self.block.layout) {
+            Some(index) => self.add_at(Shard { index, exclusive: true }, v),
+            None => self.add_shared(v),
+        }
+    }
+
+    /// [`CounterCell::add`] from a thread without an exclusive shard (or not known yet).
+    #[inline(never)]
+    fn add_shared(&self, v: u64) {
         self.add_at(crate::shard::current(self.block.layout), v);
     }
 
