@@ -27,7 +27,7 @@ const MAX_TABLE: usize = 1024;
 /// on where the value falls (only one for NaN). Bounds too close together for a table of [`MAX_TABLE`] entries (or
 /// more than 255 of them) fall back to a branch-free count (up to 32 bounds) or a binary search.
 ///
-/// The table and the padded bounds sit inline (about 3 KiB per family, shared by its series), so a
+/// The table and the padded bounds sit inline (about 5 KiB per family, shared by its series), so a
 /// lookup follows no pointer past the `Buckets` and needs no bounds check.
 pub struct Buckets {
     /// The finite bounds.
@@ -44,6 +44,9 @@ pub struct Buckets {
     table: [u8; MAX_TABLE],
     /// The bounds, then `+Inf` up to index 255: indexed by a table entry (a `u8`).
     padded: [f64; 256],
+    /// `padded` as keys: the lookup's compare is an integer one on the key it already has, shorter
+    /// than loading a float and comparing it to the value.
+    padded_keys: [u64; 256],
 }
 
 /// Maps a float to a `u64` that orders like the float (negative values below positive ones).
@@ -129,6 +132,7 @@ impl Buckets {
             base,
             shift,
             table,
+            padded_keys: padded.map(key),
             padded,
         }
     }
@@ -148,10 +152,13 @@ impl Buckets {
     pub fn bucket(&self, v: f64) -> usize {
         let n = self.bounds.len();
         if self.indexed {
-            let i = ((key(v).saturating_sub(self.base)) >> self.shift).min(self.last) as usize;
+            // For non-NaN values (NaN is handled below), `v > bound` exactly when its key is above
+            // the bound's key (a bound `0.0` is stored as `+0.0`, and `-0.0` is below it).
+            let k = key(v);
+            let i = ((k.saturating_sub(self.base)) >> self.shift).min(self.last) as usize;
             // `last < MAX_TABLE`, so the mask changes nothing but proves the index in range.
             let t = self.table[i & (MAX_TABLE - 1)];
-            let b = usize::from(t) + usize::from(v > self.padded[usize::from(t)]);
+            let b = usize::from(t) + usize::from(k > self.padded_keys[usize::from(t)]);
             // NaN orders nowhere: it goes to +Inf. LLVM makes this a branch; NaN being rare, it is
             // always predicted, unlike a branch on where a value falls among the bounds.
             if v.is_nan() {
@@ -294,6 +301,15 @@ impl HistogramCells {
     /// Records from the current thread.
     #[inline(always)]
     pub fn record(&self, v: f64) {
+        match crate::shard::current_exclusive(self.layout) {
+            Some(index) => self.record_at(Shard { index, exclusive: true }, v),
+            None => self.record_shared(v),
+        }
+    }
+
+    /// [`HistogramCells::record`] from a thread without an exclusive shard (or not known yet).
+    #[inline(never)]
+    fn record_shared(&self, v: f64) {
         self.record_at(crate::shard::current(self.layout), v);
     }
 
