@@ -32,14 +32,7 @@ const MAX_TABLE: usize = 1024;
 pub struct Buckets {
     /// The finite bounds.
     bounds: Box<[f64]>,
-    /// Whether `table` is used (else the fallback search).
-    indexed: bool,
-    /// The last used table entry: the interval values above the last bound's interval fall in.
-    last: u64,
-    /// Key where interval 0 starts (the first bound's key).
-    base: u64,
-    /// log2 of the interval width in key units.
-    shift: u32,
+    index: Index,
     /// Bucket of each interval's lowest value, entries `0..=last`.
     table: [u8; MAX_TABLE],
     /// The bounds, then `+Inf` up to index 255: indexed by a table entry (a `u8`).
@@ -47,6 +40,21 @@ pub struct Buckets {
     /// `padded` as keys: the lookup's compare is an integer one on the key it already has, shorter
     /// than loading a float and comparing it to the value.
     padded_keys: [u64; 256],
+}
+
+/// Which table interval a key falls in: the part of [`Buckets`] a lookup reads first. Small and
+/// `Copy`, so each series keeps a copy beside its cells and the lookup reads the table through one
+/// pointer fewer.
+#[derive(Clone, Copy, Debug)]
+pub struct Index {
+    /// Whether the table is used (else the fallback search).
+    indexed: bool,
+    /// The last used table entry: the interval values above the last bound's interval fall in.
+    last: u64,
+    /// Key where interval 0 starts (the first bound's key).
+    base: u64,
+    /// log2 of the interval width in key units.
+    shift: u32,
 }
 
 /// Maps a float to a `u64` that orders like the float (negative values below positive ones).
@@ -127,10 +135,12 @@ impl Buckets {
         }
         Self {
             bounds,
-            indexed,
-            last,
-            base,
-            shift,
+            index: Index {
+                indexed,
+                last,
+                base,
+                shift,
+            },
             table,
             padded_keys: padded.map(key),
             padded,
@@ -150,12 +160,23 @@ impl Buckets {
     /// The bucket `v` counts in (see the type's docs).
     #[inline(always)]
     pub fn bucket(&self, v: f64) -> usize {
+        self.bucket_in(self.index, v)
+    }
+
+    /// The table-interval parameters, for [`Buckets::bucket_in`].
+    pub fn index(&self) -> Index {
+        self.index
+    }
+
+    /// [`Buckets::bucket`] with `ix`, a copy of [`Buckets::index`] the caller keeps at hand.
+    #[inline(always)]
+    pub fn bucket_in(&self, ix: Index, v: f64) -> usize {
         let n = self.bounds.len();
-        if self.indexed {
+        if ix.indexed {
             // For non-NaN values (NaN is handled below), `v > bound` exactly when its key is above
             // the bound's key (a bound `0.0` is stored as `+0.0`, and `-0.0` is below it).
             let k = key(v);
-            let i = ((k.saturating_sub(self.base)) >> self.shift).min(self.last) as usize;
+            let i = ((k.saturating_sub(ix.base)) >> ix.shift).min(ix.last) as usize;
             // `last < MAX_TABLE`, so the mask changes nothing but proves the index in range.
             let t = self.table[i & (MAX_TABLE - 1)];
             let b = usize::from(t) + usize::from(k > self.padded_keys[usize::from(t)]);
@@ -224,7 +245,7 @@ impl Buckets {
     /// Whether lookups use the table (for tests).
     #[cfg(all(test, not(loom)))]
     fn indexed(&self) -> bool {
-        self.indexed
+        self.index.indexed
     }
 }
 
@@ -245,6 +266,8 @@ pub struct HistogramCells {
     layout: ShardLayout,
     /// The family's bounds (shared by its series).
     buckets: Arc<Buckets>,
+    /// `buckets.index()`, kept here (see [`Index`]).
+    index: Index,
     /// Cells per shard row: the sum's `f64` bits, then one count per bucket; rounded up to whole
     /// lines.
     stride: usize,
@@ -259,6 +282,7 @@ impl HistogramCells {
         let lines_per_row = (buckets.len() + 1).div_ceil(LINE_CELLS);
         Self {
             layout,
+            index: buckets.index(),
             buckets,
             stride: lines_per_row * LINE_CELLS,
             lines: lines(lines_per_row * layout.shards as usize),
@@ -293,7 +317,7 @@ impl HistogramCells {
 
     #[inline(always)]
     pub fn record_n_at(&self, shard: Shard, v: f64, n: u64) {
-        let (sum, count) = self.cells(shard.index, self.buckets.bucket(v));
+        let (sum, count) = self.cells(shard.index, self.buckets.bucket_in(self.index, v));
         add_u64(count, n, shard.exclusive);
         add_f64(sum, if n == 1 { v } else { v * n as f64 }, shard.exclusive);
     }
@@ -419,7 +443,7 @@ mod tests {
     fn table_lookup_matches_the_definition() {
         let default = check(&crate::registry::DEFAULT_BUCKETS);
         assert!(default.indexed());
-        assert_eq!(default.last, 10, "one entry per octave");
+        assert_eq!(default.index.last, 10, "one entry per octave");
         assert!(check(&[]).indexed());
         assert!(check(&[0.5]).indexed());
         assert!(check(&[-0.0]).indexed());
