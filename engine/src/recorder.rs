@@ -147,7 +147,7 @@ struct Entry<T> {
 }
 
 /// Direct-mapped by the key's hash (see [`slot`]). A fixed-size array, so indexing needs no check.
-struct Table<T>(Box<[Option<Entry<T>>; SLOTS]>);
+struct Table<T>([Option<Entry<T>>; SLOTS]);
 
 const SLOTS: usize = 1024;
 
@@ -157,18 +157,31 @@ fn slot(key: &Key) -> usize {
     key.get_hash() as usize & (SLOTS - 1)
 }
 
-impl<T> Table<T> {
-    fn new() -> Self {
-        let slots: Box<[Option<Entry<T>>]> = (0..SLOTS).map(|_| None).collect();
-        Self(slots.try_into().unwrap_or_else(|_| unreachable!("SLOTS entries")))
-    }
-}
-
-/// One thread's resolved facade handles.
+/// One thread's resolved facade handles, the three tables inline in one allocation (about
+/// 250 KiB), so a hit follows one pointer (the thread-local one) to its entry.
 struct Caches {
     counters: Table<Counter>,
     gauges: Table<Gauge>,
     histograms: Table<Histogram>,
+}
+
+impl Caches {
+    /// Empty caches, built in place on the heap (too big for a thread's stack).
+    fn new() -> Box<Self> {
+        let mut b = Box::<Self>::new_uninit();
+        let p = b.as_mut_ptr();
+        for i in 0..SLOTS {
+            // SAFETY: `p` points to the allocation of an uninitialised `Caches`; each write
+            // initialises one entry in place, and the loop writes every entry of every table.
+            unsafe {
+                std::ptr::addr_of_mut!((*p).counters.0[i]).write(None);
+                std::ptr::addr_of_mut!((*p).gauges.0[i]).write(None);
+                std::ptr::addr_of_mut!((*p).histograms.0[i]).write(None);
+            }
+        }
+        // SAFETY: every field (the three tables, all their entries) was initialised above.
+        unsafe { b.assume_init() }
+    }
 }
 
 /// `CACHES` after the thread's caches were freed (thread teardown): resolve without caching.
@@ -205,11 +218,7 @@ fn init_caches() -> *mut Caches {
     if CACHES_GUARD.try_with(|_| ()).is_err() {
         return std::ptr::null_mut();
     }
-    let p = Box::into_raw(Box::new(Caches {
-        counters: Table::new(),
-        gauges: Table::new(),
-        histograms: Table::new(),
-    }));
+    let p = Box::into_raw(Caches::new());
     CACHES.set(p);
     p
 }
