@@ -139,6 +139,20 @@ pub fn resident_bytes() -> Option<u64> {
 /// bucket and `+Inf`, in scattered order so consecutive calls land in different buckets.
 pub static VALUES: [f64; 64] = values();
 
+/// [`VALUES`] as the bits [`value`] reads. Atomics, so the compiler cannot know what a load returns
+/// and fold anything about the values into the code it measures (a constant array let it drop a
+/// library's NaN check, for one).
+static VALUE_BITS: [AtomicU64; 64] = {
+    let v = values();
+    let mut out = [const { AtomicU64::new(0) }; 64];
+    let mut i = 0;
+    while i < 64 {
+        out[i] = AtomicU64::new(v[i].to_bits());
+        i += 1;
+    }
+    out
+};
+
 const fn values() -> [f64; 64] {
     // 0.001 * 1.17^k for k = 0..64 (≈ 0.001 … 19.7); const fn cannot call powf, so multiply.
     let mut out = [0.0; 64];
@@ -155,5 +169,5 @@ const fn values() -> [f64; 64] {
 /// The `i`-th observation value.
 #[inline(always)]
 pub fn value(i: u64) -> f64 {
-    VALUES[(i & 63) as usize]
+    f64::from_bits(VALUE_BITS[(i & 63) as usize].load(Relaxed))
 }
