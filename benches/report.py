@@ -88,6 +88,13 @@ class Data:
                     if "=" in line:
                         k, v = line.rstrip("\n").split("=", 1)
                         self.machine[k] = v
+        # The commit each run measured (`commit.txt`, "<hash>" or "<hash>+dirty"), where recorded.
+        self.commits = []
+        for run in self.runs:
+            cpath = os.path.join(run, "commit.txt")
+            if os.path.exists(cpath):
+                with open(cpath) as f:
+                    self.commits.append(f.read().strip())
         self.times = {}  # full_id -> [ns per run]
         self.allocs = {}  # (group, lib) -> [dict per run]
         self.scrapes = {}  # (clock, lib) -> [n per run]
@@ -197,7 +204,7 @@ def gen_machine(d):
         ["toolchain", f"{m.get('rustc', '?')}, {m.get('cargo', '?')}"],
         ["profile", "`bench`: `lto = true`, `codegen-units = 1` (workspace `Cargo.toml`); no `target-cpu` flag"],
         ["crates", crates],
-        ["code measured", f"commit `{m.get('commit', '?')}`" + (" plus uncommitted changes" if m.get("dirty") == "yes" else "")],
+        ["code measured", code_measured(d)],
         ["date", m.get("date", "?")],
         ["runs", f"{runs} full runs of `scripts/bench.sh full` (`RUNS=…`; runs added to one `BENCH_OUT` count together)"],
         ["load", f"idle CPU during each run (vmstat, the benches' own threads included): {', '.join(idle) or '?'}"
@@ -207,6 +214,20 @@ def gen_machine(d):
             if others and len(others) == runs else "")],
     ]
     return table(["", ""], rows, ["---", "---"])
+
+
+def code_measured(d):
+    """The commit(s) the runs measured: each run's own record, else the one in machine.txt."""
+    m = d.machine
+    if len(d.commits) < len(d.runs):
+        return f"commit `{m.get('commit', '?')}`" + (" plus uncommitted changes" if m.get("dirty") == "yes" else "")
+    described = []
+    for c in dict.fromkeys(d.commits):
+        h = c.removesuffix("+dirty")
+        described.append(f"commit `{h}`" + (" plus uncommitted changes" if c.endswith("+dirty") else ""))
+    if len(described) == 1:
+        return described[0]
+    return "runs of " + ", ".join(described) + " (" + ", ".join(d.commits) + " in run order)"
 
 
 def gen_record(d):

@@ -119,7 +119,9 @@ full() {
     # Runs already in BENCH_OUT are kept: new runs are numbered after them (more runs, one report).
     local first
     first=$(($(find "$out" -maxdepth 1 -name 'run*' -type d | wc -l) + 1))
-    [ -f "$out/machine.txt" ] || machine_info "$out/machine.txt"
+    # Written afresh while the directory holds no run (a run stopped during the build leaves only
+    # this file, which must not keep that attempt's commit and date).
+    [ "$first" -gt 1 ] && [ -f "$out/machine.txt" ] || machine_info "$out/machine.txt"
     log "building (bench profile: fat LTO)"
     cargo bench -p mmo-metrics-benches --no-run
     cargo build --profile bench -p mmo-metrics-benches --bin memory_peers
@@ -127,6 +129,9 @@ full() {
     for run in $(seq "$first" $((first + runs - 1))); do
         local dir="$out/run$run"
         mkdir -p "$dir"
+        # The code this run measures (runs added later to the same BENCH_OUT may measure another).
+        { git rev-parse --short HEAD 2>/dev/null || echo unknown; } | tr -d '\n' >"$dir/commit.txt"
+        [ -z "$(git status --porcelain 2>/dev/null)" ] || echo -n "+dirty" >>"$dir/commit.txt"
         vmstat 5 >"$dir/vmstat.log" 2>/dev/null &
         local vm=$! bench
         # One bench binary at a time, each started in a quiet window (others may share the machine).

@@ -224,12 +224,23 @@ fn init_caches() -> *mut Caches {
 }
 
 /// Whether two keys are the same `static` key: their hashes, and their name and label slices by
-/// address. Equal keys built apart compare by value, on the miss path.
+/// address. Equal keys built apart compare by value, on the miss path ([`same_key`]).
 #[inline(always)]
 fn same_static_key(a: &Key, b: &Key) -> bool {
     a.get_hash() == b.get_hash()
         && std::ptr::eq(a.name(), b.name())
         && std::ptr::eq(a.labels().as_slice(), b.labels().as_slice())
+}
+
+/// Whether two keys are equal, each part compared by address first: a key built per call (a
+/// dynamic label) usually still has a `static` name, whose bytes need no compare.
+fn same_key(a: &Key, b: &Key) -> bool {
+    if a.get_hash() != b.get_hash() {
+        return false;
+    }
+    let (an, bn) = (a.name(), b.name());
+    let (al, bl) = (a.labels().as_slice(), b.labels().as_slice());
+    (std::ptr::eq(an, bn) || an == bn) && (std::ptr::eq(al, bl) || al == bl)
 }
 
 impl MetricsRecorder {
@@ -260,15 +271,18 @@ impl MetricsRecorder {
     /// any more).
     #[inline(never)]
     fn miss<T: Clone>(&self, key: &Key, table: fn(&mut Caches) -> &mut Table<T>, resolve: fn(&Self, &Key) -> T) -> T {
-        let p = init_caches();
-        if p.is_null() {
-            return resolve(self, key);
+        let mut p = CACHES.get();
+        if p.is_null() || p == DEAD {
+            p = init_caches();
+            if p.is_null() {
+                return resolve(self, key);
+            }
         }
         {
             // SAFETY: as in `cached`.
             let t = table(unsafe { &mut *p });
             if let Some(e) = &t.0[slot(key)] {
-                if e.registry == self.id && e.key == *key {
+                if e.registry == self.id && same_key(&e.key, key) {
                     return e.handle.clone();
                 }
             }
