@@ -196,6 +196,11 @@ def gen_machine(d):
     )
     mem = m.get("memory_kib")
     mem = f"{int(mem) / 1024 / 1024:.0f} GiB" if mem and mem.isdigit() else "?"
+    load = f"idle CPU during each run (vmstat, the benches' own threads included): {', '.join(idle) or '?'}"
+    if others:
+        load += f"; CPU that other processes took during the benches, share of the machine: {', '.join(others)}"
+        if len(others) < runs:
+            load += " (not recorded for the other runs)"
     rows = [
         ["CPU", f"`{m.get('cpu', '?')}`" + (", virtualised (KVM guest)" if m.get("virtualised") == "yes" else "")],
         ["cores", f"`nproc` = {m.get('cores', '?')}"],
@@ -207,11 +212,7 @@ def gen_machine(d):
         ["code measured", code_measured(d)],
         ["date", m.get("date", "?")],
         ["runs", f"{runs} full runs of `scripts/bench.sh full` (`RUNS=…`; runs added to one `BENCH_OUT` count together)"],
-        ["load", f"idle CPU during each run (vmstat, the benches' own threads included): {', '.join(idle) or '?'}"
-         + (f"; CPU that other processes took during the benches, share of the machine: {', '.join(others)}"
-            f" (not recorded for the other runs)" if others and len(others) < runs else "")
-         + (f"; CPU that other processes took during the benches, share of the machine: {', '.join(others)}"
-            if others and len(others) == runs else "")],
+        ["load", load],
     ]
     return table(["", ""], rows, ["---", "---"])
 

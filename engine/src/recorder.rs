@@ -208,9 +208,9 @@ impl Drop for CachesGuard {
     }
 }
 
-/// This thread's caches, allocating them on first use; null during thread teardown.
-#[cold]
-fn init_caches() -> *mut Caches {
+/// This thread's caches, allocating them on first use; null during thread teardown. Called by every
+/// cache miss (the hit path reads `CACHES` itself).
+fn caches() -> *mut Caches {
     let p = CACHES.get();
     if p == DEAD || !p.is_null() {
         return if p == DEAD { std::ptr::null_mut() } else { p };
@@ -244,6 +244,16 @@ fn same_key(a: &Key, b: &Key) -> bool {
 }
 
 impl MetricsRecorder {
+    /// The handle cached for `key` in `t`, when the entry in its slot is from this registry and
+    /// `same` finds it the same key.
+    #[inline(always)]
+    fn lookup<T: Clone>(&self, t: &Table<T>, key: &Key, same: fn(&Key, &Key) -> bool) -> Option<T> {
+        match &t.0[slot(key)] {
+            Some(e) if e.registry == self.id && same(&e.key, key) => Some(e.handle.clone()),
+            _ => None,
+        }
+    }
+
     /// The handle for `key` from this thread's cache, resolving (and caching) it on a miss. Only the
     /// hit of a `static` key is inlined, a few loads and compares and the handle's `clone`, so it
     /// calls nothing and saves no registers; everything else is the out-of-line `miss`.
@@ -256,11 +266,8 @@ impl MetricsRecorder {
             //   thread's `CachesGuard` after `CACHES` stops pointing at it;
             // - no other reference into it exists: every use is a short block like this one that
             //   calls no code which could re-enter the cache (only key comparison and `clone`).
-            let t = table(unsafe { &mut *p });
-            if let Some(e) = &t.0[slot(key)] {
-                if e.registry == self.id && same_static_key(&e.key, key) {
-                    return e.handle.clone();
-                }
+            if let Some(handle) = self.lookup(table(unsafe { &mut *p }), key, same_static_key) {
+                return handle;
             }
         }
         self.miss(key, table, resolve)
@@ -271,21 +278,13 @@ impl MetricsRecorder {
     /// any more).
     #[inline(never)]
     fn miss<T: Clone>(&self, key: &Key, table: fn(&mut Caches) -> &mut Table<T>, resolve: fn(&Self, &Key) -> T) -> T {
-        let mut p = CACHES.get();
-        if p.is_null() || p == DEAD {
-            p = init_caches();
-            if p.is_null() {
-                return resolve(self, key);
-            }
+        let p = caches();
+        if p.is_null() {
+            return resolve(self, key);
         }
-        {
-            // SAFETY: as in `cached`.
-            let t = table(unsafe { &mut *p });
-            if let Some(e) = &t.0[slot(key)] {
-                if e.registry == self.id && same_key(&e.key, key) {
-                    return e.handle.clone();
-                }
-            }
+        // SAFETY: as in `cached`.
+        if let Some(handle) = self.lookup(table(unsafe { &mut *p }), key, same_key) {
+            return handle;
         }
         // Resolving may log, and a logger may record through the facade: no reference into the
         // cache is held meanwhile.

@@ -178,16 +178,9 @@ pub(crate) use current::slot;
 /// The shard the current thread writes in a series with this layout.
 #[inline(always)]
 pub fn current(layout: ShardLayout) -> Shard {
-    let raw = current::raw_slot();
-    // One compare on the path every thread with an exclusive shard takes: an unclaimed slot reads
-    // as `u32::MAX`, above any exclusive count, and is claimed on the shared path.
-    if raw < layout.exclusive {
-        Shard {
-            index: raw as usize,
-            exclusive: true,
-        }
-    } else {
-        shared(layout)
+    match current_exclusive(layout) {
+        Some(index) => Shard { index, exclusive: true },
+        None => shared(layout),
     }
 }
 
@@ -197,6 +190,8 @@ pub fn current(layout: ShardLayout) -> Shard {
 #[inline(always)]
 pub fn current_exclusive(layout: ShardLayout) -> Option<usize> {
     let raw = current::raw_slot();
+    // One compare on the path every thread with an exclusive shard takes: an unclaimed slot reads
+    // as `u32::MAX`, above any exclusive count, and is claimed on the shared path.
     (raw < layout.exclusive).then_some(raw as usize)
 }
 
