@@ -63,8 +63,9 @@
 //! - **Shards.** Counter, histogram and summary cells are sharded by thread ([`MetricsManagerBuilder::shards`]).
 //!   Most shards belong to one thread each and are written with a plain load and store; the rest are
 //!   shared by the remaining threads and written atomically. A scrape sums the shards.
-//! - **Packing.** Counter cells of 16 series share a line per shard, so a series costs 8 bytes a
-//!   shard, and a thread still writes only lines no other thread writes.
+//! - **Packing.** Counter cells of 16 series share a line per shard, and a thread still writes only
+//!   lines no other thread writes. The cells are in memory the OS backs on first write, so a series
+//!   costs 8 bytes for each shard that writes it, not for each shard that exists.
 //! - **Bounded memory.** Histograms are fixed bucket arrays; summaries are mergeable log-linear
 //!   sketches (relative error ≤ 0.78 %) over a sliding window; each metric has a series limit past
 //!   which label sets fold into one `__overflow__` series, counted in
@@ -105,7 +106,7 @@ pub use storage::summary::SUMMARY_RELATIVE_ERROR;
 #[doc(hidden)]
 pub mod __loom {
     pub use crate::shard::{Shard, ShardLayout, SlotPool};
-    pub use crate::storage::counter::{CounterBlock, CounterCell};
+    pub use crate::storage::counter::{CounterCell, CounterChunk};
     pub use crate::storage::gauge::GaugeCell;
     pub use crate::storage::histogram::{Buckets, HistogramCells};
     pub use crate::storage::summary::{SummaryCells, SummarySpec};

@@ -64,7 +64,8 @@ impl Default for MetricsManagerBuilder {
 impl MetricsManagerBuilder {
     /// Shards per counter, histogram and summary series (default: twice the cores, 4 to 64). Three
     /// quarters of them are exclusive to one thread each (written without `lock`-prefixed
-    /// instructions); threads beyond those share the rest. A counter series costs 8 bytes a shard.
+    /// instructions); threads beyond those share the rest. A counter series costs 8 bytes for each
+    /// shard that writes it (the cells of shards no thread writes are never backed by memory).
     pub fn shards(mut self, shards: u32) -> Self {
         self.config.shards = shards.clamp(1, crate::shard::MAX_SLOTS);
         self

@@ -14,7 +14,7 @@ fn slot_handover_keeps_exclusive_adds() {
     loom::model(|| {
         let pool = Arc::new(SlotPool::new());
         let layout = ShardLayout::new(4);
-        let cell = CounterCell::new(Arc::new(CounterBlock::new(layout)), 0);
+        let cell = CounterCell::new(Arc::new(CounterChunk::new(layout)), 0);
         let handles: Vec<_> = (0..2)
             .map(|_| {
                 let (pool, cell) = (Arc::clone(&pool), cell.clone());
@@ -40,7 +40,7 @@ fn slot_handover_keeps_exclusive_adds() {
 fn counter_reads_are_monotonic() {
     loom::model(|| {
         let layout = ShardLayout::new(4);
-        let cell = CounterCell::new(Arc::new(CounterBlock::new(layout)), 3);
+        let cell = CounterCell::new(Arc::new(CounterChunk::new(layout)), 3);
         let a = {
             let c = cell.clone();
             thread::spawn(move || {

@@ -18,7 +18,7 @@ pub(crate) use labels::encode as encode_labels;
 pub(crate) use series_map::SeriesMap;
 
 use crate::shard::ShardLayout;
-use crate::storage::counter::{CounterBlock, CounterCell, BLOCK_SERIES};
+use crate::storage::counter::{CounterCell, CounterChunk, CHUNK_SERIES};
 use crate::storage::gauge::GaugeCell;
 use crate::storage::histogram::{Buckets, HistogramCell, HistogramCells};
 use crate::storage::summary::{SummaryCell, SummaryCells, SummarySpec};
@@ -160,7 +160,8 @@ pub(crate) struct Registry {
     pub(crate) config: Config,
     pub(crate) layout: ShardLayout,
     families: RwLock<Families>,
-    arena: Mutex<(Option<Arc<CounterBlock>>, usize)>,
+    /// The chunk new counter series take their cells from, and the next free cell in it.
+    arena: Mutex<(Option<Arc<CounterChunk>>, usize)>,
     /// `describe_*!` seen before the family exists: name → (unit, help).
     pending: Mutex<HashMap<String, Description>>,
     /// Facade problems already logged (logged once each).
@@ -276,7 +277,7 @@ impl Registry {
                 by_name: BTreeMap::new(),
                 samples: HashMap::new(),
             }),
-            arena: Mutex::new((None, BLOCK_SERIES)),
+            arena: Mutex::new((None, CHUNK_SERIES)),
             pending: Mutex::new(HashMap::new()),
             logged: Mutex::new(HashSet::new()),
             self_metrics: OnceLock::new(),
@@ -457,12 +458,16 @@ impl Registry {
         match &family.spec {
             Spec::Counter => {
                 let mut arena = lock(&self.arena);
-                if arena.1 == BLOCK_SERIES || arena.0.is_none() {
-                    *arena = (Some(Arc::new(CounterBlock::new(self.layout))), 0);
+                if arena.1 == CHUNK_SERIES || arena.0.is_none() {
+                    *arena = (Some(Arc::new(CounterChunk::new(self.layout))), 0);
                 }
                 let k = arena.1;
                 arena.1 += 1;
-                Series::Counter(CounterCell::new(Arc::clone(arena.0.as_ref().expect("set above")), k))
+                let cell = CounterCell::new(Arc::clone(arena.0.as_ref().expect("set above")), k);
+                // The creating thread's shard cell is written now (a page of the chunk is backed
+                // at its first write): its first records then take no page fault.
+                cell.add(0);
+                Series::Counter(cell)
             }
             Spec::Gauge => Series::Gauge(GaugeCell::new()),
             Spec::FloatCounter => Series::FloatCounter(GaugeCell::new()),

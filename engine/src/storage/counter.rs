@@ -1,68 +1,164 @@
-//! Counter cells, packed across series.
+//! Counter cells, packed across series, in memory that only the shards that write take.
 //!
-//! A [`CounterBlock`] holds the cells of [`BLOCK_SERIES`] series for every shard: shard `s` owns
-//! line `s`, and series `k` of the block owns cell `k` of each line. One series therefore costs
-//! `8 bytes × shards` (128 bytes with 16 shards), and a thread only ever writes its own shard's
-//! line, shared with other series but not with other writers.
+//! A [`CounterChunk`] holds the cells of [`CHUNK_SERIES`] series for every shard: shard `s` owns the
+//! run of cells `s * CHUNK_SERIES ..`, and series `k` of the chunk owns cell `k` of every run. So the
+//! cells of 16 consecutive series of one shard fill one 128-byte line that no other shard writes,
+//! and a thread only ever writes its own shard's lines, shared with other series but not with
+//! other writers.
+//!
+//! The chunk is one anonymous memory mapping, whose pages the OS provides when they are first
+//! written: a series costs 8 bytes for each shard that *writes* it, not for each shard that exists.
+//! A game server whose series are each written by a few threads pays for those few, whatever the
+//! shard count (a read of a page no shard wrote sees the OS's shared zero page). The price is one
+//! page fault (~1 µs) the first time a shard writes any of a page's 512 series; the thread that
+//! creates a series writes its own shard's cell at once, so that thread pays it at creation, not
+//! when it records. Where no mapping can be made (and under loom), the chunk's cells are one
+//! zeroed heap allocation instead, all of it resident.
 
+use std::ptr::NonNull;
 use std::sync::atomic::Ordering::Relaxed;
-
-use super::{add_u64, lines, Line, LINE_CELLS};
-use crate::shard::{Shard, ShardLayout};
 use std::sync::Arc;
 
-/// Series per block.
-pub(crate) const BLOCK_SERIES: usize = LINE_CELLS;
+use super::{add_u64, lines, Line, LINE_CELLS};
+use crate::loom::AtomicU64;
+use crate::shard::{Shard, ShardLayout};
 
-/// Cells of up to [`BLOCK_SERIES`] counters.
-pub struct CounterBlock {
-    layout: ShardLayout,
-    lines: Box<[Line]>,
+/// Series per chunk: 64 KiB of cells per shard (16 pages), small enough that a registry with a few
+/// series reserves little address space, large enough that 10^6 series are 123 mappings.
+#[cfg(not(loom))]
+pub(crate) const CHUNK_SERIES: usize = 8192;
+/// Series per chunk under loom: one line per shard, so the models stay small.
+#[cfg(loom)]
+pub(crate) const CHUNK_SERIES: usize = LINE_CELLS;
+
+// Each shard's run is whole lines, so shards never share a line.
+const _: () = assert!(CHUNK_SERIES % LINE_CELLS == 0);
+
+/// Where a chunk's cells live.
+enum Memory {
+    /// An anonymous mapping: zeroed, page-aligned, resident only where written.
+    #[cfg(not(loom))]
+    Mapped(#[allow(dead_code)] memmap2::MmapMut),
+    /// Zeroed lines on the heap: the fallback when no mapping can be made.
+    Heap(#[allow(dead_code)] Box<[Line]>),
 }
 
-impl CounterBlock {
+/// The cells of up to [`CHUNK_SERIES`] counters for every shard of a layout.
+pub struct CounterChunk {
+    layout: ShardLayout,
+    /// Cell 0 of shard 0; shard `s`'s cell `k` is `base + s * CHUNK_SERIES + k`.
+    base: NonNull<AtomicU64>,
+    /// Owns the memory `base` points into; never accessed otherwise.
+    _memory: Memory,
+}
+
+// SAFETY: `base` points into `_memory`, which the chunk owns and which moves with it (a mapping or
+// a heap block does not move when its owner does); the cells are only ever accessed as atomics
+// through shared references, so sharing and sending the chunk across threads is sound.
+unsafe impl Send for CounterChunk {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for CounterChunk {}
+
+impl CounterChunk {
     pub fn new(layout: ShardLayout) -> Self {
+        let cells = layout.shards as usize * CHUNK_SERIES;
+        #[cfg(not(loom))]
+        match map_zeroed(cells) {
+            Ok((base, map)) => {
+                return Self {
+                    layout,
+                    base,
+                    _memory: Memory::Mapped(map),
+                }
+            }
+            Err(e) => tracing::warn!(
+                bytes = cells * 8,
+                error = %e,
+                "cannot map memory for counter cells; using the heap (all of it resident)"
+            ),
+        }
+        Self::on_heap(layout)
+    }
+
+    /// A chunk whose cells are one zeroed heap allocation (all of it resident).
+    fn on_heap(layout: ShardLayout) -> Self {
+        let heap = lines(layout.shards as usize * CHUNK_SERIES / LINE_CELLS);
         Self {
             layout,
-            lines: lines(layout.shards as usize),
+            // The whole slice's pointer: it may reach every cell, not only the first line's.
+            base: NonNull::from(&*heap).cast(),
+            _memory: Memory::Heap(heap),
         }
     }
 }
 
-/// One counter series: a block and its index in it. Cloning shares the cells.
-#[derive(Clone)]
-pub struct CounterCell {
-    block: Arc<CounterBlock>,
-    k: u8,
+/// An anonymous mapping of `cells` zeroed `AtomicU64`s, and a pointer to the first.
+#[cfg(not(loom))]
+fn map_zeroed(cells: usize) -> std::io::Result<(NonNull<AtomicU64>, memmap2::MmapMut)> {
+    let mut map = memmap2::MmapOptions::new()
+        .len(cells * std::mem::size_of::<AtomicU64>())
+        // Address space, not memory: only written pages are ever backed.
+        .no_reserve_swap()
+        .map_anon()?;
+    // Transparent huge pages would back 2 MiB at the first write and undo the point of the
+    // mapping. Advice only: a kernel without THP refuses it, which is fine.
+    #[cfg(target_os = "linux")]
+    let _ = map.advise(memmap2::Advice::NoHugePage);
+    let base = NonNull::new(map.as_mut_ptr()).expect("a mapping is never at address 0");
+    // Page alignment is far above `AtomicU64`'s (8) and a line's (128).
+    debug_assert_eq!(base.as_ptr() as usize % std::mem::align_of::<Line>(), 0);
+    Ok((base.cast(), map))
 }
 
+/// One counter series: its cell in shard 0 of a chunk, and the chunk. Cloning shares the cells.
+#[derive(Clone)]
+pub struct CounterCell {
+    chunk: Arc<CounterChunk>,
+    /// Shard `s`'s cell is `cell + s * CHUNK_SERIES`.
+    cell: NonNull<AtomicU64>,
+}
+
+// SAFETY: `cell` points into the chunk the `Arc` keeps alive, and is only used for atomic
+// operations through shared references; `CounterChunk` is `Send + Sync`.
+unsafe impl Send for CounterCell {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for CounterCell {}
+
 impl CounterCell {
-    pub fn new(block: Arc<CounterBlock>, k: usize) -> Self {
-        // `add_at` relies on it.
-        assert!(k < BLOCK_SERIES, "cell {k} of a block of {BLOCK_SERIES}");
-        Self { block, k: k as u8 }
+    /// Series `k` of `chunk`.
+    pub fn new(chunk: Arc<CounterChunk>, k: usize) -> Self {
+        // `add_at` and `get` rely on it.
+        assert!(k < CHUNK_SERIES, "cell {k} of a chunk of {CHUNK_SERIES}");
+        // SAFETY: `k < CHUNK_SERIES`, within shard 0's run of the chunk's cells.
+        let cell = unsafe { chunk.base.add(k) };
+        Self { chunk, cell }
     }
 
     pub fn layout(&self) -> ShardLayout {
-        self.block.layout
+        self.chunk.layout
+    }
+
+    /// Shard `index`'s cell.
+    #[inline(always)]
+    fn cell(&self, index: usize) -> &AtomicU64 {
+        debug_assert!(index < self.chunk.layout.shards as usize);
+        // SAFETY: `index < layout.shards` (callers pass a `Shard` of this series' layout:
+        // `ShardLayout::pick`, `shard::current`; or iterate the layout's shards), and `new` asserted
+        // `k < CHUNK_SERIES`, so the cell is within the chunk's `shards * CHUNK_SERIES` initialised
+        // cells, which live as long as `self.chunk`, and so as long as the returned borrow.
+        unsafe { &*self.cell.as_ptr().add(index * CHUNK_SERIES) }
     }
 
     /// Adds `v` to `shard`'s cell; `shard` comes from this series' layout.
     #[inline(always)]
     pub fn add_at(&self, shard: Shard, v: u64) {
-        let lines = &self.block.lines;
-        debug_assert!(shard.index < lines.len());
-        // SAFETY: a `Shard` of this series' layout has `index < layout.shards == lines.len()`
-        // (`ShardLayout::pick`, `shard::current`), and `new` asserted `k < BLOCK_SERIES`, the
-        // cells of a line.
-        let cell = unsafe { lines.get_unchecked(shard.index).0.get_unchecked(usize::from(self.k)) };
-        add_u64(cell, v, shard.exclusive);
+        add_u64(self.cell(shard.index), v, shard.exclusive);
     }
 
     /// Adds `v` from the current thread.
     #[inline(always)]
     pub fn add(&self, v: u64) {
-        match crate::shard::current_exclusive(self.block.layout) {
+        match crate::shard::current_exclusive(self.chunk.layout) {
             Some(index) => self.add_at(Shard { index, exclusive: true }, v),
             None => self.add_shared(v),
         }
@@ -71,15 +167,12 @@ impl CounterCell {
     /// [`CounterCell::add`] from a thread without an exclusive shard (or not known yet).
     #[inline(never)]
     fn add_shared(&self, v: u64) {
-        self.add_at(crate::shard::current(self.block.layout), v);
+        self.add_at(crate::shard::current(self.chunk.layout), v);
     }
 
     /// The sum over shards.
     pub fn get(&self) -> u64 {
-        self.block
-            .lines
-            .iter()
-            .fold(0u64, |acc, l| acc.wrapping_add(l.cell(self.k as usize).load(Relaxed)))
+        (0..self.chunk.layout.shards as usize).fold(0u64, |acc, s| acc.wrapping_add(self.cell(s).load(Relaxed)))
     }
 
     /// Raises the counter to at least `v` (the facade's `absolute`). Meant for one writer mirroring
@@ -89,5 +182,54 @@ impl CounterCell {
         if v > cur {
             self.add_at(shard, v - cur);
         }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    /// Every series of a chunk has its own cell in every shard, whichever memory holds them.
+    fn check_cells(chunk: CounterChunk) {
+        let layout = chunk.layout;
+        let chunk = Arc::new(chunk);
+        let cells: Vec<_> = (0..CHUNK_SERIES)
+            .map(|k| CounterCell::new(Arc::clone(&chunk), k))
+            .collect();
+        for (k, c) in cells.iter().enumerate() {
+            for s in 0..layout.shards {
+                let shard = Shard {
+                    index: s as usize,
+                    exclusive: s < layout.exclusive,
+                };
+                c.add_at(shard, k as u64 * 100 + u64::from(s) + 1);
+            }
+        }
+        let shards = u64::from(layout.shards);
+        for (k, c) in cells.iter().enumerate() {
+            let want = shards * (k as u64 * 100) + shards * (shards + 1) / 2;
+            assert_eq!(c.get(), want, "series {k} of {CHUNK_SERIES}, {shards} shards");
+        }
+    }
+
+    #[test]
+    fn mapped_cells_are_distinct() {
+        let chunk = CounterChunk::new(ShardLayout::new(5));
+        assert!(
+            matches!(chunk._memory, Memory::Mapped(_)),
+            "the mapping is the normal case"
+        );
+        check_cells(chunk);
+    }
+
+    #[test]
+    fn heap_cells_are_distinct() {
+        check_cells(CounterChunk::on_heap(ShardLayout::new(5)));
+    }
+
+    #[test]
+    #[should_panic(expected = "cell 8192 of a chunk of 8192")]
+    fn a_cell_past_the_chunk_is_refused() {
+        CounterCell::new(Arc::new(CounterChunk::new(ShardLayout::new(1))), CHUNK_SERIES);
     }
 }

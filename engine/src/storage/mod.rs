@@ -41,11 +41,6 @@ impl Line {
     pub fn new() -> Self {
         Line(std::array::from_fn(|_| AtomicU64::new(0)))
     }
-
-    #[inline(always)]
-    pub fn cell(&self, i: usize) -> &AtomicU64 {
-        &self.0[i]
-    }
 }
 
 /// `n` zeroed lines.
