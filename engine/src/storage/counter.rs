@@ -61,9 +61,8 @@ unsafe impl Sync for CounterChunk {}
 
 impl CounterChunk {
     pub fn new(layout: ShardLayout) -> Self {
-        let cells = layout.shards as usize * CHUNK_SERIES;
         #[cfg(not(loom))]
-        match map_zeroed(cells) {
+        match map_zeroed(layout.shards as usize * CHUNK_SERIES) {
             Ok((base, map)) => {
                 return Self {
                     layout,
@@ -72,7 +71,7 @@ impl CounterChunk {
                 }
             }
             Err(e) => tracing::warn!(
-                bytes = cells * 8,
+                bytes = layout.shards as usize * CHUNK_SERIES * 8,
                 error = %e,
                 "cannot map memory for counter cells; using the heap (all of it resident)"
             ),

@@ -19,12 +19,15 @@ const MAX_TABLE: usize = 1024;
 /// Bucket `i` of a value `v` is the number of bounds below `v` (a value equal to a bound counts in
 /// that bound's bucket); `n` (the `+Inf` bucket) for values above every bound and for NaN.
 ///
-/// The lookup maps `v` to a key that orders like the value (its bits, sign-flipped), splits the key
-/// range from the first bound to the last into equal power-of-two intervals narrow enough that no
-/// interval holds two bounds, and stores per interval the bucket of its lowest value. A value's
-/// bucket is then that entry, plus one if the one bound that may sit inside the interval is below
-/// the value: a shift, a table load and a compare, whatever the number of bounds, with no branch
-/// on where the value falls (only one for NaN). Bounds too close together for a table of [`MAX_TABLE`] entries (or
+/// The lookup maps `v` to a key that orders like the value, splits the key range from the first
+/// bound to the last into equal power-of-two intervals narrow enough that no interval holds two
+/// bounds, and stores per interval the bucket of its lowest value. A value's bucket is then that
+/// entry, plus one if the one bound that may sit inside the interval is below the value: a shift,
+/// a table load and a compare, whatever the number of bounds, with no branch on where the value
+/// falls. When no bound is negative (latencies, sizes: nearly always), the key is the value's bits
+/// as they are, which order like the values from `+0.0` up (positive NaNs above `+Inf`); a value
+/// with its sign bit set is below every bound, or NaN, and takes one out-of-line branch. Otherwise
+/// the key is the bits sign-flipped, so negative values order too, and NaN takes a branch. Bounds too close together for a table of [`MAX_TABLE`] entries (or
 /// more than 255 of them) fall back to a branch-free count (up to 32 bounds) or a binary search.
 ///
 /// The table and the padded bounds sit inline (about 5 KiB per family, shared by its series), so a
@@ -37,8 +40,8 @@ pub struct Buckets {
     table: [u8; MAX_TABLE],
     /// The bounds, then `+Inf` up to index 255: indexed by a table entry (a `u8`).
     padded: [f64; 256],
-    /// `padded` as keys: the lookup's compare is an integer one on the key it already has, shorter
-    /// than loading a float and comparing it to the value.
+    /// `padded` as keys (of the index's [`Mode`]): the lookup's compare is an integer one on the key
+    /// it already has, shorter than loading a float and comparing it to the value.
     padded_keys: [u64; 256],
 }
 
@@ -47,14 +50,25 @@ pub struct Buckets {
 /// pointer fewer.
 #[derive(Clone, Copy, Debug)]
 pub struct Index {
-    /// Whether the table is used (else the fallback search).
-    indexed: bool,
+    /// How a value becomes a key, or that the table is not used.
+    mode: Mode,
     /// The last used table entry: the interval values above the last bound's interval fall in.
     last: u64,
     /// Key where interval 0 starts (the first bound's key).
     base: u64,
     /// log2 of the interval width in key units.
     shift: u32,
+}
+
+/// How a lookup finds a value's bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// The table, on the value's bits: every bound is `>= +0.0` and there is at least one.
+    Bits,
+    /// The table, on [`key`]s: some bound is negative, or there are none.
+    Keyed,
+    /// No table: the fallback search.
+    Search,
 }
 
 /// Maps a float to a `u64` that orders like the float (negative values below positive ones).
@@ -117,10 +131,17 @@ impl Buckets {
         let mut padded = [f64::INFINITY; 256];
         let mut table = [0u8; MAX_TABLE];
         let n = bounds.len();
-        let (mut indexed, mut last, mut base, mut shift) = (false, 0, 0, 0);
+        let (mut mode, mut last, mut base, mut shift) = (Mode::Search, 0, 0, 0);
+        // A bound of +0.0 has bits 0: with none below it, the bits order like the values.
+        let key_mode = if n > 0 && bounds[0] >= 0.0 {
+            Mode::Bits
+        } else {
+            Mode::Keyed
+        };
+        let key_of = |v: f64| if key_mode == Mode::Bits { v.to_bits() } else { key(v) };
         if n <= usize::from(u8::MAX) {
             padded[..n].copy_from_slice(&bounds);
-            let keys: Vec<u64> = bounds.iter().map(|&b| key(b)).collect();
+            let keys: Vec<u64> = bounds.iter().map(|&b| key_of(b)).collect();
             let min_gap = keys.windows(2).map(|w| w[1] - w[0]).min().unwrap_or(1 << 63);
             shift = min_gap.ilog2();
             base = keys.first().copied().unwrap_or(0);
@@ -130,19 +151,19 @@ impl Buckets {
                 for (i, t) in table[..=span].iter_mut().enumerate() {
                     *t = keys.partition_point(|&k| k < base + ((i as u64) << shift)) as u8;
                 }
-                (indexed, last) = (true, span as u64);
+                (mode, last) = (key_mode, span as u64);
             }
         }
         Self {
             bounds,
             index: Index {
-                indexed,
+                mode,
                 last,
                 base,
                 shift,
             },
             table,
-            padded_keys: padded.map(key),
+            padded_keys: padded.map(key_of),
             padded,
         }
     }
@@ -168,11 +189,37 @@ impl Buckets {
         self.index
     }
 
+    /// The bucket of `v` on the common path: the index is in [`Mode::Bits`] and `v`'s sign bit is
+    /// clear. `None` otherwise; then [`Buckets::bucket_in`] has it. A caller can so take every
+    /// other case out of line in one branch.
+    #[inline(always)]
+    pub fn bucket_bits(&self, ix: Index, v: f64) -> Option<usize> {
+        let k = v.to_bits();
+        if ix.mode != Mode::Bits || (k as i64) < 0 {
+            return None;
+        }
+        // `v` is `+0.0` and up, or a positive NaN, whose bits are above every finite bound's: it
+        // lands in the last interval, whose bound (the last one, `n > 0`) is below it, so in `n`,
+        // the `+Inf` bucket.
+        let i = ((k.saturating_sub(ix.base)) >> ix.shift).min(ix.last) as usize;
+        // `last < MAX_TABLE`, so the mask changes nothing but proves the index in range.
+        let t = self.table[i & (MAX_TABLE - 1)];
+        Some(usize::from(t) + usize::from(k > self.padded_keys[usize::from(t)]))
+    }
+
     /// [`Buckets::bucket`] with `ix`, a copy of [`Buckets::index`] the caller keeps at hand.
     #[inline(always)]
     pub fn bucket_in(&self, ix: Index, v: f64) -> usize {
-        let n = self.bounds.len();
-        if ix.indexed {
+        if let Some(b) = self.bucket_bits(ix, v) {
+            b
+        } else if ix.mode == Mode::Bits {
+            // The sign bit is set: below every bound (all `>= +0.0`), unless NaN.
+            if v.is_nan() {
+                self.bounds.len()
+            } else {
+                0
+            }
+        } else if ix.mode == Mode::Keyed {
             // For non-NaN values (NaN is handled below), `v > bound` exactly when its key is above
             // the bound's key (a bound `0.0` is stored as `+0.0`, and `-0.0` is below it).
             let k = key(v);
@@ -183,7 +230,7 @@ impl Buckets {
             // NaN orders nowhere: it goes to +Inf. LLVM makes this a branch; NaN being rare, it is
             // always predicted, unlike a branch on where a value falls among the bounds.
             if v.is_nan() {
-                n
+                self.bounds.len()
             } else {
                 b
             }
@@ -245,7 +292,7 @@ impl Buckets {
     /// Whether lookups use the table (for tests).
     #[cfg(all(test, not(loom)))]
     fn indexed(&self) -> bool {
-        self.index.indexed
+        self.index.mode != Mode::Search
     }
 }
 
@@ -317,7 +364,23 @@ impl HistogramCells {
 
     #[inline(always)]
     pub fn record_n_at(&self, shard: Shard, v: f64, n: u64) {
-        let (sum, count) = self.cells(shard.index, self.buckets.bucket_in(self.index, v));
+        match self.buckets.bucket_bits(self.index, v) {
+            Some(b) => self.add_in(shard, b, v, n),
+            None => self.record_n_other(shard, v, n),
+        }
+    }
+
+    /// [`HistogramCells::record_n_at`] off its common path (see [`Buckets::bucket_bits`]): out of
+    /// line, so the common path saves no registers for it.
+    #[inline(never)]
+    fn record_n_other(&self, shard: Shard, v: f64, n: u64) {
+        self.add_in(shard, self.buckets.bucket_in(self.index, v), v, n);
+    }
+
+    /// Adds `n` observations of `v` in bucket `b` to `shard`'s row.
+    #[inline(always)]
+    fn add_in(&self, shard: Shard, b: usize, v: f64, n: u64) {
+        let (sum, count) = self.cells(shard.index, b);
         add_u64(count, n, shard.exclusive);
         add_f64(sum, if n == 1 { v } else { v * n as f64 }, shard.exclusive);
     }
@@ -442,12 +505,14 @@ mod tests {
     #[test]
     fn table_lookup_matches_the_definition() {
         let default = check(&crate::registry::DEFAULT_BUCKETS);
-        assert!(default.indexed());
+        assert_eq!(default.index.mode, Mode::Bits, "no negative bound");
         assert_eq!(default.index.last, 10, "one entry per octave");
-        assert!(check(&[]).indexed());
-        assert!(check(&[0.5]).indexed());
-        assert!(check(&[-0.0]).indexed());
-        assert!(check(&[-1.0, 0.0, 1.0]).indexed());
+        assert_eq!(check(&[]).index.mode, Mode::Keyed, "no bound");
+        assert_eq!(check(&[0.5]).index.mode, Mode::Bits);
+        assert_eq!(check(&[-0.0]).index.mode, Mode::Bits, "-0.0 is stored as +0.0");
+        assert_eq!(check(&[0.0, 1e-300, 2.0]).index.mode, Mode::Bits);
+        assert_eq!(check(&[-1.0, 0.0, 1.0]).index.mode, Mode::Keyed);
+        assert_eq!(check(&[-1e-300]).index.mode, Mode::Keyed);
         let linear: Vec<f64> = (1..=100).map(f64::from).collect();
         assert!(check(&linear).indexed());
         let from_zero: Vec<f64> = (0..=20).map(|i| f64::from(i) * 0.05).collect();
@@ -481,7 +546,7 @@ mod tests {
     fn record_slice_matches_records() {
         let values: Vec<f64> = (0..1000)
             .map(|i| f64::from(i) * 0.013 - 1.0)
-            .chain([f64::NAN])
+            .chain([f64::NAN, -f64::NAN, -0.0, f64::NEG_INFINITY, f64::INFINITY])
             .collect();
         let [(a, sa), (b, sb)] = one_by_one_and_sliced(&crate::registry::DEFAULT_BUCKETS, &values, 3);
         assert_eq!(a, b);
@@ -507,7 +572,11 @@ mod tests {
             (0u32..64).prop_map(|i| 1e-3 * 1.3f64.powi(i as i32)),
             any::<f64>().prop_filter("finite", |v| v.is_finite()),
         ];
-        proptest::collection::vec(float, 0..40).prop_map(|mut v| {
+        // Half of the sets without negative bounds: the common case, with its own lookup mode.
+        (proptest::collection::vec(float, 0..40), any::<bool>()).prop_map(|(mut v, nonneg)| {
+            if nonneg {
+                v.iter_mut().for_each(|b| *b = b.abs());
+            }
             v.sort_by(f64::total_cmp);
             v.dedup_by(|a, b| a == b);
             v
