@@ -25,18 +25,34 @@
 //! # Ok::<(), mmo_metrics::MetricsError>(())
 //! ```
 
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::{CounterHandle, HistogramHandle};
 
 /// Observations a histogram buffers before the batch flushes it on its own.
 pub const BATCH_HISTOGRAM_BUFFER: usize = 256;
 
-/// A counter registered in a [`TickBatch`].
+/// A counter registered in a [`TickBatch`]: usable with that batch only (another batch panics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchCounter(usize);
+pub struct BatchCounter {
+    /// The pending sum, owned by the batch `batch`.
+    pending: NonNull<PendingCounter>,
+    batch: u64,
+}
 
-/// A histogram registered in a [`TickBatch`].
+struct PendingCounter {
+    handle: CounterHandle,
+    sum: u64,
+}
+
+/// A histogram registered in a [`TickBatch`]: usable with that batch only (another batch panics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchHistogram(usize);
+pub struct BatchHistogram {
+    /// The buffer, owned by the batch `batch`.
+    pending: NonNull<PendingHistogram>,
+    batch: u64,
+}
 
 struct PendingHistogram {
     handle: HistogramHandle,
@@ -50,8 +66,15 @@ struct PendingHistogram {
 /// Thread-owned accumulation of counter increments and histogram observations (see the module
 /// docs). Not `Send`: it belongs to the thread that records into it.
 pub struct TickBatch {
-    counters: Vec<(CounterHandle, u64)>,
-    histograms: Vec<PendingHistogram>,
+    /// Unique among batches (never reused): what a [`BatchCounter`] or [`BatchHistogram`] is
+    /// checked against, so a handle of another batch, or of a dropped one, panics.
+    id: u64,
+    /// Boxed like `histograms`.
+    counters: Vec<NonNull<PendingCounter>>,
+    /// Boxed buffers (leaked boxes, freed in `drop`): their addresses stay put, so a
+    /// [`BatchHistogram`] holds its buffer's and a record reaches it without an index or a bounds
+    /// check (measured: 1.93–2.09 → 1.81–1.83 ns per record, `tick_batch/record`).
+    histograms: Vec<NonNull<PendingHistogram>>,
     _not_send: std::marker::PhantomData<*const ()>,
 }
 
@@ -73,7 +96,9 @@ impl Default for TickBatch {
 impl TickBatch {
     /// An empty batch.
     pub fn new() -> Self {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             counters: Vec::new(),
             histograms: Vec::new(),
             _not_send: std::marker::PhantomData,
@@ -82,30 +107,50 @@ impl TickBatch {
 
     /// Adds a counter series to the batch.
     pub fn counter(&mut self, handle: &CounterHandle) -> BatchCounter {
-        self.counters.push((handle.clone(), 0));
-        BatchCounter(self.counters.len() - 1)
+        let pending = NonNull::from(Box::leak(Box::new(PendingCounter {
+            handle: handle.clone(),
+            sum: 0,
+        })));
+        self.counters.push(pending);
+        BatchCounter {
+            pending,
+            batch: self.id,
+        }
     }
 
     /// Adds a histogram series to the batch.
     pub fn histogram(&mut self, handle: &HistogramHandle) -> BatchHistogram {
-        self.histograms.push(PendingHistogram {
+        let pending = NonNull::from(Box::leak(Box::new(PendingHistogram {
             handle: handle.clone(),
             len: 0,
             values: [0.0; BATCH_HISTOGRAM_BUFFER],
-        });
-        BatchHistogram(self.histograms.len() - 1)
+        })));
+        self.histograms.push(pending);
+        BatchHistogram {
+            pending,
+            batch: self.id,
+        }
     }
 
     /// Adds `v` to a counter (until the next flush, only in this batch).
     #[inline(always)]
     pub fn add(&mut self, c: BatchCounter, v: u64) {
-        self.counters[c.0].1 += v;
+        if c.batch != self.id {
+            wrong_batch();
+        }
+        // SAFETY: as in `record`.
+        unsafe { (*c.pending.as_ptr()).sum += v };
     }
 
     /// Buffers an observation (bucketed at the next flush, or now if the buffer is full).
     #[inline(always)]
     pub fn record(&mut self, h: BatchHistogram, v: f64) {
-        let p = &mut self.histograms[h.0];
+        if h.batch != self.id {
+            wrong_batch();
+        }
+        // SAFETY: `h` comes from this batch (checked above), which owns the buffer until it is
+        // dropped; `&mut self` makes this the only access to it.
+        let p = unsafe { &mut *h.pending.as_ptr() };
         // `len < BATCH_HISTOGRAM_BUFFER` always; the `%` (a mask) only spares the bounds check.
         p.values[p.len % BATCH_HISTOGRAM_BUFFER] = v;
         p.len += 1;
@@ -122,12 +167,17 @@ impl TickBatch {
 
     /// Publishes everything recorded since the last flush to the series.
     pub fn flush(&mut self) {
-        for (handle, pending) in &mut self.counters {
-            if *pending != 0 {
-                handle.increment(std::mem::take(pending));
+        for c in &self.counters {
+            // SAFETY: the batch owns its pending sums and buffers; `&mut self` makes this the only
+            // access.
+            let c = unsafe { &mut *c.as_ptr() };
+            if c.sum != 0 {
+                c.handle.increment(std::mem::take(&mut c.sum));
             }
         }
-        for p in &mut self.histograms {
+        for p in &self.histograms {
+            // SAFETY: as above.
+            let p = unsafe { &mut *p.as_ptr() };
             if p.len > 0 {
                 Self::flush_histogram(p);
             }
@@ -135,8 +185,67 @@ impl TickBatch {
     }
 }
 
+#[cold]
+#[inline(never)]
+fn wrong_batch() -> ! {
+    panic!("a BatchCounter or BatchHistogram used with a TickBatch other than the one that created it")
+}
+
 impl Drop for TickBatch {
     fn drop(&mut self) {
         self.flush();
+        for c in self.counters.drain(..) {
+            // SAFETY: from `Box::leak` in `counter`, freed once, here; no handle reaches it after
+            // the batch is gone (an add needs the batch).
+            drop(unsafe { Box::from_raw(c.as_ptr()) });
+        }
+        for p in self.histograms.drain(..) {
+            // SAFETY: from `Box::leak` in `histogram`, as above.
+            drop(unsafe { Box::from_raw(p.as_ptr()) });
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::{MetricsManager, SeriesValue};
+
+    /// Adds, records (past a full buffer), flushes and drops two batches side by side: the counts
+    /// land, the buffers are freed (small enough for Miri: `cargo +nightly miri test -p
+    /// mmo-metrics --lib batch`).
+    #[test]
+    fn two_batches_publish_everything() {
+        let m = MetricsManager::new();
+        m.register_counter("hits_total", "", &[]).unwrap();
+        m.register_histogram("dmg", "", &[], &[1.0]).unwrap();
+        let (hits, dmg) = (m.counter("hits_total", &[]).unwrap(), m.histogram("dmg", &[]).unwrap());
+        let (mut a, mut b) = (TickBatch::new(), TickBatch::new());
+        let (ca, ha) = (a.counter(&hits), a.histogram(&dmg));
+        let (cb, hb) = (b.counter(&hits), b.histogram(&dmg));
+        let n = BATCH_HISTOGRAM_BUFFER + 3;
+        for i in 0..n {
+            a.add(ca, 1);
+            b.add(cb, 2);
+            a.record(ha, (i % 2) as f64);
+            b.record(hb, 2.0);
+        }
+        a.flush();
+        assert_eq!(hits.get(), n as u64);
+        drop(b);
+        assert_eq!(hits.get(), 3 * n as u64);
+        let mut seen = None;
+        m.visit(|f| {
+            f.for_each_series(|_, v| {
+                if let SeriesValue::Histogram { cumulative, sum, .. } = v {
+                    seen = Some((cumulative.to_vec(), sum));
+                }
+            })
+        });
+        // `le=1`: a's values (all <= 1); `+Inf`: both batches' values.
+        assert_eq!(
+            seen,
+            Some((vec![n as u64, 2 * n as u64], (n / 2) as f64 + 2.0 * n as f64))
+        );
     }
 }

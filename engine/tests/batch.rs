@@ -79,3 +79,24 @@ fn drop_and_thread_exit_flush() {
     .unwrap();
     assert_eq!(value(&m, "hits_total"), 1005.0);
 }
+
+#[test]
+#[should_panic(expected = "used with a TickBatch other than the one that created it")]
+fn a_histogram_of_another_batch_is_refused() {
+    let m = manager();
+    let mut a = TickBatch::new();
+    let mut b = TickBatch::new();
+    let dmg = a.histogram(&m.histogram("dmg", &[]).unwrap());
+    b.histogram(&m.histogram("dmg", &[]).unwrap());
+    b.record(dmg, 1.0);
+}
+
+#[test]
+#[should_panic(expected = "used with a TickBatch other than the one that created it")]
+fn a_counter_of_a_dropped_batch_is_refused() {
+    let m = manager();
+    let hits = TickBatch::new().counter(&m.counter("hits_total", &[]).unwrap());
+    let mut b = TickBatch::new();
+    b.counter(&m.counter("hits_total", &[]).unwrap());
+    b.add(hits, 1);
+}

@@ -12,8 +12,8 @@
 //! shard count (a read of a page no shard wrote sees the OS's shared zero page). The price is one
 //! page fault (~1 µs) the first time a shard writes any of a page's 512 series; the thread that
 //! creates a series writes its own shard's cell at once, so that thread pays it at creation, not
-//! when it records. Where no mapping can be made (and under loom), the chunk's cells are one
-//! zeroed heap allocation instead, all of it resident.
+//! when it records. Where no mapping can be made (and under loom and Miri, which model none), the
+//! chunk's cells are one zeroed heap allocation instead, all of it resident.
 
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering::Relaxed;
@@ -37,10 +37,24 @@ const _: () = assert!(CHUNK_SERIES % LINE_CELLS == 0);
 /// Where a chunk's cells live.
 enum Memory {
     /// An anonymous mapping: zeroed, page-aligned, resident only where written.
-    #[cfg(not(loom))]
+    #[cfg(not(any(loom, miri)))]
     Mapped(#[allow(dead_code)] memmap2::MmapMut),
-    /// Zeroed lines on the heap: the fallback when no mapping can be made.
-    Heap(#[allow(dead_code)] Box<[Line]>),
+    /// Zeroed lines on the heap, the fallback when no mapping can be made: a leaked box, freed on
+    /// drop (a `Box` kept here would claim unique access each time the chunk moves, which the
+    /// cells' pointers into it outlive).
+    Heap(NonNull<[Line]>),
+}
+
+impl Drop for Memory {
+    // Under loom and Miri, `Heap` is the only variant.
+    #[allow(irrefutable_let_patterns)]
+    fn drop(&mut self) {
+        if let Memory::Heap(lines) = *self {
+            // SAFETY: from `Box::leak` in `CounterChunk::on_heap`, freed once, here; the chunk
+            // (and so every cell pointing into it) is being dropped.
+            drop(unsafe { Box::from_raw(lines.as_ptr()) });
+        }
+    }
 }
 
 /// The cells of up to [`CHUNK_SERIES`] counters for every shard of a layout.
@@ -61,7 +75,7 @@ unsafe impl Sync for CounterChunk {}
 
 impl CounterChunk {
     pub fn new(layout: ShardLayout) -> Self {
-        #[cfg(not(loom))]
+        #[cfg(not(any(loom, miri)))]
         match map_zeroed(layout.shards as usize * CHUNK_SERIES) {
             Ok((base, map)) => {
                 return Self {
@@ -81,18 +95,18 @@ impl CounterChunk {
 
     /// A chunk whose cells are one zeroed heap allocation (all of it resident).
     fn on_heap(layout: ShardLayout) -> Self {
-        let heap = lines(layout.shards as usize * CHUNK_SERIES / LINE_CELLS);
+        // The whole slice's pointer: it may reach every cell, not only the first line's.
+        let heap = NonNull::from(Box::leak(lines(layout.shards as usize * CHUNK_SERIES / LINE_CELLS)));
         Self {
             layout,
-            // The whole slice's pointer: it may reach every cell, not only the first line's.
-            base: NonNull::from(&*heap).cast(),
+            base: heap.cast(),
             _memory: Memory::Heap(heap),
         }
     }
 }
 
 /// An anonymous mapping of `cells` zeroed `AtomicU64`s, and a pointer to the first.
-#[cfg(not(loom))]
+#[cfg(not(any(loom, miri)))]
 fn map_zeroed(cells: usize) -> std::io::Result<(NonNull<AtomicU64>, memmap2::MmapMut)> {
     let mut map = memmap2::MmapOptions::new()
         .len(cells * std::mem::size_of::<AtomicU64>())
@@ -212,6 +226,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(not(miri))]
     fn mapped_cells_are_distinct() {
         let chunk = CounterChunk::new(ShardLayout::new(5));
         assert!(
