@@ -27,8 +27,9 @@ const MAX_TABLE: usize = 1024;
 /// falls. When no bound is negative (latencies, sizes: nearly always), the key is the value's bits
 /// as they are, which order like the values from `+0.0` up (positive NaNs above `+Inf`); a value
 /// with its sign bit set is below every bound, or NaN, and takes one out-of-line branch. Otherwise
-/// the key is the bits sign-flipped, so negative values order too, and NaN takes a branch. Bounds too close together for a table of [`MAX_TABLE`] entries (or
-/// more than 255 of them) fall back to a branch-free count (up to 32 bounds) or a binary search.
+/// the key is the bits sign-flipped, so negative values order too, and NaN takes a branch. Bounds
+/// too close together for a table of [`MAX_TABLE`] entries (or more than 255 of them) fall back to
+/// a branch-free count (up to 32 bounds) or a binary search.
 ///
 /// The table and the padded bounds sit inline (about 5 KiB per family, shared by its series), so a
 /// lookup follows no pointer past the `Buckets` and needs no bounds check.
