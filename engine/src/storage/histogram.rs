@@ -202,41 +202,34 @@ impl Buckets {
         // `v` is `+0.0` and up, or a positive NaN, whose bits are above every finite bound's: it
         // lands in the last interval, whose bound (the last one, `n > 0`) is below it, so in `n`,
         // the `+Inf` bucket.
+        Some(self.table_bucket(ix, k))
+    }
+
+    /// The bucket of key `k` (of the index's mode) by the table: the entry of `k`'s interval,
+    /// plus one if the one bound that may sit inside the interval is below `k`.
+    #[inline(always)]
+    fn table_bucket(&self, ix: Index, k: u64) -> usize {
         let i = ((k.saturating_sub(ix.base)) >> ix.shift).min(ix.last) as usize;
         // `last < MAX_TABLE`, so the mask changes nothing but proves the index in range.
         let t = self.table[i & (MAX_TABLE - 1)];
-        Some(usize::from(t) + usize::from(k > self.padded_keys[usize::from(t)]))
+        usize::from(t) + usize::from(k > self.padded_keys[usize::from(t)])
     }
 
     /// [`Buckets::bucket`] with `ix`, a copy of [`Buckets::index`] the caller keeps at hand.
     #[inline(always)]
     pub fn bucket_in(&self, ix: Index, v: f64) -> usize {
         if let Some(b) = self.bucket_bits(ix, v) {
-            b
-        } else if ix.mode == Mode::Bits {
-            // The sign bit is set: below every bound (all `>= +0.0`), unless NaN.
-            if v.is_nan() {
-                self.bounds.len()
-            } else {
-                0
-            }
-        } else if ix.mode == Mode::Keyed {
-            // For non-NaN values (NaN is handled below), `v > bound` exactly when its key is above
-            // the bound's key (a bound `0.0` is stored as `+0.0`, and `-0.0` is below it).
-            let k = key(v);
-            let i = ((k.saturating_sub(ix.base)) >> ix.shift).min(ix.last) as usize;
-            // `last < MAX_TABLE`, so the mask changes nothing but proves the index in range.
-            let t = self.table[i & (MAX_TABLE - 1)];
-            let b = usize::from(t) + usize::from(k > self.padded_keys[usize::from(t)]);
-            // NaN orders nowhere: it goes to +Inf. LLVM makes this a branch; NaN being rare, it is
-            // always predicted, unlike a branch on where a value falls among the bounds.
-            if v.is_nan() {
-                self.bounds.len()
-            } else {
-                b
-            }
-        } else {
-            self.search(v)
+            return b;
+        }
+        match ix.mode {
+            Mode::Search => self.search(v),
+            // NaN orders nowhere: it goes to +Inf (a positive NaN in `Bits` mode already did).
+            _ if v.is_nan() => self.bounds.len(),
+            // `Bits` left the values with the sign bit set: below every bound (all `>= +0.0`).
+            Mode::Bits => 0,
+            // For non-NaN values, `v > bound` exactly when its key is above the bound's key (a
+            // bound `0.0` is stored as `+0.0`, and `-0.0` is below it).
+            Mode::Keyed => self.table_bucket(ix, key(v)),
         }
     }
 
