@@ -122,7 +122,7 @@ fn demo(manager: MetricsManager, interval: Duration, stop: Arc<AtomicBool>) -> s
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
                 ticks.increment(1);
-                if n % 3 == 0 {
+                if n.is_multiple_of(3) {
                     let _ = manager.increment_counter("demo_ticks", 1, &["south"]);
                 }
                 tick_time.record((n % 17) as f64 * 0.003);

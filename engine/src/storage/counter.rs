@@ -32,7 +32,7 @@ pub(crate) const CHUNK_SERIES: usize = 8192;
 pub(crate) const CHUNK_SERIES: usize = LINE_CELLS;
 
 // Each shard's run is whole lines, so shards never share a line.
-const _: () = assert!(CHUNK_SERIES % LINE_CELLS == 0);
+const _: () = assert!(CHUNK_SERIES.is_multiple_of(LINE_CELLS));
 
 /// Where a chunk's cells live.
 enum Memory {
