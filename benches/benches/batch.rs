@@ -9,13 +9,24 @@
 //! - `tick_batch/record/*`: `TickBatch::record(h, v)` (tikv: `LocalHistogram::observe(v)`), `v`
 //!   cycling through 64 values over the default buckets; ours buffers values and buckets them when
 //!   its buffer of 256 fills (that flush is timed: the figure is the full amortised cost).
-//! - `tick_batch/tick_mixed/*`: a game tick of 1,000 records, alternately an add to one of 8
-//!   counters and a record to one of 4 histograms, then a flush: ns per record, flush included.
-//! - `tick_batch/loop/harness`: the harness alone, for scale: the loop, the state's address, a
-//!   value, and an xor of it into the state.
+//! - `tick_batch/record_reload/*`: the same with the state's address read from memory for every
+//!   record (see below).
+//! - `tick_batch/tick_mixed/*`: game ticks of 1,000 records, alternately an add to one of 8
+//!   counters and a record to one of 4 histograms, each tick ended by a flush (of everything:
+//!   tikv's locals flushed one by one): ns per record, flushes included.
+//! - `tick_batch/loop/harness`: the harness alone, for scale: the loop, a value, and an xor of it
+//!   into the state.
 //!
-//! Every call reads its state (the batch, the local metric, the handle) through a volatile load of
-//! its address, the same for each library (see `timed`).
+//! Each library's state (the batch, the local metric, the handle) is passed through `black_box`
+//! once per sample, then held as a game loop over its entities holds its batch: the compiler may
+//! keep its address in a register and, as it would in such a loop, check the batch once before
+//! the loop. Each record still does its whole work: its buffer's fill level is loaded and stored
+//! every time, and the flush is an opaque call. `record_reload` reads the state's address with a
+//! volatile load for every record instead, as when records are spread over calls into other code:
+//! the check then runs every time. Until session 10 the suite passed the state
+//! through `black_box` on every call, which adds a store and a dependent reload of its address to
+//! each (~0.5 ns here, the size of the append itself), and ran a tick's flush from inside the
+//! per-record closure, which kept that closure from being inlined (a call per record).
 
 use std::time::{Duration, Instant};
 
@@ -28,13 +39,29 @@ const MMO_HANDLE: &str = "mmo-handle";
 const TICK: u64 = 1_000;
 
 /// Runs `op(state, i)` 1,000 times untimed, then `iters` times and `flush(state)` once, timed.
-///
-/// Each call reads the state's address anew with a volatile load, as a game loop reads its batch
-/// (or its handle) from a field: the compiler cannot keep anything of the state in registers
-/// across calls, nor hoist the batch-id check, yet the call pays no store. (Passing the state
-/// through `black_box` on every call, as this suite did until session 10, adds a store and a
-/// dependent reload of the pointer to every call, ~0.5 ns here, more than the append itself.)
 fn timed<S: ?Sized>(
+    iters: u64,
+    state: &mut S,
+    mut op: impl FnMut(&mut S, u64),
+    flush: impl FnOnce(&mut S),
+) -> Duration {
+    // Nothing of the state is known to the loop at its start.
+    let state = std::hint::black_box(state);
+    for i in 0..1_000 {
+        op(state, i);
+    }
+    let start = Instant::now();
+    for i in 0..iters {
+        op(state, i);
+    }
+    flush(state);
+    start.elapsed()
+}
+
+/// [`timed`] with the state's address read anew (a volatile load) for every call, as when records
+/// are spread over calls into other code: the compiler can keep nothing of the state, not even
+/// the batch check, across calls.
+fn timed_reload<S: ?Sized>(
     iters: u64,
     state: &mut S,
     mut op: impl FnMut(&mut S, u64),
@@ -52,6 +79,28 @@ fn timed<S: ?Sized>(
         op(state(), i);
     }
     flush(state());
+    start.elapsed()
+}
+
+/// [`timed`] in ticks: `op` for records `0..iters` in runs of [`TICK`], each run (the last one
+/// maybe short) followed by `flush`, all timed.
+fn ticks<S: ?Sized>(
+    iters: u64,
+    state: &mut S,
+    mut op: impl FnMut(&mut S, u64),
+    mut flush: impl FnMut(&mut S),
+) -> Duration {
+    let state = std::hint::black_box(state);
+    let start = Instant::now();
+    let mut done = 0;
+    while done < iters {
+        let end = iters.min(done + TICK);
+        for i in done..end {
+            op(state, i);
+        }
+        flush(state);
+        done = end;
+    }
     start.elapsed()
 }
 
@@ -140,14 +189,35 @@ fn tick_batch(c: &mut Criterion) {
         bn.iter_custom(|iters| timed(iters, &mut &histograms[0], |h, i| h.record(value(i)), |_| ()))
     });
 
+    g.bench_function(format!("record_reload/{MMO}"), |bn| {
+        bn.iter_custom(|iters| {
+            let h0 = bh[0];
+            timed_reload(
+                iters,
+                &mut *batch.borrow_mut(),
+                |b, i| b.record(h0, value(i)),
+                |b| b.flush(),
+            )
+        })
+    });
+    g.bench_function(format!("record_reload/{TIKV}"), |bn| {
+        bn.iter_custom(|iters| {
+            timed_reload(
+                iters,
+                &mut &tikv_histograms[0],
+                |h, i| h.observe(value(i)),
+                |h| h.flush(),
+            )
+        })
+    });
+
     g.bench_function("loop/harness", |bn| {
         bn.iter_custom(|iters| timed(iters, &mut 0u64, |a, i| *a ^= value(i).to_bits(), |_| ()))
     });
 
     g.bench_function(format!("tick_mixed/{MMO}"), |bn| {
         bn.iter_custom(|iters| {
-            let mut left = TICK;
-            timed(
+            ticks(
                 iters,
                 &mut *batch.borrow_mut(),
                 |b, i| {
@@ -156,11 +226,6 @@ fn tick_batch(c: &mut Criterion) {
                     } else {
                         b.record(bh[((i >> 1) & 3) as usize], value(i));
                     }
-                    left -= 1;
-                    if left == 0 {
-                        left = TICK;
-                        b.flush();
-                    }
                 },
                 |b| b.flush(),
             )
@@ -168,12 +233,7 @@ fn tick_batch(c: &mut Criterion) {
     });
     g.bench_function(format!("tick_mixed/{TIKV}"), |bn| {
         bn.iter_custom(|iters| {
-            let mut left = TICK;
-            let flush_all = || {
-                tikv_counters.iter().for_each(|c| c.flush());
-                tikv_histograms.iter().for_each(|h| h.flush());
-            };
-            timed(
+            ticks(
                 iters,
                 &mut (&tikv_counters[..], &tikv_histograms[..]),
                 |(cs, hs), i| {
@@ -182,13 +242,11 @@ fn tick_batch(c: &mut Criterion) {
                     } else {
                         hs[((i >> 1) & 3) as usize].observe(value(i));
                     }
-                    left -= 1;
-                    if left == 0 {
-                        left = TICK;
-                        flush_all();
-                    }
                 },
-                |_| flush_all(),
+                |(cs, hs)| {
+                    cs.iter().for_each(|c| c.flush());
+                    hs.iter().for_each(|h| h.flush());
+                },
             )
         })
     });

@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::{CounterHandle, HistogramHandle};
 
 /// Observations a histogram buffers before the batch flushes it on its own.
-pub const BATCH_HISTOGRAM_BUFFER: usize = 256;
+pub const BATCH_HISTOGRAM_BUFFER: usize = 512;
 
 /// A counter registered in a [`TickBatch`]: usable with that batch only (another batch panics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,11 +56,24 @@ pub struct BatchHistogram {
 
 struct PendingHistogram {
     handle: HistogramHandle,
-    /// Buffered values, `< BATCH_HISTOGRAM_BUFFER` (a full buffer is flushed at once). A `usize`:
-    /// a byte-wide fill level is several times slower to reload after the store of the record
-    /// before (measured: 3.0 vs 1.8 ns per record).
-    len: usize,
+    /// Where the next value goes: in `values`, never at its end (a full buffer is flushed at
+    /// once). A pointer rather than a count: a record stores through it and bumps it, with no
+    /// index to mask or scale (measured: X -> Y ns per record).
+    next: *mut f64,
     values: [f64; BATCH_HISTOGRAM_BUFFER],
+}
+
+impl PendingHistogram {
+    /// The buffer's start.
+    ///
+    /// # Safety
+    /// `p` points to a live `PendingHistogram`.
+    #[inline(always)]
+    unsafe fn start(p: *mut Self) -> *mut f64 {
+        // SAFETY: per the contract; a raw place, so no reference to `values` is made (one would
+        // end the provenance of `next`, derived from the same raw pointer).
+        unsafe { (&raw mut (*p).values).cast() }
+    }
 }
 
 /// Thread-owned accumulation of counter increments and histogram observations (see the module
@@ -122,9 +135,12 @@ impl TickBatch {
     pub fn histogram(&mut self, handle: &HistogramHandle) -> BatchHistogram {
         let pending = NonNull::from(Box::leak(Box::new(PendingHistogram {
             handle: handle.clone(),
-            len: 0,
+            next: std::ptr::null_mut(),
             values: [0.0; BATCH_HISTOGRAM_BUFFER],
         })));
+        let p = pending.as_ptr();
+        // SAFETY: `p` is the live box just leaked.
+        unsafe { (*p).next = PendingHistogram::start(p) };
         self.histograms.push(pending);
         BatchHistogram {
             pending,
@@ -148,21 +164,34 @@ impl TickBatch {
         if h.batch != self.id {
             wrong_batch();
         }
+        let p = h.pending.as_ptr();
         // SAFETY: `h` comes from this batch (checked above), which owns the buffer until it is
-        // dropped; `&mut self` makes this the only access to it.
-        let p = unsafe { &mut *h.pending.as_ptr() };
-        // `len < BATCH_HISTOGRAM_BUFFER` always; the `%` (a mask) only spares the bounds check.
-        p.values[p.len % BATCH_HISTOGRAM_BUFFER] = v;
-        p.len += 1;
-        if p.len == BATCH_HISTOGRAM_BUFFER {
-            Self::flush_histogram(p);
+        // dropped; `&mut self` makes this the only access to it. `next` is in `values`, short of
+        // its end (a full buffer is flushed below), so the write and the bump stay in it.
+        unsafe {
+            let next = (*p).next;
+            next.write(v);
+            let next = next.add(1);
+            (*p).next = next;
+            if next == PendingHistogram::start(p).add(BATCH_HISTOGRAM_BUFFER) {
+                Self::flush_histogram(p);
+            }
         }
     }
 
+    /// Buckets and publishes a buffer's values and empties it.
+    ///
+    /// # Safety
+    /// `p` is one of this batch's buffers, with no other access to it while this runs.
     #[cold]
-    fn flush_histogram(p: &mut PendingHistogram) {
-        p.handle.0.record_slice(&p.values[..p.len]);
-        p.len = 0;
+    unsafe fn flush_histogram(p: *mut PendingHistogram) {
+        // SAFETY: per the contract; `next` is in `values` or at its end, at or after its start.
+        unsafe {
+            let start = PendingHistogram::start(p);
+            let len = (*p).next.offset_from(start) as usize;
+            (*p).handle.0.record_slice(std::slice::from_raw_parts(start, len));
+            (*p).next = start;
+        }
     }
 
     /// Publishes everything recorded since the last flush to the series.
@@ -176,10 +205,12 @@ impl TickBatch {
             }
         }
         for p in &self.histograms {
+            let p = p.as_ptr();
             // SAFETY: as above.
-            let p = unsafe { &mut *p.as_ptr() };
-            if p.len > 0 {
-                Self::flush_histogram(p);
+            unsafe {
+                if (*p).next != PendingHistogram::start(p) {
+                    Self::flush_histogram(p);
+                }
             }
         }
     }
