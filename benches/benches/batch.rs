@@ -8,7 +8,8 @@
 //!   sample (timed, amortised over the sample's iterations).
 //! - `tick_batch/record/*`: `TickBatch::record(h, v)` (tikv: `LocalHistogram::observe(v)`), `v`
 //!   cycling through 64 values over the default buckets; ours buffers values and buckets them when
-//!   its buffer of 256 fills (that flush is timed: the figure is the full amortised cost).
+//!   its buffer (`BATCH_HISTOGRAM_BUFFER`, 512) fills (that flush is timed: the figure is the full
+//!   amortised cost).
 //! - `tick_batch/record_reload/*`: the same with the state's address read from memory for every
 //!   record (see below).
 //! - `tick_batch/tick_mixed/*`: game ticks of 1,000 records, alternately an add to one of 8

@@ -30,7 +30,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::{CounterHandle, HistogramHandle};
 
-/// Observations a histogram buffers before the batch flushes it on its own.
+/// Observations a histogram buffers before the batch flushes it on its own: 4 KiB per histogram
+/// in a batch. A flush has a fixed cost (~40 ns: the shard, the vector constants, the folds, the
+/// cells) besides its ~0.26 ns per value; 256 values paid it noticeably (measured: 1.01–1.03 ->
+/// 0.92–0.93 ns per record at 512, 0.89–0.91 at 1,024).
 pub const BATCH_HISTOGRAM_BUFFER: usize = 512;
 
 /// A counter registered in a [`TickBatch`]: usable with that batch only (another batch panics).
@@ -58,7 +61,7 @@ struct PendingHistogram {
     handle: HistogramHandle,
     /// Where the next value goes: in `values`, never at its end (a full buffer is flushed at
     /// once). A pointer rather than a count: a record stores through it and bumps it, with no
-    /// index to mask or scale (measured: X -> Y ns per record).
+    /// index to mask or scale (measured: 1.08 -> 1.00 ns per record, `tick_batch/record`).
     next: *mut f64,
     values: [f64; BATCH_HISTOGRAM_BUFFER],
 }
