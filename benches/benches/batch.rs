@@ -165,51 +165,40 @@ fn tick_batch(c: &mut Criterion) {
         bn.iter_custom(|iters| timed(iters, &mut &counters[0], |c, _| c.increment(1), |_| ()))
     });
 
-    g.bench_function(format!("record/{MMO}"), |bn| {
-        bn.iter_custom(|iters| {
-            let h0 = bh[0];
-            timed(
-                iters,
-                &mut *batch.borrow_mut(),
-                |b, i| b.record(h0, value(i)),
-                |b| b.flush(),
-            )
-        })
-    });
-    g.bench_function(format!("record/{TIKV}"), |bn| {
-        bn.iter_custom(|iters| {
-            timed(
-                iters,
-                &mut &tikv_histograms[0],
-                |h, i| h.observe(value(i)),
-                |h| h.flush(),
-            )
-        })
-    });
+    // `record` with the state held, `record_reload` with its address reloaded per record.
+    for (case, reload) in [("record", false), ("record_reload", true)] {
+        g.bench_function(format!("{case}/{MMO}"), |bn| {
+            bn.iter_custom(|iters| {
+                let h0 = bh[0];
+                let (b, op, flush) = (
+                    &mut *batch.borrow_mut(),
+                    |b: &mut TickBatch, i| b.record(h0, value(i)),
+                    |b: &mut TickBatch| b.flush(),
+                );
+                if reload {
+                    timed_reload(iters, b, op, flush)
+                } else {
+                    timed(iters, b, op, flush)
+                }
+            })
+        });
+        g.bench_function(format!("{case}/{TIKV}"), |bn| {
+            bn.iter_custom(|iters| {
+                let (h, op, flush) = (
+                    &mut &tikv_histograms[0],
+                    |h: &mut &prometheus::local::LocalHistogram, i| h.observe(value(i)),
+                    |h: &mut &prometheus::local::LocalHistogram| h.flush(),
+                );
+                if reload {
+                    timed_reload(iters, h, op, flush)
+                } else {
+                    timed(iters, h, op, flush)
+                }
+            })
+        });
+    }
     g.bench_function(format!("record/{MMO_HANDLE}"), |bn| {
         bn.iter_custom(|iters| timed(iters, &mut &histograms[0], |h, i| h.record(value(i)), |_| ()))
-    });
-
-    g.bench_function(format!("record_reload/{MMO}"), |bn| {
-        bn.iter_custom(|iters| {
-            let h0 = bh[0];
-            timed_reload(
-                iters,
-                &mut *batch.borrow_mut(),
-                |b, i| b.record(h0, value(i)),
-                |b| b.flush(),
-            )
-        })
-    });
-    g.bench_function(format!("record_reload/{TIKV}"), |bn| {
-        bn.iter_custom(|iters| {
-            timed_reload(
-                iters,
-                &mut &tikv_histograms[0],
-                |h, i| h.observe(value(i)),
-                |h| h.flush(),
-            )
-        })
     });
 
     g.bench_function("loop/harness", |bn| {
