@@ -189,11 +189,13 @@ impl TickBatch {
     #[cold]
     unsafe fn flush_histogram(p: *mut PendingHistogram) {
         // SAFETY: per the contract; `next` is in `values` or at its end, at or after its start.
+        // It is reset before the values are published: were that to panic and the panic be
+        // caught, the buffer stays usable (its values lost) instead of `next` staying at the end.
         unsafe {
             let start = PendingHistogram::start(p);
             let len = (*p).next.offset_from(start) as usize;
-            (*p).handle.0.record_slice(std::slice::from_raw_parts(start, len));
             (*p).next = start;
+            (*p).handle.0.record_slice(std::slice::from_raw_parts(start, len));
         }
     }
 
