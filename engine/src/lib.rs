@@ -79,26 +79,28 @@ mod batch;
 mod collector;
 mod error;
 pub mod families;
+mod kind;
 mod loom;
 mod manager;
+mod read;
 mod recorder;
 pub(crate) mod registry;
 mod shard;
-mod snapshot;
 mod storage;
 pub mod system;
 
 pub use batch::{BatchCounter, BatchHistogram, TickBatch, BATCH_HISTOGRAM_BUFFER};
 pub use collector::{MetricsCollector, RunningCollector, COLLECTOR_DURATION_METRIC};
 pub use error::MetricsError;
+pub use kind::MetricKind;
 pub use manager::{CounterHandle, GaugeHandle, HistogramHandle, MetricsManager, MetricsManagerBuilder, SummaryHandle};
+pub use read::{FamilyView, Labels, SeriesValue};
 pub use recorder::MetricsRecorder;
 pub use registry::names::{check_label_names as validate_label_names, check_metric_name as validate_metric_name};
 pub use registry::{
     COLLECTOR_PANICS_METRIC, DEFAULT_BUCKETS, DEFAULT_QUANTILES, FACADE_ERRORS_METRIC, OVERFLOW_LABEL_VALUE,
     SERIES_OVERFLOW_METRIC,
 };
-pub use snapshot::{FamilyView, Labels, MetricKind, SeriesValue};
 pub use storage::summary::SUMMARY_RELATIVE_ERROR;
 
 /// Internals exposed to the loom models in `tests/loom.rs` only.

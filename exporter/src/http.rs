@@ -291,18 +291,11 @@ impl Shared {
     }
 
     fn encode(&self) -> String {
-        let mut counts = [0usize; 4];
-        self.manager.visit(|f| {
-            let i = match f.kind() {
-                MetricKind::Counter => 0,
-                MetricKind::Gauge => 1,
-                MetricKind::Histogram => 2,
-                MetricKind::Summary => 3,
-            };
-            counts[i] += f.series_count();
-        });
-        for (kind, n) in ["counter", "gauge", "histogram", "summary"].iter().zip(counts) {
-            let _ = self.manager.set_gauge(SERIES_METRIC, n as f64, &[kind]);
+        let mut counts: std::collections::BTreeMap<MetricKind, usize> = std::collections::BTreeMap::new();
+        self.manager
+            .visit(|f| *counts.entry(f.kind()).or_default() += f.series_count());
+        for (kind, n) in counts {
+            let _ = self.manager.set_gauge(SERIES_METRIC, n as f64, &[kind.as_str()]);
         }
         let mut out = String::with_capacity(64 * 1024);
         encode_text_with(&self.manager, &self.global_labels, &mut out);

@@ -149,6 +149,8 @@ impl Encoder<'_> {
                 }
                 self.sum_count(sum, count);
             }
+            // A kind of value this format has no samples for.
+            _ => {}
         }
     }
 

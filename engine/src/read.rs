@@ -1,4 +1,4 @@
-//! Reading the registry: the visit API encoders are built on.
+//! The read API: [`MetricsManager::visit`] walks every family and series; encoders are built on it.
 //!
 //! Every value handed to a visitor is consistent for its series: counters never go down from one
 //! visit to the next, histogram buckets are cumulative and the `+Inf` bucket equals `_count`.
@@ -11,41 +11,13 @@ use std::sync::Arc;
 
 use crate::registry::labels::split;
 use crate::registry::{lock, Family, Series};
-use crate::MetricsManager;
-
-/// The four metric types.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum MetricKind {
-    /// A monotonic `u64`.
-    Counter,
-    /// An `f64` that goes up and down.
-    Gauge,
-    /// Classic buckets, sum and count.
-    Histogram,
-    /// Quantiles over a sliding window, sum and count.
-    Summary,
-}
-
-impl MetricKind {
-    /// `counter`, `gauge`, `histogram` or `summary`, as in `# TYPE` lines.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MetricKind::Counter => "counter",
-            MetricKind::Gauge => "gauge",
-            MetricKind::Histogram => "histogram",
-            MetricKind::Summary => "summary",
-        }
-    }
-}
-
-impl fmt::Display for MetricKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::{MetricKind, MetricsManager};
 
 /// The value of one series at the time it was read.
+///
+/// New kinds of value (native histograms) may be added: match with a wildcard arm.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub enum SeriesValue<'a> {
     /// A counter's total.
     Counter(u64),
