@@ -5,7 +5,7 @@
 #   ADDR defaults to :9100 (every interface, port 9100; or $METRICS_ADDR); 127.0.0.1:9200 listens
 #   on loopback only.
 #
-# Builds the `metrics` service (exporter/src/bin/metrics.rs) in release mode when needed, installs
+# Builds the `metrics` service (exporter/src/bin/metrics/) in release mode when needed, installs
 # it as bin/metrics, starts it in the background, waits until /health answers, prints the URL, and
 # refuses to start a second copy. Log: logs/metrics.log. Pid: logs/metrics.pid.
 # Stop it with scripts/stop_metrics.sh.
@@ -106,8 +106,8 @@ if [ -n "${METRICS_BIN:-}" ]; then
     built=$METRICS_BIN
 else
     target_dir=${CARGO_TARGET_DIR:-$root/target}
-    echo "start_metrics.sh: building $what (cargo build --release -p mmo-metrics-exporter --bin metrics)"
-    cargo build --release -p mmo-metrics-exporter --bin metrics
+    echo "start_metrics.sh: building $what (cargo build --release -p mmo-metrics-exporter --features service --bin metrics)"
+    cargo build --release -p mmo-metrics-exporter --features service --bin metrics
     built="$target_dir/release/metrics"
 fi
 if [ ! -x "$built" ]; then

@@ -24,11 +24,11 @@
 //! loop. Each record still does its whole work: its buffer's fill level is loaded and stored every
 //! time, and the flush is an opaque call. `record_reload` reads the state's address with a volatile
 //! load for every record instead, as when records are spread over calls into other code: the check
-//! then runs every time. The `add` cases put a compiler fence after each add (see there). Until
-//! session 10 the suite passed the state through `black_box` on every call, which adds a store and
-//! a dependent reload of its address to each (~0.5 ns here, the size of the append itself), and ran
-//! a tick's flush from inside the per-record closure, which kept that closure from being inlined (a
-//! call per record).
+//! then runs every time. The `add` cases put a compiler fence after each add (see there). Passing
+//! the state through `black_box` on every call instead would add a store and a dependent reload of
+//! its address to each (~0.5 ns here, the size of the append itself), and running a tick's flush
+//! from inside the per-record closure would keep that closure from being inlined (a call per
+//! record).
 
 use std::sync::atomic::{compiler_fence, Ordering};
 use std::time::{Duration, Instant};

@@ -15,14 +15,23 @@
 //! drop(server); // stops the exporter thread
 //! # Ok::<(), mmo_metrics::MetricsError>(())
 //! ```
+//!
+//! ## Layout
+//!
+//! - `encode/`: the exposition formats, each a thin writer over one format-neutral walk of the
+//!   engine's read API, sharing the number and escape helpers.
+//! - `http/`: the server: routes, content negotiation, and the limits that bound every client.
+//! - `bin/metrics/` (feature `service`): the `metrics` collection service and its demo game
+//!   server; its command-line dependencies stay out of the library.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-pub mod demo;
+mod encode;
 mod http;
-mod text;
 
+pub use encode::{encode_text, encode_text_into, encode_text_with, RESERVED_GLOBAL_LABELS, TEXT_CONTENT_TYPE};
 pub use http::{
-    serve, Exporter, ExporterBuilder, ExporterError, SCRAPES_METRIC, SCRAPE_DURATION_METRIC, SERIES_METRIC,
+    serve, validate_global_labels, Exporter, ExporterBuilder, ExporterError, ACCEPT_ERRORS_METRIC, CONNECTIONS_METRIC,
+    CONNECTION_LIMIT_METRIC, SCRAPES_IN_FLIGHT_METRIC, SCRAPES_METRIC, SCRAPE_DURATION_METRIC, SERIES_METRIC,
+    TIMEOUTS_METRIC,
 };
-pub use text::{encode_text, encode_text_into, encode_text_with, TEXT_CONTENT_TYPE};

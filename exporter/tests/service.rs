@@ -126,10 +126,20 @@ fn second_copy_on_the_same_port_fails_with_the_hint() {
 fn bad_flags_name_the_flag_and_the_form() {
     for (args, flag, form) in [
         (vec!["-interval=5parsecs"], "--interval", "500ms"),
-        (vec!["--interval", "0s"], "--interval", "above zero"),
+        (vec!["--interval", "0s"], "--interval", "at least 100ms"),
+        (vec!["-interval=1ns"], "--interval", "at least 100ms"),
+        (vec!["-interval=99ms"], "--interval", "at least 100ms"),
         (vec!["-addr=nonsense"], "--addr", "HOST:PORT"),
         (vec!["--label", "novalue"], "--label", "KEY=VALUE"),
+        (vec!["--label", "le=x"], "--label", "reserved"),
+        (vec!["--label", "quantile=0.5"], "--label", "reserved"),
         (vec!["--log-level", "loud=="], "--log-level", "error, warn, info"),
+        (vec!["--log-level=loud"], "--log-level", "error, warn, info"),
+        (
+            vec!["--log-level", "info,hyper=loud"],
+            "--log-level",
+            "error, warn, info",
+        ),
     ] {
         let out = Command::new(BIN)
             .args(&args)

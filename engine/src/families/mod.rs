@@ -1,6 +1,7 @@
-//! The seed's MMO metric families, typed for game code: connection, message, Redis and database.
+//! The MMO server's metric families, typed for game code: connection, message, Redis and database.
 //!
-//! Each family registers its metrics (exact names, types and labels of the seed's table) on
+//! Each family registers its metrics (the names, types and labels the
+//! MMO dashboards in `config/grafana/` query) on
 //! `register`, and hands out handles resolved once for known label values, so the hot path
 //! records without a lookup or an allocation. [`Timer`] records a duration into a histogram when
 //! it is dropped.

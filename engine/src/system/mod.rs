@@ -1,4 +1,4 @@
-//! System collectors: the standard `process_*` family and the seed's `system_*` family.
+//! System collectors: the standard `process_*` family and the MMO server's `system_*` family.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -14,17 +14,17 @@
 //! let _running = collector.start();
 //! ```
 //!
-//! Rust has no garbage collector, so the seed's `system_gc_next_bytes` and
-//! `system_gc_pause_total_ns` have no honest counterpart and are not exported.
+//! Rust has no garbage collector, so the `system_gc_next_bytes` and `system_gc_pause_total_ns`
+//! gauges a Go server would export have no honest counterpart and are not exported.
 
 mod alloc;
 mod process;
-#[cfg(not(loom))]
+#[cfg(all(feature = "tokio", not(loom)))]
 mod runtime;
 
 pub use alloc::{alloc_stats, AllocStats, CountingAllocator};
 pub use process::{process_collector, process_stats, ProcessStats};
-#[cfg(not(loom))]
+#[cfg(all(feature = "tokio", not(loom)))]
 pub use runtime::register_tokio_runtime;
 
 use crate::MetricsManager;
@@ -40,11 +40,12 @@ fn log_once(message: String) {
     }
 }
 
-/// The seed's system family, read each run: `system_memory_alloc_bytes` (live heap bytes),
+/// The system family, read each run: `system_memory_alloc_bytes` (live heap bytes),
 /// `system_memory_total_alloc_bytes` (cumulative heap bytes), `system_memory_heap_objects`
 /// (live allocations) from the [`CountingAllocator`] when it is the global allocator;
 /// `system_memory_sys_bytes` (resident memory) and `system_cpu_threads` (OS threads) from the
-/// OS; `system_goroutines` (alive tokio tasks of the runtimes given to [`register_tokio_runtime`]).
+/// OS; with the `tokio` feature, `system_goroutines` (alive tokio tasks of the runtimes given to
+/// `register_tokio_runtime`).
 /// Without the counting allocator the three heap gauges are not exported, and that is logged once.
 pub fn system_collector() -> impl FnMut(&MetricsManager) + Send + 'static {
     let mut registered = false;
@@ -61,11 +62,12 @@ pub fn system_collector() -> impl FnMut(&MetricsManager) + Send + 'static {
                 ),
                 ("system_memory_sys_bytes", "Resident memory of the process, in bytes."),
                 ("system_memory_heap_objects", "Heap allocations not yet freed."),
+                ("system_cpu_threads", "OS threads of the process."),
+                #[cfg(all(feature = "tokio", not(loom)))]
                 (
                     "system_goroutines",
                     "Alive tokio tasks of the registered runtimes (Rust's goroutines).",
                 ),
-                ("system_cpu_threads", "OS threads of the process."),
             ];
             for (name, help) in gauges {
                 if let Err(e) = m.register_gauge(name, help, &[]) {
@@ -95,7 +97,7 @@ pub fn system_collector() -> impl FnMut(&MetricsManager) + Send + 'static {
             }
             Err(e) => log_once(format!("system collector: {e}")),
         }
-        #[cfg(not(loom))]
+        #[cfg(all(feature = "tokio", not(loom)))]
         runtime::collect(m);
     }
 }

@@ -1,4 +1,5 @@
-//! tokio runtimes as the seed's goroutines: alive tasks, plus the stable runtime metrics.
+//! tokio runtimes as the system family's goroutines (`system_goroutines`): alive tasks, plus the
+//! stable runtime metrics.
 
 use std::sync::{Mutex, OnceLock};
 

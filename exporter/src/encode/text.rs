@@ -1,13 +1,16 @@
 //! Prometheus text exposition format 0.0.4.
 
-use mmo_metrics::{FamilyView, Labels, MetricKind, MetricsManager, SeriesValue};
+use mmo_metrics::{MetricKind, MetricsManager, SeriesValue};
+
+use super::fmt::{escape_help, escape_label_value, push_f64, push_u64};
+use super::{walk, FamilyMeta, Format, SeriesLabels};
 
 /// The Content-Type of [`encode_text`]'s output.
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Renders every family of `manager` in the Prometheus text format 0.0.4: `# HELP` (when given)
 /// and `# TYPE` lines, counters with `_total`, cumulative histogram buckets ending in `+Inf`,
-/// summary quantiles, escaped help and label values, families in name order and series in a
+/// summary quantiles, escaped help and label values, families in name order and series in
 /// creation order.
 pub fn encode_text(manager: &MetricsManager) -> String {
     let mut out = String::with_capacity(4096);
@@ -22,23 +25,21 @@ pub fn encode_text_into(manager: &MetricsManager, out: &mut String) {
 
 /// Like [`encode_text_into`], adding `global_labels` (e.g. `service`, `instance`) to every
 /// sample that does not carry a label of that name itself. The names must be valid label names
-/// (see [`mmo_metrics::validate_label_names`]); the values are escaped here.
+/// (see [`mmo_metrics::validate_label_names`]) and none of
+/// [`RESERVED_GLOBAL_LABELS`](crate::RESERVED_GLOBAL_LABELS); the values are escaped here.
 pub fn encode_text_with(manager: &MetricsManager, global_labels: &[(String, String)], out: &mut String) {
-    let mut enc = Encoder {
+    let mut text = Text {
         out,
         labels: String::new(),
         name: String::new(),
-        global: global_labels,
         le: Vec::new(),
         le_of: std::ptr::null(),
     };
-    manager.visit(|family| enc.family(family));
+    walk(manager, global_labels, &mut text);
 }
 
-struct Encoder<'a> {
+struct Text<'a> {
     out: &'a mut String,
-    /// Labels added to every series.
-    global: &'a [(String, String)],
     /// Formatted `le` values of the bounds at `le_of`, then `+Inf`.
     le: Vec<String>,
     le_of: *const f64,
@@ -48,47 +49,31 @@ struct Encoder<'a> {
     name: String,
 }
 
-impl Encoder<'_> {
-    fn family(&mut self, family: &mut FamilyView<'_>) {
-        if family.series_count() == 0 {
-            return;
-        }
+impl Format for Text<'_> {
+    fn family(&mut self, family: &FamilyMeta<'_>) {
         self.name.clear();
-        self.name.push_str(family.name());
-        if family.kind() == MetricKind::Counter {
+        self.name.push_str(family.name);
+        if family.kind == MetricKind::Counter {
             self.name.push_str("_total");
         }
-        if let Some(help) = family.help() {
+        if let Some(help) = &family.help {
             self.out.push_str("# HELP ");
             self.out.push_str(&self.name);
             self.out.push(' ');
-            escape_help(self.out, &help);
+            escape_help(self.out, help);
             self.out.push('\n');
         }
         self.out.push_str("# TYPE ");
         self.out.push_str(&self.name);
         self.out.push(' ');
-        self.out.push_str(family.kind().as_str());
+        self.out.push_str(family.kind.as_str());
         self.out.push('\n');
-        family.for_each_series(|labels, value| self.series(labels, value));
     }
 
-    fn series(&mut self, labels: Labels<'_>, value: SeriesValue<'_>) {
+    fn series(&mut self, labels: SeriesLabels<'_>, value: SeriesValue<'_>) {
         self.labels.clear();
         for (i, (k, v)) in labels.iter().enumerate() {
             if i > 0 {
-                self.labels.push(',');
-            }
-            self.labels.push_str(k);
-            self.labels.push_str("=\"");
-            escape_label_value(&mut self.labels, v);
-            self.labels.push('"');
-        }
-        for (k, v) in self.global {
-            if labels.iter().any(|(n, _)| n == k) {
-                continue;
-            }
-            if !self.labels.is_empty() {
                 self.labels.push(',');
             }
             self.labels.push_str(k);
@@ -153,7 +138,9 @@ impl Encoder<'_> {
             _ => {}
         }
     }
+}
 
+impl Text<'_> {
     fn sum_count(&mut self, sum: f64, count: u64) {
         self.sample("_sum", None);
         push_f64(self.out, sum);
@@ -182,81 +169,5 @@ impl Encoder<'_> {
             self.out.push('}');
         }
         self.out.push(' ');
-    }
-}
-
-fn push_u64(out: &mut String, v: u64) {
-    out.push_str(itoa::Buffer::new().format(v));
-}
-
-/// Floats as Prometheus reads them: `NaN`, `+Inf`, `-Inf`, integers without a fraction, others in
-/// the shortest form that reads back to the same `f64`.
-pub(crate) fn push_f64(out: &mut String, v: f64) {
-    if v.is_nan() {
-        out.push_str("NaN");
-    } else if v.is_infinite() {
-        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
-    } else if v.abs() < 9.007_199_254_740_992e15 && v == (v as i64) as f64 {
-        // An integer (exactly representable): print it without a fraction, as Prometheus does.
-        out.push_str(itoa::Buffer::new().format(v as i64));
-    } else {
-        out.push_str(ryu::Buffer::new().format_finite(v));
-    }
-}
-
-fn escape_help(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-}
-
-fn escape_label_value(out: &mut String, s: &str) {
-    if !s.contains(['\\', '"', '\n']) {
-        out.push_str(s);
-        return;
-    }
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn floats() {
-        let f = |v| {
-            let mut s = String::new();
-            push_f64(&mut s, v);
-            s
-        };
-        assert_eq!(f(f64::NAN), "NaN");
-        assert_eq!(f(f64::INFINITY), "+Inf");
-        assert_eq!(f(f64::NEG_INFINITY), "-Inf");
-        assert_eq!(f(2.0), "2");
-        assert_eq!(f(-0.0), "0");
-        assert_eq!(f(0.005), "0.005");
-        assert_eq!(f(1e300), "1e300");
-        assert_eq!(f(1e-7).parse::<f64>().unwrap(), 1e-7);
-    }
-
-    #[test]
-    fn escapes() {
-        let mut s = String::new();
-        escape_label_value(&mut s, "a\\b\"c\nd");
-        assert_eq!(s, r#"a\\b\"c\nd"#);
-        s.clear();
-        escape_help(&mut s, "a\\b\"c\nd");
-        assert_eq!(s, r#"a\\b"c\nd"#);
     }
 }

@@ -1,15 +1,18 @@
 //! `metrics`: the collection service. Collects process and system metrics every interval and
 //! serves them to Prometheus on `/metrics`.
 //!
-//! Flags as the seed writes them (`-addr=:9200 -interval=5s`) or in the usual forms
-//! (`--addr 127.0.0.1:9200`, `--interval=5s`).
+//! Flags in the single-dash form of the original service (`-addr=:9200 -interval=5s`) or in the
+//! usual forms (`--addr 127.0.0.1:9200`, `--interval=5s`). A bad value exits 2 naming the flag
+//! and the accepted form.
+
+mod demo;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use mmo_metrics::{system, MetricsCollector, MetricsManager};
+use mmo_metrics::{system, MetricsCollector, MetricsManager, MIN_COLLECT_INTERVAL};
 use mmo_metrics_exporter::{ExporterBuilder, ExporterError};
 
 #[global_allocator]
@@ -21,20 +24,21 @@ static ALLOC: system::CountingAllocator = system::CountingAllocator::system();
     name = "metrics",
     version,
     about = "The mmo-metrics collection service: process and system metrics for Prometheus on /metrics.",
-    after_help = "The seed's single-dash forms work too: metrics -addr=:9200 -interval=5s"
+    after_help = "Single-dash forms work too: metrics -addr=:9200 -interval=5s"
 )]
 struct Args {
     /// Address to listen on: HOST:PORT, or :PORT for all interfaces.
     #[arg(long, default_value = ":9100", value_parser = parse_addr)]
     addr: SocketAddr,
-    /// How often to collect system metrics, e.g. 500ms, 5s, 1m.
+    /// How often to collect system metrics, e.g. 500ms, 5s, 1m (at least 100ms).
     #[arg(long, default_value = "10s", value_parser = parse_interval)]
     interval: Duration,
     /// A label added to every sample, KEY=VALUE (repeatable), e.g. --label service=gateway.
     #[arg(long = "label", value_parser = parse_label)]
     labels: Vec<(String, String)>,
-    /// Log level: error, warn, info, debug or trace (or a tracing filter).
-    #[arg(long, default_value = "info")]
+    /// Log level: off, error, warn, info, debug or trace, or tracing directives such as
+    /// info,mmo_metrics=debug.
+    #[arg(long, default_value = "info", value_parser = parse_log_level)]
     log_level: String,
     /// Also run a simulated MMO server (players over loopback TCP, Redis and database calls), so
     /// every metric family has live data.
@@ -47,7 +51,7 @@ struct Args {
 
 const LONG_FLAGS: [&str; 6] = ["addr", "interval", "label", "log-level", "demo", "demo-players"];
 
-/// Accepts the seed's single-dash long flags (`-addr=:9200`) by adding the second dash.
+/// Accepts single-dash long flags (`-addr=:9200`) by adding the second dash.
 fn normalise(args: impl Iterator<Item = String>) -> Vec<String> {
     args.map(|a| match a.strip_prefix('-') {
         Some(rest) if !rest.starts_with('-') && LONG_FLAGS.contains(&rest.split('=').next().unwrap_or("")) => {
@@ -72,28 +76,45 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
 }
 
 fn parse_interval(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| format!("expected a duration such as 500ms, 5s or 1m ({e})"))?;
-    if d.is_zero() {
-        return Err("expected a duration above zero, such as 500ms, 5s or 1m".into());
+    let min = humantime::format_duration(MIN_COLLECT_INTERVAL);
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("expected a duration of at least {min}, such as 500ms, 5s or 1m ({e})"))?;
+    if d < MIN_COLLECT_INTERVAL {
+        return Err(format!(
+            "expected a duration of at least {min}, such as 500ms, 5s or 1m (got {})",
+            humantime::format_duration(d)
+        ));
     }
     Ok(d)
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
     let (k, v) = s.split_once('=').ok_or("expected KEY=VALUE, e.g. service=gateway")?;
-    mmo_metrics::validate_label_names("--label", &[k], None).map_err(|e| e.to_string())?;
+    mmo_metrics_exporter::validate_global_labels([k])
+        .map_err(|e| format!("expected KEY=VALUE, e.g. service=gateway: {e}"))?;
     Ok((k.to_owned(), v.to_owned()))
+}
+
+const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// A level name, or tracing directives (`info,mmo_metrics=debug`) in which every directive names
+/// a level; a bare word that is not a level (`loud`) would be read by tracing as a target with
+/// no level and silence every log, so it is refused.
+fn parse_log_level(s: &str) -> Result<String, String> {
+    let expected = "expected off, error, warn, info, debug or trace, or directives such as info,mmo_metrics=debug";
+    for directive in s.split(',') {
+        let level = directive.rsplit_once('=').map_or(directive, |(_, level)| level).trim();
+        if !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(level)) {
+            return Err(format!("{expected} (`{directive}` names no level)"));
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(s).map_err(|e| format!("{expected} ({e})"))?;
+    Ok(s.to_owned())
 }
 
 fn main() -> ExitCode {
     let args = Args::parse_from(normalise(std::env::args()));
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level).unwrap_or_else(|e| {
-        eprintln!(
-            "metrics: invalid --log-level `{}`: {e}; expected error, warn, info, debug or trace",
-            args.log_level
-        );
-        std::process::exit(2);
-    });
+    let filter = tracing_subscriber::EnvFilter::new(&args.log_level);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -138,7 +159,7 @@ fn main() -> ExitCode {
     collector.add_named_collector("process", system::process_collector());
     collector.add_named_collector("system", system::system_collector());
     let demo = if args.demo {
-        match mmo_metrics_exporter::demo::start(&manager, usize::from(args.demo_players)) {
+        match demo::start(&manager, usize::from(args.demo_players)) {
             Ok((demo, conns)) => {
                 collector.add_named_collector("connections", move |_: &MetricsManager| {
                     conns.update_rate();
@@ -228,7 +249,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn seed_style_flags() {
+    fn single_dash_flags() {
         let a = normalise(
             ["metrics", "-addr=:9200", "-interval=5s", "--label", "a=b", "-h"]
                 .map(String::from)
@@ -246,8 +267,20 @@ mod tests {
         assert!(parse_addr("nonsense").unwrap_err().contains("HOST:PORT"));
         assert!(parse_interval("5 parsecs").unwrap_err().contains("500ms"));
         assert!(parse_interval("0s").is_err());
+        assert!(
+            parse_interval("1ns").unwrap_err().contains("at least 100ms"),
+            "below the minimum"
+        );
+        assert!(parse_interval("99ms").is_err());
+        assert_eq!(parse_interval("100ms").unwrap(), Duration::from_millis(100));
         assert_eq!(parse_interval("1m").unwrap(), Duration::from_secs(60));
         assert!(parse_label("novalue").unwrap_err().contains("KEY=VALUE"));
         assert!(parse_label("__x=1").is_err());
+        assert!(parse_label("le=x").unwrap_err().contains("reserved"));
+        assert!(parse_label("quantile=x").unwrap_err().contains("reserved"));
+        assert!(parse_log_level("loud").unwrap_err().contains("`loud` names no level"));
+        assert!(parse_log_level("info,hyper=loud").is_err());
+        assert_eq!(parse_log_level("WARN").unwrap(), "WARN");
+        assert!(parse_log_level("info,mmo_metrics=debug").is_ok());
     }
 }

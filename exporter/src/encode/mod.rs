@@ -1,0 +1,71 @@
+//! Exposition formats over one format-neutral walk of the read API.
+//!
+//! [`walk`] visits every family that has series, in name order, and hands a [`Format`] the
+//! family's metadata once, then each series with its labels and value. The labels a format sees
+//! are the series' own, then every global label (`service`, `instance`) whose name the series
+//! does not carry itself. A format only writes bytes; the number and escape helpers of the text
+//! formats are in [`fmt`].
+
+pub(crate) mod fmt;
+mod text;
+
+use std::sync::Arc;
+
+use mmo_metrics::{Labels, MetricKind, MetricsManager, SeriesValue};
+
+pub use text::{encode_text, encode_text_into, encode_text_with, TEXT_CONTENT_TYPE};
+
+/// Label names no global label may take: every histogram sample has `le`, every summary
+/// quantile sample `quantile`, so a global label of that name would make those lines invalid.
+pub const RESERVED_GLOBAL_LABELS: [&str; 2] = ["le", "quantile"];
+
+/// What a format learns about a family before its series.
+pub(crate) struct FamilyMeta<'a> {
+    /// The family name; a counter's without `_total`.
+    pub(crate) name: &'a str,
+    pub(crate) kind: MetricKind,
+    pub(crate) help: Option<Arc<str>>,
+}
+
+/// The labels of one series as exposed: its own, then the global labels it does not carry.
+#[derive(Clone, Copy)]
+pub(crate) struct SeriesLabels<'a> {
+    own: Labels<'a>,
+    global: &'a [(String, String)],
+}
+
+impl<'a> SeriesLabels<'a> {
+    /// `(name, value)` pairs in exposition order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        let own = self.own;
+        own.iter().chain(
+            self.global
+                .iter()
+                .filter(move |(k, _)| !own.iter().any(|(n, _)| n == k))
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        )
+    }
+}
+
+/// One exposition format: told each family, then each of its series.
+pub(crate) trait Format {
+    /// A family with at least one series begins.
+    fn family(&mut self, family: &FamilyMeta<'_>);
+    /// One series of the family last begun.
+    fn series(&mut self, labels: SeriesLabels<'_>, value: SeriesValue<'_>);
+}
+
+/// Walks every family of `manager` that has series into `format`, adding `global` labels.
+pub(crate) fn walk(manager: &MetricsManager, global: &[(String, String)], format: &mut impl Format) {
+    manager.visit(|family| {
+        if family.series_count() == 0 {
+            return;
+        }
+        format.family(&FamilyMeta {
+            name: family.name(),
+            kind: family.kind(),
+            help: family.help(),
+        });
+        family.for_each_series(|own, value| format.series(SeriesLabels { own, global }, value));
+    });
+}

@@ -1,0 +1,278 @@
+//! The HTTP endpoint: `GET /metrics`, `GET /health`, the live view at `GET /`, 404 and 405 for
+//! the rest.
+//!
+//! One exporter thread runs a single-threaded tokio runtime with hyper; encoding and gzip run on
+//! that runtime's blocking pool (one thread, started on demand), so `/health` answers in
+//! milliseconds whatever a scrape costs. Every resource a client can hold is bounded and given
+//! back when the client goes away:
+//!
+//! | resource | bound | at the bound | self-metric |
+//! |---|---|---|---|
+//! | open connections | [`ExporterBuilder::max_connections`] | the oldest idle connection is closed to make room; if every one is busy the new one is closed | `mmo_metrics_http_connection_limit_total{action}` |
+//! | scrapes in flight (encoding or sending) | [`ExporterBuilder::max_in_flight`] | 503 | `mmo_metrics_scrapes_total{code="503"}` |
+//! | time to send request headers, and idle keep-alive time | [`ExporterBuilder::header_read_timeout`] | connection closed | `mmo_metrics_http_timeouts_total{timeout="header_read"}` |
+//! | time to answer | [`ExporterBuilder::request_timeout`] | 408 | `mmo_metrics_http_timeouts_total{timeout="request"}` |
+//! | time the client may stop reading a response | [`ExporterBuilder::write_timeout`] | connection closed | `mmo_metrics_http_timeouts_total{timeout="write"}` |
+//!
+//! A scrape's in-flight slot is held by a guard that lives in its response body, so whatever
+//! ends the scrape (the body sent, the client gone, a timeout) gives it back. Scrapes that arrive
+//! while an encode runs share it, and all their responses share its bytes: a client that stops
+//! reading pins no copy of its own.
+
+mod limits;
+mod routes;
+mod scrape;
+mod self_metrics;
+mod server;
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use mmo_metrics::{MetricsError, MetricsManager};
+use tokio::sync::oneshot;
+
+pub use self_metrics::{
+    ACCEPT_ERRORS_METRIC, CONNECTIONS_METRIC, CONNECTION_LIMIT_METRIC, SCRAPES_IN_FLIGHT_METRIC, SCRAPES_METRIC,
+    SCRAPE_DURATION_METRIC, SERIES_METRIC, TIMEOUTS_METRIC,
+};
+
+use crate::encode::RESERVED_GLOBAL_LABELS;
+
+/// Why an exporter could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExporterError {
+    /// The address could not be bound (in use, not local, no permission).
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS error; `io::ErrorKind::AddrInUse` when another process has the port.
+        source: io::Error,
+    },
+    /// A global label with an invalid name.
+    #[error("global label: {0}")]
+    Label(#[from] MetricsError),
+    /// A global label with a name the exposition gives some samples itself.
+    #[error(
+        "global label `{label}` is reserved: every {owner} sample has a `{label}` label of its own; \
+         expected a name other than {reserved:?}"
+    )]
+    ReservedLabel {
+        /// The label name.
+        label: String,
+        /// The samples that carry it (`histogram bucket`, `summary quantile`).
+        owner: &'static str,
+        /// Every reserved name.
+        reserved: [&'static str; 2],
+    },
+    /// The runtime or the thread could not be started.
+    #[error("cannot start the exporter thread: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Checks global label names: valid label names, no duplicates, none of
+/// [`RESERVED_GLOBAL_LABELS`].
+pub fn validate_global_labels<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<(), ExporterError> {
+    let names: Vec<&str> = names.into_iter().collect();
+    mmo_metrics::validate_label_names("global labels", &names, None)?;
+    for label in names {
+        let owner = match label {
+            "le" => "histogram bucket",
+            "quantile" => "summary quantile",
+            _ => continue,
+        };
+        return Err(ExporterError::ReservedLabel {
+            label: label.to_owned(),
+            owner,
+            reserved: RESERVED_GLOBAL_LABELS,
+        });
+    }
+    Ok(())
+}
+
+/// Settings of an exporter; [`ExporterBuilder::serve`] starts it.
+#[derive(Debug, Clone)]
+pub struct ExporterBuilder {
+    manager: MetricsManager,
+    addr: SocketAddr,
+    global_labels: Vec<(String, String)>,
+    max_in_flight: usize,
+    max_connections: usize,
+    header_read_timeout: Duration,
+    request_timeout: Duration,
+    write_timeout: Duration,
+}
+
+impl ExporterBuilder {
+    /// An exporter of `manager` on `0.0.0.0:9100`, with 8 scrapes in flight and 256 connections
+    /// at most, 5 s to send the request headers (and to keep an idle connection), 30 s to answer,
+    /// 10 s for a client to accept more of a response.
+    pub fn new(manager: MetricsManager) -> Self {
+        Self {
+            manager,
+            addr: SocketAddr::from(([0, 0, 0, 0], 9100)),
+            global_labels: Vec::new(),
+            max_in_flight: 8,
+            max_connections: 256,
+            header_read_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// The address to listen on (port 0: any free port, see [`Exporter::local_addr`]).
+    pub fn address(mut self, addr: SocketAddr) -> Self {
+        self.addr = addr;
+        self
+    }
+
+    /// A label added to every sample (e.g. `service="gateway"`), unless the series has its own.
+    /// `le` and `quantile` are refused by [`ExporterBuilder::serve`] (see
+    /// [`RESERVED_GLOBAL_LABELS`]).
+    pub fn global_label(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.global_labels.push((name.into(), value.into()));
+        self
+    }
+
+    /// Scrapes served at once, from the request until the last byte of the body is handed to the
+    /// connection; more get 503 (default 8, at least 1).
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n.max(1);
+        self
+    }
+
+    /// Connections open at once (default 256, at least 1). At the limit a new connection closes
+    /// the oldest one that is serving no request; when every one is busy the new one is closed.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// Time a client has to send its request headers, counted from the connection's start or
+    /// the end of its previous response, so it also closes idle keep-alive connections
+    /// (default 5 s).
+    pub fn header_read_timeout(mut self, d: Duration) -> Self {
+        self.header_read_timeout = d;
+        self
+    }
+
+    /// Time a scrape may take until its response starts (default 30 s); past it the answer is 408.
+    pub fn request_timeout(mut self, d: Duration) -> Self {
+        self.request_timeout = d;
+        self
+    }
+
+    /// Time a client may go without accepting any byte of a response before the connection is
+    /// cut (default 10 s). A slow reader that keeps reading is not cut.
+    pub fn write_timeout(mut self, d: Duration) -> Self {
+        self.write_timeout = d;
+        self
+    }
+
+    /// Binds, then serves from the exporter thread until the returned [`Exporter`] is dropped.
+    pub fn serve(self) -> Result<Exporter, ExporterError> {
+        validate_global_labels(self.global_labels.iter().map(|(k, _)| k.as_str()))?;
+        let listener = TcpListener::bind(self.addr).map_err(|source| ExporterError::Bind {
+            addr: self.addr,
+            source,
+        })?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .max_blocking_threads(1)
+            .thread_name("mmo-metrics-encoder")
+            .build()?;
+        let metrics = Arc::new(self_metrics::SelfMetrics::register(&self.manager));
+        let app = routes::router(Arc::new(routes::App {
+            scraper: Arc::new(scrape::Scraper::new(self.manager.clone(), self.global_labels)),
+            slots: limits::Slots::new(self.max_in_flight, metrics.in_flight.clone()),
+            metrics: Arc::clone(&metrics),
+            request_timeout: self.request_timeout,
+        }));
+        let conns = limits::Connections::new(self.max_connections, Arc::clone(&metrics), addr);
+        let conn_limits = server::ConnLimits {
+            header_read: self.header_read_timeout,
+            write: self.write_timeout,
+        };
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = runtime.handle().clone();
+        let thread = std::thread::Builder::new()
+            .name("mmo-metrics-exporter".into())
+            .spawn(move || {
+                runtime.block_on(server::accept_loop(
+                    listener,
+                    addr,
+                    app,
+                    conn_limits,
+                    conns,
+                    metrics,
+                    rx,
+                ));
+            })?;
+        Ok(Exporter {
+            addr,
+            handle,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        })
+    }
+}
+
+/// A running exporter; dropping it stops the server (within about 2 s) and joins its thread.
+#[derive(Debug)]
+pub struct Exporter {
+    addr: SocketAddr,
+    handle: tokio::runtime::Handle,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Exporter {
+    /// The address the server listens on (the real port when the address had port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The exporter thread's tokio runtime (e.g. for `mmo_metrics::system::register_tokio_runtime`).
+    pub fn runtime(&self) -> tokio::runtime::Handle {
+        self.handle.clone()
+    }
+
+    /// Stops the server and waits for its thread.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Serves `manager` on `addr` with the default settings of [`ExporterBuilder`].
+///
+/// Binding happens before this returns, so an address in use is an error here, not in a log.
+pub fn serve(manager: MetricsManager, addr: SocketAddr) -> io::Result<Exporter> {
+    ExporterBuilder::new(manager)
+        .address(addr)
+        .serve()
+        .map_err(|e| match e {
+            ExporterError::Bind { source, .. } | ExporterError::Io(source) => source,
+            e => io::Error::new(io::ErrorKind::InvalidInput, e),
+        })
+}

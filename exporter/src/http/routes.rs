@@ -1,0 +1,136 @@
+//! Routes: `GET /metrics` (the exposition, gzip when asked), `GET /health`, the live view at
+//! `GET /`, 404 and 405 for the rest.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use super::limits::Slots;
+use super::scrape::{ExpositionBody, Scraper};
+use super::self_metrics::SelfMetrics;
+use crate::encode::TEXT_CONTENT_TYPE;
+
+/// The live view at `GET /`: one self-contained page that polls `/metrics` and draws charts.
+const LIVE_VIEW: &str = include_str!("../assets/live.html");
+
+/// What the `/metrics` handler needs.
+pub(crate) struct App {
+    pub(crate) scraper: Arc<Scraper>,
+    pub(crate) slots: Arc<Slots>,
+    pub(crate) metrics: Arc<SelfMetrics>,
+    pub(crate) request_timeout: Duration,
+}
+
+pub(crate) fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route(
+            "/",
+            get(|| async { ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], LIVE_VIEW) }),
+        )
+        .route(
+            "/health",
+            get(|| async { ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "ok\n") }),
+        )
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                "not found: try /metrics, /health or / (live view)\n",
+            )
+        })
+        .with_state(app)
+}
+
+async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let started = Instant::now();
+    let Some(slot) = app.slots.try_take() else {
+        app.metrics.scrape("503");
+        return (StatusCode::SERVICE_UNAVAILABLE, "too many scrapes in flight\n").into_response();
+    };
+    let gzip = accepts_gzip(&headers);
+    let body = tokio::time::timeout(app.request_timeout, async {
+        let exposition = app.scraper.exposition().await?;
+        if gzip {
+            if let Some(z) = exposition.gzip().await {
+                return Some((z, true));
+            }
+        }
+        Some((exposition.text.clone(), false))
+    })
+    .await;
+    if let Some(h) = &app.metrics.scrape_duration {
+        h.record(started.elapsed().as_secs_f64());
+    }
+    match body {
+        Ok(Some((data, gzipped))) => {
+            app.metrics.scrape("200");
+            let mut response = Response::new(Body::new(ExpositionBody::new(data, slot)));
+            let h = response.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(TEXT_CONTENT_TYPE));
+            h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+            if gzipped {
+                h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+            }
+            response
+        }
+        Ok(None) => {
+            app.metrics.scrape("500");
+            (StatusCode::INTERNAL_SERVER_ERROR, "encoding failed\n").into_response()
+        }
+        Err(_) => {
+            app.metrics.scrape("408");
+            app.metrics.timeout("request");
+            (
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the exposition took longer than the request timeout of {:?}\n",
+                    app.request_timeout
+                ),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Whether `Accept-Encoding` lists gzip with a weight above zero.
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';');
+            let coding = parts.next().unwrap_or("").trim();
+            coding.eq_ignore_ascii_case("gzip")
+                && parts.all(|p| match p.trim().strip_prefix("q=") {
+                    Some(q) => q.trim().parse::<f32>().is_ok_and(|q| q > 0.0),
+                    None => true,
+                })
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gzip_negotiation() {
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::ACCEPT_ENCODING, HeaderValue::from_str(v).unwrap());
+            accepts_gzip(&m)
+        };
+        assert!(h("gzip"));
+        assert!(h("deflate, GZIP;q=0.5"));
+        assert!(!h("gzip;q=0"));
+        assert!(!h("br, identity"));
+        assert!(!accepts_gzip(&HeaderMap::new()));
+    }
+}

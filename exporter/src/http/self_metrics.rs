@@ -1,0 +1,119 @@
+//! The exporter's own metrics, registered in the manager it serves.
+
+use mmo_metrics::{CounterHandle, GaugeHandle, HistogramHandle, MetricsManager};
+
+/// Self-metric: scrape durations.
+pub const SCRAPE_DURATION_METRIC: &str = "mmo_metrics_scrape_duration_seconds";
+/// Self-metric: scrapes answered, by status code.
+pub const SCRAPES_METRIC: &str = "mmo_metrics_scrapes_total";
+/// Self-metric: series by type at the last scrape.
+pub const SERIES_METRIC: &str = "mmo_metrics_series";
+/// Self-metric: scrapes in flight (encoding, waiting for an encode, or sending their body).
+pub const SCRAPES_IN_FLIGHT_METRIC: &str = "mmo_metrics_scrapes_in_flight";
+/// Self-metric: open HTTP connections.
+pub const CONNECTIONS_METRIC: &str = "mmo_metrics_http_connections";
+/// Self-metric: connections that arrived at the connection limit, by what happened
+/// (`evicted`: an idle connection was closed to make room; `refused`: the new one was closed).
+pub const CONNECTION_LIMIT_METRIC: &str = "mmo_metrics_http_connection_limit_total";
+/// Self-metric: connections cut by a timeout, by timeout (`header_read`, `write`) and requests
+/// answered 408 (`request`).
+pub const TIMEOUTS_METRIC: &str = "mmo_metrics_http_timeouts_total";
+/// Self-metric: failed `accept` calls (out of file descriptors and the like).
+pub const ACCEPT_ERRORS_METRIC: &str = "mmo_metrics_http_accept_errors_total";
+
+/// Handles to the exporter's self-metrics. A handle is `None` when the name is already taken in
+/// the manager by a metric of another definition; that metric is then left alone.
+pub(crate) struct SelfMetrics {
+    pub(crate) manager: MetricsManager,
+    pub(crate) scrape_duration: Option<HistogramHandle>,
+    pub(crate) in_flight: Gauge,
+    pub(crate) connections: Gauge,
+    accept_errors: Option<CounterHandle>,
+}
+
+/// A gauge handle that may be missing (see [`SelfMetrics`]).
+#[derive(Clone)]
+pub(crate) struct Gauge(Option<GaugeHandle>);
+
+impl Gauge {
+    #[cfg(test)]
+    pub(crate) fn none() -> Self {
+        Self(None)
+    }
+
+    pub(crate) fn set(&self, v: f64) {
+        if let Some(g) = &self.0 {
+            g.set(v);
+        }
+    }
+}
+
+impl SelfMetrics {
+    pub(crate) fn register(m: &MetricsManager) -> Self {
+        let _ = m.register_histogram(
+            SCRAPE_DURATION_METRIC,
+            "Time to answer a scrape of /metrics (until the response starts), in seconds.",
+            &[],
+            &[
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ],
+        );
+        let _ = m.register_counter(
+            SCRAPES_METRIC,
+            "Scrapes of /metrics answered, by HTTP status code.",
+            &["code"],
+        );
+        let _ = m.register_gauge(
+            SERIES_METRIC,
+            "Series in the registry by type, at the last scrape.",
+            &["type"],
+        );
+        let _ = m.register_gauge(
+            SCRAPES_IN_FLIGHT_METRIC,
+            "Scrapes of /metrics in flight: encoding, waiting for an encode, or sending their body.",
+            &[],
+        );
+        let _ = m.register_gauge(CONNECTIONS_METRIC, "Open HTTP connections of the exporter.", &[]);
+        let _ = m.register_counter(
+            CONNECTION_LIMIT_METRIC,
+            "Connections that arrived at the connection limit: `evicted` closed an idle connection to make room, \
+             `refused` was closed because every connection was busy.",
+            &["action"],
+        );
+        let _ = m.register_counter(
+            TIMEOUTS_METRIC,
+            "Connections cut by a timeout (`header_read`, `write`) and requests answered 408 (`request`).",
+            &["timeout"],
+        );
+        let _ = m.register_counter(
+            ACCEPT_ERRORS_METRIC,
+            "Failed accept calls of the exporter's listener (out of file descriptors and the like).",
+            &[],
+        );
+        Self {
+            manager: m.clone(),
+            scrape_duration: m.histogram(SCRAPE_DURATION_METRIC, &[]).ok(),
+            in_flight: Gauge(m.gauge(SCRAPES_IN_FLIGHT_METRIC, &[]).ok()),
+            connections: Gauge(m.gauge(CONNECTIONS_METRIC, &[]).ok()),
+            accept_errors: m.counter(ACCEPT_ERRORS_METRIC, &[]).ok(),
+        }
+    }
+
+    pub(crate) fn scrape(&self, code: &str) {
+        let _ = self.manager.increment_counter(SCRAPES_METRIC, 1, &[code]);
+    }
+
+    pub(crate) fn connection_limit(&self, action: &str) {
+        let _ = self.manager.increment_counter(CONNECTION_LIMIT_METRIC, 1, &[action]);
+    }
+
+    pub(crate) fn timeout(&self, which: &str) {
+        let _ = self.manager.increment_counter(TIMEOUTS_METRIC, 1, &[which]);
+    }
+
+    pub(crate) fn accept_error(&self) {
+        if let Some(c) = &self.accept_errors {
+            c.increment(1);
+        }
+    }
+}

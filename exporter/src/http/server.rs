@@ -1,0 +1,147 @@
+//! The accept loop and the connections: the cap, the timeouts, and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+use tokio::sync::{oneshot, watch};
+use tokio_io_timeout::TimeoutStream;
+use tower::ServiceExt;
+
+use super::limits::{Admit, Busy, Connections, LogEvery, Ticket};
+use super::self_metrics::SelfMetrics;
+
+/// How long a stopping exporter waits for open connections before it drops them.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
+
+/// The per-connection limits.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConnLimits {
+    /// Time to send a request's headers; it runs from the end of the previous response too, so
+    /// it is also how long an idle keep-alive connection stays open.
+    pub(crate) header_read: Duration,
+    /// Time the client may take to accept any more bytes of a response.
+    pub(crate) write: Duration,
+}
+
+pub(crate) async fn accept_loop(
+    listener: std::net::TcpListener,
+    addr: SocketAddr,
+    app: Router,
+    limits: ConnLimits,
+    conns: Arc<Connections>,
+    metrics: Arc<SelfMetrics>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => return tracing::error!("mmo-metrics exporter: cannot use the listener on {addr}: {e}"),
+    };
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let accept_failed = LogEvery::new(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => match conns.admit() {
+                    Admit::Serve(ticket) => {
+                        let conn = serve(stream, ticket, app.clone(), limits, Arc::clone(&metrics), shutdown_rx.clone());
+                        tokio::spawn(conn);
+                    }
+                    Admit::Refuse => drop(stream),
+                },
+                Err(e) => {
+                    // Out of file descriptors and the like: count it, say so once in a while,
+                    // back off a little, go on.
+                    metrics.accept_error();
+                    if let Some(n) = accept_failed.tick() {
+                        tracing::warn!("mmo-metrics exporter on {addr}: {n} accept call(s) failed in the last 10 s, the latest: {e}");
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = &mut stop => break,
+        }
+    }
+    drop(listener);
+    let _ = shutdown.send(true);
+    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    while conns.len() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if conns.len() > 0 {
+        tracing::warn!(
+            "mmo-metrics exporter on {addr}: {} connection(s) still open after {SHUTDOWN_GRACE:?}; dropped",
+            conns.len()
+        );
+    }
+}
+
+/// Serves one connection until it ends, the table asks it to make room, or the exporter stops;
+/// in the last two cases the response being sent is finished first.
+async fn serve(
+    stream: TcpStream,
+    mut ticket: Ticket,
+    app: Router,
+    limits: ConnLimits,
+    metrics: Arc<SelfMetrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut io = TimeoutStream::new(stream);
+    io.set_write_timeout(Some(limits.write));
+    let busy = ticket.busy();
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let request = Busy::new(&busy);
+        let app = app.clone();
+        async move {
+            let response = app.oneshot(req).await;
+            drop(request);
+            response
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read)
+        .serve_connection(TokioIo::new(Box::pin(io)), service);
+    let mut conn = pin!(conn);
+    let mut make_room = ticket.close_requested();
+    let mut closing = false;
+    let result = loop {
+        tokio::select! {
+            r = conn.as_mut() => break r,
+            _ = &mut make_room, if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = shutdown.wait_for(|stop| *stop), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+        }
+    };
+    if let Err(e) = result {
+        if e.is_timeout() {
+            metrics.timeout("header_read");
+        } else if is_write_timeout(&e) {
+            metrics.timeout("write");
+        }
+        tracing::debug!("mmo-metrics exporter: connection ended: {e}");
+    }
+    drop(ticket);
+}
+
+/// Whether the connection failed because the client accepted no bytes for the write timeout.
+fn is_write_timeout(e: &hyper::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::TimedOut;
+        }
+        source = s.source();
+    }
+    false
+}
