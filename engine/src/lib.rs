@@ -84,6 +84,8 @@
 //! | label value length | [`MAX_LABEL_VALUE_LEN`] (2,048 bytes) | fixed | by-name API: [`MetricsError::LabelValueTooLong`]; facade: cut at a character boundary and recorded | `mmo_metrics_label_value_truncated_total{metric}` |
 //! | counter total | `u64::MAX` | fixed | saturates (never wraps to a "reset"); histogram bucket counts too | — |
 //! | facade problems logged one by one | 1,000 distinct | fixed | summed in one warning at most once a minute | `mmo_metrics_facade_errors_total{metric}` |
+//! | collection interval | at least [`MIN_COLLECT_INTERVAL`] (100 ms) | [`MetricsCollector::new`] | raised to the minimum, with a warning | — |
+//! | a collector's run | one at a time per collector | — | a tick that finds the last run still going skips it | `mmo_metrics_collector_skipped_total{collector}` |
 #![cfg_attr(not(loom), deny(missing_docs))]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
@@ -102,7 +104,9 @@ mod storage;
 pub mod system;
 
 pub use batch::{BatchCounter, BatchHistogram, TickBatch, BATCH_HISTOGRAM_BUFFER};
-pub use collector::{MetricsCollector, RunningCollector, COLLECTOR_DURATION_METRIC};
+pub use collector::{
+    MetricsCollector, RunningCollector, COLLECTOR_DURATION_METRIC, COLLECTOR_SKIPPED_METRIC, MIN_COLLECT_INTERVAL,
+};
 pub use error::MetricsError;
 pub use kind::MetricKind;
 pub use manager::{CounterHandle, GaugeHandle, HistogramHandle, MetricsManager, MetricsManagerBuilder, SummaryHandle};
