@@ -151,14 +151,18 @@ impl TickBatch {
         }
     }
 
-    /// Adds `v` to a counter (until the next flush, only in this batch).
+    /// Adds `v` to a counter (until the next flush, only in this batch). The pending sum
+    /// saturates at `u64::MAX`, as the series does.
     #[inline(always)]
     pub fn add(&mut self, c: BatchCounter, v: u64) {
         if c.batch != self.id {
             wrong_batch();
         }
         // SAFETY: as in `record`.
-        unsafe { (*c.pending.as_ptr()).sum += v };
+        unsafe {
+            let sum = &mut (*c.pending.as_ptr()).sum;
+            *sum = sum.saturating_add(v);
+        }
     }
 
     /// Buffers an observation (bucketed at the next flush, or now if the buffer is full).

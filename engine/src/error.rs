@@ -104,6 +104,18 @@ pub enum MetricsError {
         /// What is expected.
         reason: String,
     },
+    /// A label value longer than [`crate::MAX_LABEL_VALUE_LEN`] bytes.
+    #[error("metric `{metric}`: value of label `{label}` is {found} bytes long, over the limit of {limit} bytes")]
+    LabelValueTooLong {
+        /// The metric.
+        metric: String,
+        /// The label whose value is too long.
+        label: String,
+        /// The limit, [`crate::MAX_LABEL_VALUE_LEN`].
+        limit: usize,
+        /// The value's length in bytes.
+        found: usize,
+    },
     /// `install` when a global `metrics` recorder is already set.
     #[error("a global `metrics` recorder is already installed; install() can succeed once per process")]
     AlreadyInstalled,

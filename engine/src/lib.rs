@@ -72,6 +72,20 @@
 //!   `mmo_metrics_series_overflow_total`.
 //! - **Consistency.** Per series, a scrape never sees a counter go down, and a histogram's `+Inf`
 //!   bucket equals its `_count`. A scrape is not one instant across series.
+//!
+//! ## Limits
+//!
+//! Every limit has a default, a way to change it and a self-metric that shows it was reached.
+//!
+//! | limit | default | change with | past it | self-metric |
+//! |---|---|---|---|---|
+//! | series per metric | 10,000 | [`MetricsManagerBuilder::series_limit`] | new label sets fold into the `__overflow__` series | `mmo_metrics_series_overflow_total{metric}` |
+//! | families the facade creates | 10,000 | [`MetricsManagerBuilder::facade_family_limit`] | new facade names land in `mmo_metrics_facade_overflow_{counter_total,gauge,histogram}` | `mmo_metrics_facade_family_overflow_total{kind}` |
+//! | label value length | [`MAX_LABEL_VALUE_LEN`] (2,048 bytes) | fixed | by-name API: [`MetricsError::LabelValueTooLong`]; facade: cut at a character boundary and recorded | `mmo_metrics_label_value_truncated_total{metric}` |
+//! | counter total | `u64::MAX` | fixed | saturates (never wraps to a "reset"); histogram bucket counts too | — |
+//! | facade problems logged one by one | 1,000 distinct | fixed | summed in one warning at most once a minute | `mmo_metrics_facade_errors_total{metric}` |
+//! | collection interval | at least [`MIN_COLLECT_INTERVAL`] (100 ms) | [`MetricsCollector::new`] | raised to the minimum, with a warning | — |
+//! | a collector's run | one at a time per collector | — | a tick that finds the last run still going skips it | `mmo_metrics_collector_skipped_total{collector}` |
 #![cfg_attr(not(loom), deny(missing_docs))]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
@@ -90,7 +104,9 @@ mod storage;
 pub mod system;
 
 pub use batch::{BatchCounter, BatchHistogram, TickBatch, BATCH_HISTOGRAM_BUFFER};
-pub use collector::{MetricsCollector, RunningCollector, COLLECTOR_DURATION_METRIC};
+pub use collector::{
+    MetricsCollector, RunningCollector, COLLECTOR_DURATION_METRIC, COLLECTOR_SKIPPED_METRIC, MIN_COLLECT_INTERVAL,
+};
 pub use error::MetricsError;
 pub use kind::MetricKind;
 pub use manager::{CounterHandle, GaugeHandle, HistogramHandle, MetricsManager, MetricsManagerBuilder, SummaryHandle};
@@ -98,8 +114,9 @@ pub use read::{FamilyView, Labels, SeriesValue};
 pub use recorder::MetricsRecorder;
 pub use registry::names::{check_label_names as validate_label_names, check_metric_name as validate_metric_name};
 pub use registry::{
-    COLLECTOR_PANICS_METRIC, DEFAULT_BUCKETS, DEFAULT_QUANTILES, FACADE_ERRORS_METRIC, OVERFLOW_LABEL_VALUE,
-    SERIES_OVERFLOW_METRIC,
+    COLLECTOR_PANICS_METRIC, DEFAULT_BUCKETS, DEFAULT_QUANTILES, FACADE_ERRORS_METRIC, FACADE_FAMILY_OVERFLOW_METRIC,
+    FACADE_OVERFLOW_COUNTER_METRIC, FACADE_OVERFLOW_GAUGE_METRIC, FACADE_OVERFLOW_HISTOGRAM_METRIC,
+    LABEL_VALUE_TRUNCATED_METRIC, MAX_LABEL_VALUE_LEN, OVERFLOW_LABEL_VALUE, SERIES_OVERFLOW_METRIC,
 };
 pub use storage::summary::SUMMARY_RELATIVE_ERROR;
 

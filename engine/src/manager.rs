@@ -54,6 +54,7 @@ impl Default for MetricsManagerBuilder {
             config: Config {
                 shards: (cores * 2).clamp(4, 64),
                 series_limit: 10_000,
+                facade_family_limit: 10_000,
                 summary_max_age: Duration::from_secs(600),
                 summary_age_buckets: 5,
             },
@@ -77,11 +78,33 @@ impl MetricsManagerBuilder {
         self
     }
 
+    /// Families the `metrics` facade may create (default 10,000, like the series limit: enough for
+    /// every metric a game server and its crates define, a few hundred usually, while a name built
+    /// from data, such as a player id, stops there at a few MiB instead of growing without end).
+    ///
+    /// Past it, a facade call with a name not registered yet lands in one overflow family per
+    /// kind: the counter `mmo_metrics_facade_overflow_counter_total`, the gauge
+    /// `mmo_metrics_facade_overflow_gauge`, the histogram `mmo_metrics_facade_overflow_histogram`
+    /// (default buckets). Each such name is counted in
+    /// `mmo_metrics_facade_family_overflow_total{kind}`, and reaching the limit is logged once.
+    /// Families registered through the manager (`register_counter` and the others), and facade
+    /// calls on them, do not count against it. 0 sends every new facade name to the overflow.
+    pub fn facade_family_limit(mut self, limit: usize) -> Self {
+        self.config.facade_family_limit = limit;
+        self
+    }
+
     /// The sliding window of summaries registered without one (default 10 minutes in 5 buckets).
     pub fn summary_window(mut self, max_age: Duration, age_buckets: u32) -> Self {
         self.config.summary_max_age = max_age;
         self.config.summary_age_buckets = age_buckets.max(1);
         self
+    }
+
+    /// The settings, for the registry's unit tests.
+    #[cfg(test)]
+    pub(crate) fn config(self) -> Config {
+        self.config
     }
 
     /// Builds the manager.
@@ -180,6 +203,11 @@ impl MetricsManager {
     /// Series per metric before the overflow series.
     pub fn series_limit(&self) -> usize {
         self.registry.config.series_limit
+    }
+
+    /// Families the `metrics` facade may create.
+    pub fn facade_family_limit(&self) -> usize {
+        self.registry.config.facade_family_limit
     }
 
     /// Registers a counter. Registering again with the same definition is a no-op (a non-empty

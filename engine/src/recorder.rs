@@ -17,12 +17,12 @@ use std::sync::Arc;
 use crossbeam_utils::CachePadded;
 use metrics::{Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName, Metadata, SharedString, Unit};
 
-use crate::registry::{Registry, Series, Spec};
+use crate::registry::{truncate_label_value, Registry, Series, Spec};
 use crate::storage::counter::CounterCell;
 use crate::storage::gauge::GaugeCell;
 use crate::storage::histogram::HistogramCell;
 use crate::storage::summary::SummaryCell;
-use crate::{MetricKind, MetricsError, MetricsManager};
+use crate::{MetricKind, MetricsError, MetricsManager, LABEL_VALUE_TRUNCATED_METRIC, MAX_LABEL_VALUE_LEN};
 
 /// The `metrics` recorder of a [`MetricsManager`]; [`MetricsManager::install`] makes it global.
 #[derive(Clone)]
@@ -302,9 +302,9 @@ impl MetricsRecorder {
 
     /// The error handle for `key`, after logging the problem once.
     fn error(&self, key: &Key, e: MetricsError) -> Arc<FacadeError> {
-        self.registry.log_once(format!("`metrics` facade call dropped: {e}"));
+        self.registry.log_once(&format!("`metrics` facade call dropped: {e}"));
         let sm = &self.registry.self_metrics().facade_errors;
-        match self.registry.series(sm, &[key.name()]) {
+        match self.registry.series(sm, &[truncate_label_value(key.name())]) {
             Ok(Series::Counter(c)) => Arc::new(FacadeError(CachePadded::new(c))),
             _ => unreachable!("the facade error self-metric is a one-label counter"),
         }
@@ -343,7 +343,9 @@ impl MetricsRecorder {
         Histogram::from_arc(Arc::new(FacadeHistogram(CachePadded::new(sink))))
     }
 
-    /// The series a facade key names, registering its family with defaults when it is new.
+    /// The series a facade key names, registering its family with defaults when it is new; past
+    /// the facade family limit, a new name's series is the overflow family's. Label values longer
+    /// than [`MAX_LABEL_VALUE_LEN`] are cut to it (counted, logged once per metric).
     fn resolve(&self, kind: MetricKind, key: &Key) -> Result<Series, MetricsError> {
         let name = key.name();
         let label_names: Vec<&str> = key.labels().map(|l| l.key()).collect();
@@ -355,7 +357,10 @@ impl MetricsRecorder {
                     MetricKind::Gauge => Spec::Gauge,
                     _ => Spec::Histogram(crate::registry::default_buckets()),
                 };
-                self.registry.register(name, "", &label_names, spec)?
+                match self.registry.register_facade(name, &label_names, spec)? {
+                    Some(f) => f,
+                    None => return self.registry.facade_overflow(kind),
+                }
             }
         };
         let compatible =
@@ -381,6 +386,19 @@ impl MetricsRecorder {
                 registered: format!("labels [{}]", family.label_names.join(", ")),
                 requested: format!("labels [{}]", label_names.join(", ")),
             });
+        }
+        if values.iter().any(|v| v.len() > MAX_LABEL_VALUE_LEN) {
+            let r = &self.registry;
+            r.count_self(&r.self_metrics().label_value_truncated, &family.name);
+            r.log_once_at(
+                tracing::Level::WARN,
+                &format!(
+                    "metric `{}`: label values longer than {MAX_LABEL_VALUE_LEN} bytes are truncated to \
+                     {MAX_LABEL_VALUE_LEN} bytes (counted in `{LABEL_VALUE_TRUNCATED_METRIC}_total`)",
+                    family.name
+                ),
+            );
+            values.iter_mut().for_each(|v| *v = truncate_label_value(v));
         }
         self.registry.series(&family, &values)
     }

@@ -10,9 +10,10 @@ pub mod names;
 mod series_map;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub(crate) use labels::encode as encode_labels;
 pub(crate) use series_map::SeriesMap;
@@ -26,6 +27,49 @@ use crate::{MetricKind, MetricsError};
 
 /// The label value every label of the overflow series has.
 pub const OVERFLOW_LABEL_VALUE: &str = "__overflow__";
+
+/// The longest label value, in bytes, a series may have: 2,048.
+///
+/// Mimir and Cortex refuse a series with a longer value by default (`max_label_value_length`,
+/// 2,048; Grafana Cloud truncates there), VictoriaMetrics drops series past `-maxLabelValueLen`
+/// (4 KiB by default), Prometheus itself has no default limit (`label_value_length_limit` is off).
+/// 2,048 bytes is the longest value every store the exporter's senders write to accepts
+/// unchanged, and far above any useful value (a player name, a zone, a message type): a longer
+/// one is a bug (a payload or a stack trace in a label), and one such series would otherwise cost
+/// its full length in memory and in every scrape.
+///
+/// The manager's by-name API and handle lookups refuse a longer value with
+/// [`crate::MetricsError::LabelValueTooLong`]. The `metrics` facade, which cannot return errors,
+/// truncates the value to at most this many bytes at a UTF-8 character boundary and records into
+/// that series; it counts the truncation in `mmo_metrics_label_value_truncated_total{metric}`
+/// ([`LABEL_VALUE_TRUNCATED_METRIC`]) and logs a warning once per metric. Self-metrics whose label
+/// is a metric name truncate it the same way.
+pub const MAX_LABEL_VALUE_LEN: usize = 2048;
+
+/// `value` cut to at most [`MAX_LABEL_VALUE_LEN`] bytes, at a character boundary.
+pub(crate) fn truncate_label_value(value: &str) -> &str {
+    truncate_at(value, MAX_LABEL_VALUE_LEN)
+}
+
+/// `s` cut to at most `max` bytes, at a character boundary.
+fn truncate_at(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// A message cut to [`LOG_MESSAGE_MAX`] bytes, saying how long it was.
+fn truncate_for_log(message: &str) -> std::borrow::Cow<'_, str> {
+    if message.len() <= LOG_MESSAGE_MAX {
+        return message.into();
+    }
+    format!("{}… ({} bytes)", truncate_at(message, LOG_MESSAGE_MAX), message.len()).into()
+}
 
 /// Prometheus' default histogram buckets.
 pub const DEFAULT_BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -43,6 +87,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub(crate) struct Config {
     pub(crate) shards: u32,
     pub(crate) series_limit: usize,
+    pub(crate) facade_family_limit: usize,
     pub(crate) summary_max_age: Duration,
     pub(crate) summary_age_buckets: u32,
 }
@@ -135,6 +180,38 @@ struct Families {
     by_name: BTreeMap<Box<str>, Arc<Family>>,
     /// Sample name → family exposing it.
     samples: HashMap<String, Box<str>>,
+    /// Families the facade created, checked against [`Config::facade_family_limit`].
+    facade_created: usize,
+}
+
+/// Who asks for a family: the facade's are counted against the facade family limit.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// The manager's API (`register_*`).
+    Api,
+    /// The registry itself.
+    SelfMetric,
+    /// The `metrics` facade, for a name seen for the first time.
+    Facade,
+}
+
+/// Distinct facade problems remembered (and so logged individually) by [`Registry::log_once`].
+pub(crate) const LOG_ONCE_CAPACITY: usize = 1_000;
+/// Past [`LOG_ONCE_CAPACITY`], the shortest time between two summary lines.
+pub(crate) const LOG_SUMMARY_INTERVAL: Duration = Duration::from_secs(60);
+/// The longest message [`Registry::log_once`] writes, in bytes (a message may quote a name or a
+/// value of any length).
+const LOG_MESSAGE_MAX: usize = 1_024;
+
+/// The facade problems already logged: a bounded set of message hashes.
+#[derive(Default)]
+struct LogOnce {
+    /// Hashes of the messages logged, at most [`LOG_ONCE_CAPACITY`].
+    seen: HashSet<u64>,
+    /// Distinct problems not logged individually since the last summary line.
+    suppressed: u64,
+    /// When the last summary line was written.
+    last_summary: Option<Instant>,
 }
 
 /// Self-metrics every registry has.
@@ -142,6 +219,8 @@ pub(crate) struct SelfMetrics {
     pub(crate) overflow: Arc<Family>,
     pub(crate) facade_errors: Arc<Family>,
     pub(crate) collector_panics: Arc<Family>,
+    pub(crate) label_value_truncated: Arc<Family>,
+    pub(crate) facade_family_overflow: Arc<Family>,
 }
 
 /// Name and values of the overflow self-metric.
@@ -150,6 +229,17 @@ pub const SERIES_OVERFLOW_METRIC: &str = "mmo_metrics_series_overflow";
 pub const FACADE_ERRORS_METRIC: &str = "mmo_metrics_facade_errors";
 /// Name of the self-metric counting collector panics.
 pub const COLLECTOR_PANICS_METRIC: &str = "mmo_metrics_collector_panics";
+
+/// Name of the self-metric counting label values the facade truncated, by metric.
+pub const LABEL_VALUE_TRUNCATED_METRIC: &str = "mmo_metrics_label_value_truncated";
+/// Name of the self-metric counting facade calls folded into an overflow family, by kind.
+pub const FACADE_FAMILY_OVERFLOW_METRIC: &str = "mmo_metrics_facade_family_overflow";
+/// The family facade counters with a new name land in past the facade family limit.
+pub const FACADE_OVERFLOW_COUNTER_METRIC: &str = "mmo_metrics_facade_overflow_counter";
+/// The family facade gauges with a new name land in past the facade family limit.
+pub const FACADE_OVERFLOW_GAUGE_METRIC: &str = "mmo_metrics_facade_overflow_gauge";
+/// The family facade histograms with a new name land in past the facade family limit.
+pub const FACADE_OVERFLOW_HISTOGRAM_METRIC: &str = "mmo_metrics_facade_overflow_histogram";
 
 /// Unit and help of a family described before it exists.
 type Description = (Option<metrics::Unit>, Arc<str>);
@@ -164,9 +254,14 @@ pub(crate) struct Registry {
     arena: Mutex<(Option<Arc<CounterChunk>>, usize)>,
     /// `describe_*!` seen before the family exists: name → (unit, help).
     pending: Mutex<HashMap<String, Description>>,
-    /// Facade problems already logged (logged once each).
-    logged: Mutex<HashSet<String>>,
+    /// Facade problems already logged (logged once each, up to a bound).
+    logged: Mutex<LogOnce>,
     self_metrics: OnceLock<SelfMetrics>,
+    /// The families facade calls with a new name land in past the facade family limit: counter,
+    /// gauge, histogram; made on first use.
+    facade_overflow: [OnceLock<Result<Arc<Family>, MetricsError>>; 3],
+    /// Whether the facade family limit was reached (and logged).
+    facade_limit_reached: AtomicBool,
 }
 
 /// The name a family is stored under: a counter's without `_total`.
@@ -276,15 +371,20 @@ impl Registry {
             families: RwLock::new(Families {
                 by_name: BTreeMap::new(),
                 samples: HashMap::new(),
+                facade_created: 0,
             }),
             arena: Mutex::new((None, CHUNK_SERIES)),
             pending: Mutex::new(HashMap::new()),
-            logged: Mutex::new(HashSet::new()),
+            logged: Mutex::new(LogOnce::default()),
             self_metrics: OnceLock::new(),
+            facade_overflow: Default::default(),
+            facade_limit_reached: AtomicBool::new(false),
         });
         let counter = |name: &str, help: &str, label: &str| {
             registry
-                .register_family(name, help, &[label], Spec::Counter, true)
+                .register_family(name, help, &[label], Spec::Counter, Origin::SelfMetric)
+                .ok()
+                .flatten()
                 .expect("self-metric names are valid")
         };
         let sm = SelfMetrics {
@@ -302,6 +402,16 @@ impl Registry {
                 COLLECTOR_PANICS_METRIC,
                 "Custom collector runs that panicked.",
                 "collector",
+            ),
+            label_value_truncated: counter(
+                LABEL_VALUE_TRUNCATED_METRIC,
+                "`metrics` facade label values cut to the maximum label value length.",
+                "metric",
+            ),
+            facade_family_overflow: counter(
+                FACADE_FAMILY_OVERFLOW_METRIC,
+                "`metrics` facade names folded into an overflow family because the facade family limit was reached.",
+                "kind",
             ),
         };
         let _ = registry.self_metrics.set(sm);
@@ -354,17 +464,30 @@ impl Registry {
         labels: &[&str],
         spec: Spec,
     ) -> Result<Arc<Family>, MetricsError> {
-        self.register_family(name, help, labels, spec, false)
+        self.register_family(name, help, labels, spec, Origin::Api)
+            .map(|f| f.expect("only the facade's families are limited"))
     }
 
+    /// Registers a family for a facade name not seen before; `None` past the facade family limit.
+    pub(crate) fn register_facade(
+        &self,
+        name: &str,
+        labels: &[&str],
+        spec: Spec,
+    ) -> Result<Option<Arc<Family>>, MetricsError> {
+        self.register_family(name, "", labels, spec, Origin::Facade)
+    }
+
+    /// Registers a family, or returns the one registered with the same definition; `None` when a
+    /// new facade family would pass the facade family limit.
     fn register_family(
         &self,
         name: &str,
         help: &str,
         labels: &[&str],
         spec: Spec,
-        is_self_metric: bool,
-    ) -> Result<Arc<Family>, MetricsError> {
+        origin: Origin,
+    ) -> Result<Option<Arc<Family>>, MetricsError> {
         names::check_metric_name(name)?;
         let kind = spec.kind();
         let reserved = match kind {
@@ -401,7 +524,7 @@ impl Registry {
             if !help.is_empty() {
                 *lock(&f.help) = Some(help.into());
             }
-            return Ok(f);
+            return Ok(Some(f));
         }
         let samples = sample_names(kind, base);
         for s in &samples {
@@ -412,6 +535,12 @@ impl Registry {
                     other: format!("metric `{other}`"),
                 });
             }
+        }
+        if origin == Origin::Facade {
+            if fams.facade_created >= self.config.facade_family_limit {
+                return Ok(None);
+            }
+            fams.facade_created += 1;
         }
         let (pending_unit, pending_help) = lock(&self.pending)
             .remove(base)
@@ -428,7 +557,7 @@ impl Registry {
             unit: Mutex::new(pending_unit),
             series: Mutex::new(SeriesMap::new()),
             overflow: OnceLock::new(),
-            is_self_metric,
+            is_self_metric: origin == Origin::SelfMetric,
         });
         for s in samples {
             fams.samples.insert(s, base.into());
@@ -439,7 +568,45 @@ impl Registry {
             // A metric without labels has exactly one series: expose it from the start (at zero).
             self.series(&family, &[])?;
         }
-        Ok(family)
+        Ok(Some(family))
+    }
+
+    /// The series a facade call with a new name lands in past the facade family limit: the one
+    /// series of the overflow family of its kind. Counted in the facade family overflow
+    /// self-metric; the first time the limit is reached is logged.
+    pub(crate) fn facade_overflow(&self, kind: MetricKind) -> Result<Series, MetricsError> {
+        let (i, label, name, spec) = match kind {
+            MetricKind::Counter => (0, "counter", FACADE_OVERFLOW_COUNTER_METRIC, Spec::Counter),
+            MetricKind::Gauge => (1, "gauge", FACADE_OVERFLOW_GAUGE_METRIC, Spec::Gauge),
+            _ => (
+                2,
+                "histogram",
+                FACADE_OVERFLOW_HISTOGRAM_METRIC,
+                Spec::Histogram(default_buckets()),
+            ),
+        };
+        self.count_self(&self.self_metrics().facade_family_overflow, label);
+        if !self.facade_limit_reached.swap(true, Relaxed) {
+            tracing::warn!(
+                limit = self.config.facade_family_limit,
+                "mmo-metrics: the `metrics` facade reached its facade family limit of {} families; \
+                 calls with new names fold into `{}`, `{}` and `{}`, counted in `{}_total`",
+                self.config.facade_family_limit,
+                FACADE_OVERFLOW_COUNTER_METRIC,
+                FACADE_OVERFLOW_GAUGE_METRIC,
+                FACADE_OVERFLOW_HISTOGRAM_METRIC,
+                FACADE_FAMILY_OVERFLOW_METRIC,
+            );
+        }
+        let family = self.facade_overflow[i].get_or_init(|| {
+            let help = format!("`metrics` facade {label}s with names past the facade family limit, all in one series.");
+            self.register_family(name, &help, &[], spec, Origin::SelfMetric)
+                .map(|f| f.expect("only the facade's families are limited"))
+        });
+        match family {
+            Ok(f) => self.series(f, &[]),
+            Err(e) => Err(e.clone()),
+        }
     }
 
     /// Sets help and unit of a family, now or when it is registered (`describe_*!`).
@@ -481,6 +648,14 @@ impl Registry {
     pub(crate) fn series(&self, family: &Family, values: &[&str]) -> Result<Series, MetricsError> {
         if values.len() != family.label_names.len() {
             return Err(family.arity_error(values));
+        }
+        if let Some(i) = values.iter().position(|v| v.len() > MAX_LABEL_VALUE_LEN) {
+            return Err(MetricsError::LabelValueTooLong {
+                metric: family.name.to_string(),
+                label: family.label_names[i].to_string(),
+                limit: MAX_LABEL_VALUE_LEN,
+                found: values[i].len(),
+            });
         }
         let mut buf = Vec::with_capacity(values.iter().map(|v| v.len() + 1).sum());
         labels::encode(values, &mut buf);
@@ -528,17 +703,94 @@ impl Registry {
         Ok(overflow.clone())
     }
 
-    /// Adds one to a self-metric counter with one label.
+    /// Adds one to a self-metric counter with one label (a metric name, cut to
+    /// [`MAX_LABEL_VALUE_LEN`] bytes).
     pub(crate) fn count_self(&self, family: &Family, label: &str) {
-        if let Ok(Series::Counter(c)) = self.series(family, &[label]) {
+        if let Ok(Series::Counter(c)) = self.series(family, &[truncate_label_value(label)]) {
             c.add(1);
         }
     }
 
-    /// Logs a facade problem once per message.
-    pub(crate) fn log_once(&self, message: String) {
-        if lock(&self.logged).insert(message.clone()) {
-            tracing::error!("mmo-metrics: {message}");
+    /// Logs a facade problem as an error, once per message (see [`Registry::log_once_at`]).
+    pub(crate) fn log_once(&self, message: &str) {
+        self.log_once_at(tracing::Level::ERROR, message);
+    }
+
+    /// Logs a facade problem once per message. At most [`LOG_ONCE_CAPACITY`] distinct messages are
+    /// remembered and logged; past them, distinct problems (still counted in their self-metrics)
+    /// are summed in one line at most every [`LOG_SUMMARY_INTERVAL`], written when a problem comes
+    /// after it. Memory: one hash per remembered message; a message is cut to 1 KiB when logged.
+    pub(crate) fn log_once_at(&self, level: tracing::Level, message: &str) {
+        // `DefaultHasher::new()` has fixed keys: equal messages hash equal.
+        let mut h = std::hash::DefaultHasher::new();
+        message.hash(&mut h);
+        let hash = h.finish();
+        let mut logged = lock(&self.logged);
+        if logged.seen.contains(&hash) {
+            return;
         }
+        if logged.seen.len() < LOG_ONCE_CAPACITY {
+            logged.seen.insert(hash);
+            drop(logged);
+            let message = truncate_for_log(message);
+            match level {
+                tracing::Level::ERROR => tracing::error!("mmo-metrics: {message}"),
+                tracing::Level::WARN => tracing::warn!("mmo-metrics: {message}"),
+                _ => tracing::info!("mmo-metrics: {message}"),
+            }
+            return;
+        }
+        logged.suppressed += 1;
+        let now = Instant::now();
+        if logged
+            .last_summary
+            .is_none_or(|t| now.duration_since(t) >= LOG_SUMMARY_INTERVAL)
+        {
+            let n = std::mem::take(&mut logged.suppressed);
+            let first = logged.last_summary.is_none();
+            logged.last_summary = Some(now);
+            drop(logged);
+            if first {
+                tracing::warn!(
+                    "mmo-metrics: {LOG_ONCE_CAPACITY} distinct facade problems logged; more facade problems not \
+                     logged individually (counted in `{FACADE_ERRORS_METRIC}_total` and the other self-metrics), \
+                     summed here at most every {LOG_SUMMARY_INTERVAL:?}"
+                );
+            } else {
+                tracing::warn!(
+                    "mmo-metrics: {n} more facade problems not logged individually (counted in \
+                     `{FACADE_ERRORS_METRIC}_total` and the other self-metrics)"
+                );
+            }
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_once_remembers_a_bounded_number_of_messages() {
+        let r = Registry::new(crate::MetricsManager::builder().config());
+        for i in 0..100_000 {
+            r.log_once(&format!("problem {i}"));
+        }
+        let logged = lock(&r.logged);
+        assert_eq!(logged.seen.len(), LOG_ONCE_CAPACITY);
+        // The first summary line was written at the first problem past the capacity; the others
+        // wait for the next interval.
+        assert!(logged.last_summary.is_some());
+        assert_eq!(logged.suppressed, 100_000 - LOG_ONCE_CAPACITY as u64 - 1);
+    }
+
+    #[test]
+    fn long_values_are_cut_at_a_char_boundary() {
+        let v = "é".repeat(MAX_LABEL_VALUE_LEN);
+        let cut = truncate_label_value(&v);
+        assert_eq!(cut.len(), MAX_LABEL_VALUE_LEN);
+        let v = format!("x{v}");
+        assert_eq!(truncate_label_value(&v).len(), MAX_LABEL_VALUE_LEN - 1);
+        assert_eq!(truncate_label_value("short"), "short");
     }
 }

@@ -16,7 +16,6 @@
 //! chunk's cells are one zeroed heap allocation instead, all of it resident.
 
 use std::ptr::NonNull;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use super::{add_u64, lines, Line, LINE_CELLS};
@@ -183,13 +182,14 @@ impl CounterCell {
         self.add_at(crate::shard::current(self.chunk.layout), v);
     }
 
-    /// The sum over shards.
+    /// The sum over shards, saturating at `u64::MAX` (so is each shard's cell, see [`add_u64`]).
     pub fn get(&self) -> u64 {
-        (0..self.chunk.layout.shards as usize).fold(0u64, |acc, s| acc.wrapping_add(self.cell(s).load(Relaxed)))
+        super::sum_u64((0..self.chunk.layout.shards as usize).map(|s| self.cell(s)))
     }
 
     /// Raises the counter to at least `v` (the facade's `absolute`). Meant for one writer mirroring
-    /// an external counter; concurrent callers may overshoot by the difference they both saw.
+    /// an external counter; concurrent callers may overshoot by the difference they both saw. The
+    /// total saturates at `u64::MAX` like every add.
     pub fn absolute_at(&self, shard: Shard, v: u64) {
         let cur = self.get();
         if v > cur {

@@ -571,12 +571,12 @@ impl HistogramCells {
             let row = self.row(s);
             sum += f64::from_bits(row[0].load(Relaxed));
             for (c, cell) in cumulative.iter_mut().zip(&row[1..=n]) {
-                *c = c.wrapping_add(cell.load(Relaxed));
+                *c = c.saturating_add(cell.load(Relaxed));
             }
         }
         let mut acc = 0u64;
         for c in cumulative.iter_mut() {
-            acc = acc.wrapping_add(*c);
+            acc = acc.saturating_add(*c);
             *c = acc;
         }
         sum

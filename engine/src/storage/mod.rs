@@ -58,15 +58,42 @@ pub fn flat(lines: &[Line]) -> &[AtomicU64] {
     unsafe { std::slice::from_raw_parts(lines.as_ptr().cast::<AtomicU64>(), lines.len() * LINE_CELLS) }
 }
 
-/// Adds to a `u64` cell. `exclusive`: the caller is the cell's only writer, so a load and a store
-/// suffice (readers still see whole values: the cell is an atomic).
+/// Adds to a `u64` cell, saturating at `u64::MAX`: a counter or bucket count that wrapped would
+/// read as a reset. `exclusive`: the caller is the cell's only writer, so a load and a store
+/// suffice (readers still see whole values: the cell is an atomic); the saturating add there is an
+/// add and a conditional move.
+///
+/// A shared cell is updated with a compare-exchange loop rather than `fetch_add` and a fix-up
+/// after overflow: between a wrapping `fetch_add` and its fix-up a scrape could read the wrapped
+/// value, exactly the reset saturation exists to prevent, and once saturated every add would wrap
+/// and be fixed again. Uncontended, the loop is one load and one `lock cmpxchg`, the price of a
+/// `lock xadd`; it only retries when another thread wrote the same shared shard in between.
 #[inline(always)]
 pub fn add_u64(cell: &AtomicU64, v: u64, exclusive: bool) {
     if exclusive {
-        cell.store(cell.load(Relaxed).wrapping_add(v), Relaxed);
+        cell.store(cell.load(Relaxed).saturating_add(v), Relaxed);
     } else {
-        cell.fetch_add(v, Relaxed);
+        let mut cur = cell.load(Relaxed);
+        loop {
+            let new = cur.saturating_add(v);
+            if new == cur {
+                // Adding 0, or already saturated: nothing to write.
+                break;
+            }
+            match cell.compare_exchange_weak(cur, new, Relaxed, Relaxed) {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
     }
+}
+
+/// The sum of `u64` cells, saturating at `u64::MAX` like each cell.
+#[inline]
+pub fn sum_u64<'a>(cells: impl IntoIterator<Item = &'a AtomicU64>) -> u64 {
+    cells
+        .into_iter()
+        .fold(0u64, |acc, c| acc.saturating_add(c.load(Relaxed)))
 }
 
 /// Adds to a cell holding an `f64`'s bits.

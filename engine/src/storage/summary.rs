@@ -273,7 +273,7 @@ impl SummaryCells {
             }
             // SAFETY: as in `sketch`.
             let sk = unsafe { &*p };
-            count = count.wrapping_add(sk.totals[0].load(Relaxed));
+            count = count.saturating_add(sk.totals[0].load(Relaxed));
             sum += f64::from_bits(sk.totals[1].load(Relaxed));
             for w in sk.windows.iter() {
                 let tag = w.tag.load(Relaxed);

@@ -1,0 +1,94 @@
+//! Helpers shared by integration tests: reading the exposition, counting log lines.
+
+#![allow(dead_code)]
+
+use std::fmt::Debug;
+use std::sync::{Arc, Mutex};
+
+use mmo_metrics::MetricsManager;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Level, Metadata, Subscriber};
+
+pub fn text(m: &MetricsManager) -> String {
+    mmo_metrics_exporter::encode_text(m)
+}
+
+/// The value of the sample written exactly `sample` (name and labels), if exposed.
+pub fn value(m: &MetricsManager, sample: &str) -> Option<f64> {
+    text(m).lines().find_map(|l| {
+        l.strip_prefix(sample)
+            .and_then(|r| r.strip_prefix(' '))
+            .map(|v| v.parse().unwrap())
+    })
+}
+
+/// Log events seen by a [`Capture`]: how many of each level, and the first messages.
+#[derive(Default, Debug)]
+pub struct Logged {
+    pub errors: usize,
+    pub warns: usize,
+    pub others: usize,
+    /// The first 10,000 messages (level, message with its fields).
+    pub messages: Vec<(Level, String)>,
+}
+
+impl Logged {
+    /// Messages of `level` containing every one of `parts`.
+    pub fn count(&self, level: Level, parts: &[&str]) -> usize {
+        self.messages
+            .iter()
+            .filter(|(l, m)| *l == level && parts.iter().all(|p| m.contains(p)))
+            .count()
+    }
+}
+
+/// A subscriber that counts events and keeps their messages.
+#[derive(Clone, Default)]
+pub struct Capture(pub Arc<Mutex<Logged>>);
+
+struct Fields(String);
+
+impl Visit for Fields {
+    fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
+        if field.name() == "message" {
+            self.0.push_str(&format!("{value:?} "));
+        } else {
+            self.0.push_str(&format!("{}={value:?} ", field.name()));
+        }
+    }
+}
+
+impl Subscriber for Capture {
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        Id::from_u64(1)
+    }
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+    fn event(&self, event: &Event<'_>) {
+        let mut f = Fields(String::new());
+        event.record(&mut f);
+        let mut l = self.0.lock().unwrap();
+        match *event.metadata().level() {
+            Level::ERROR => l.errors += 1,
+            Level::WARN => l.warns += 1,
+            _ => l.others += 1,
+        }
+        if l.messages.len() < 10_000 {
+            l.messages.push((*event.metadata().level(), f.0));
+        }
+    }
+    fn enter(&self, _: &Id) {}
+    fn exit(&self, _: &Id) {}
+}
+
+/// Runs `f` with a [`Capture`] as this thread's subscriber; returns what it logged.
+pub fn capture_logs<R>(f: impl FnOnce() -> R) -> (R, Logged) {
+    let c = Capture::default();
+    let r = tracing::subscriber::with_default(c.clone(), f);
+    let logged = std::mem::take(&mut *c.0.lock().unwrap());
+    (r, logged)
+}
