@@ -5,7 +5,8 @@ Usage: benches/report.py RESULTS_DIR BENCHMARKS.md
 
 RESULTS_DIR holds machine.txt and run1/, run2/, ... each with criterion/ (criterion's output,
 CRITERION_HOME), bench.log (cargo bench's output: `bench-alloc:` and `bench-scrapes:` lines),
-memory.log (`bench-memory:` lines), vmstat.log and idle_before.txt.
+memory.log (`bench-memory:` lines), creation.log (`bench-creation:` lines), vmstat.log and
+idle_before.txt.
 
 Every figure is the median over the runs of criterion's median (`median.point_estimate` of
 `new/estimates.json`); ratios are peer / mmo of those medians. Only the text between
@@ -99,6 +100,7 @@ class Data:
         self.allocs = {}  # (group, lib) -> [dict per run]
         self.scrapes = {}  # (clock, lib) -> [n per run]
         self.memory = {}  # (lib, shards, series) -> [dict per run]
+        self.creation = []  # dict per run (`bench-creation:` line)
         self.idle = []  # average idle % per run (vmstat)
         self.others = []  # % of the machine other processes used during each run's benches
         for run in self.runs:
@@ -114,6 +116,8 @@ class Data:
                 d = kv(line)
                 key = (d["lib"], d["shards"], int(d["series"]))
                 self.memory.setdefault(key, []).append(d)
+            for line in log_lines(run, "creation.log", "bench-creation:"):
+                self.creation.append(kv(line))
             self.idle.append(vmstat_idle(os.path.join(run, "vmstat.log")))
             noise = [kv(line) for line in log_lines(run, "noise.txt", "")]
             noise = [n for n in noise if "other_cpu" in n]
@@ -359,6 +363,25 @@ def gen_scrape(d):
     )
 
 
+def gen_creation(d):
+    if not d.creation:
+        return "No `bench-creation:` results in these runs."
+    runs = d.creation
+    rows = []
+    for field, label in [("max_us", "max"), ("p99_us", "p99"), ("p50_us", "p50")]:
+        v = [float(r[field]) for r in runs]
+        rows.append([f"{label}, µs", f"**{ns(statistics.median(v))}**", f"{ns(min(v))} – {ns(max(v))}"])
+    over = [int(r["over_1ms"]) for r in runs]
+    rows.append(["creations ≥ 1 ms", f"**{statistics.median(over):.0f}**", f"{min(over)} – {max(over)}"])
+    scrapes = [int(r["scrapes"]) for r in runs]
+    rows.append(["encodes completed meanwhile", f"{statistics.median(scrapes):.0f}", f"{min(scrapes)} – {max(scrapes)}"])
+    r0 = runs[0]
+    head = (f"{r0['ticks']} creations (one per 16 ms tick) in a family of {int(r0['series']):,} counter series, "
+            f"median over {len(runs)} run{'s' if len(runs) > 1 else ''}; target: every creation under 1 ms "
+            f"({status(max(float(r['max_us']) for r in runs) < 1000)}).\n\n")
+    return head + table(["per-creation latency", "median of the runs", "range over the runs"], rows)
+
+
 def status(ok):
     return "**met**" if ok else "**missed**"
 
@@ -472,6 +495,7 @@ GENERATORS = {
     "batch": gen_batch,
     "memory": gen_memory,
     "scrape": gen_scrape,
+    "creation": gen_creation,
     "targets": gen_targets,
     "targets-earlier": gen_targets_earlier,
 }

@@ -4,7 +4,8 @@
 #
 # Usage:
 #   scripts/bench.sh quick          CI check: builds every bench (no fat LTO), runs each case once
-#                                   (criterion --test) and the memory binary on 1,000 series.
+#                                   (criterion --test), the memory binary on 1,000 series and the
+#                                   series-creation binary for 20 ticks on 30,000 series.
 #                                   A few minutes; measures nothing.
 #   scripts/bench.sh full           RUNS (default 3) full runs of every bench plus the memory
 #                                   measurements, each run started in a quiet window, then
@@ -23,6 +24,7 @@
 #   QUIET_MAX_WAIT     seconds to wait for a quiet window before starting anyway (default 900)
 #   MEMORY_SIZES       series counts of the memory measurement (default "100000 1000000")
 #   BENCHES            bench binaries to run (default "batch encode record scrape_interference")
+#   CREATION_TICKS     series created per run by creation_latency, one per 16 ms (default 200)
 #   NO_REPORT=1        do not touch BENCHMARKS.md (results stay in BENCH_OUT)
 set -euo pipefail
 
@@ -87,6 +89,9 @@ quick() {
         "$target_abs/release/memory_peers" "$lib" 1000
     done
     "$target_abs/release/memory_peers" mmo 1000 16
+    log "series creation while encoding: 20 ticks, 30,000 series"
+    cargo build --profile bench -p mmo-metrics-benches --bin creation_latency
+    "$target_abs/release/creation_latency" 20 30000
     log "quick: OK"
 }
 
@@ -124,7 +129,7 @@ full() {
     [ "$first" -gt 1 ] && [ -f "$out/machine.txt" ] || machine_info "$out/machine.txt"
     log "building (bench profile: fat LTO)"
     cargo bench -p mmo-metrics-benches --no-run
-    cargo build --profile bench -p mmo-metrics-benches --bin memory_peers
+    cargo build --profile bench -p mmo-metrics-benches --bin memory_peers --bin creation_latency
     local run
     for run in $(seq "$first" $((first + runs - 1))); do
         local dir="$out/run$run"
@@ -155,6 +160,9 @@ print(f"bench={bench} wall={wall} own_cpu={own:.1f} other_cpu={other:.1f} "
 PY
             log "run $run: $(tail -n 1 "$dir/noise.txt")"
         done
+        wait_quiet >>"$dir/idle_before.txt"
+        log "run $run: series creation while encoding (300,000 series)"
+        "$target_abs/release/creation_latency" "${CREATION_TICKS:-200}" 300000 | tee -a "$dir/creation.log" >&2
         log "run $run: memory"
         local n lib
         for n in ${MEMORY_SIZES:-100000 1000000}; do

@@ -124,6 +124,7 @@ pub use storage::summary::SUMMARY_RELATIVE_ERROR;
 #[cfg(loom)]
 #[doc(hidden)]
 pub mod __loom {
+    pub use crate::registry::SeriesMap;
     pub use crate::shard::{Shard, ShardLayout, SlotPool};
     pub use crate::storage::counter::{CounterCell, CounterChunk};
     pub use crate::storage::gauge::GaugeCell;

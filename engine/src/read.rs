@@ -10,7 +10,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::registry::labels::split;
-use crate::registry::{lock, Family, Series};
+use crate::registry::{Family, Series};
 use crate::{MetricKind, MetricsManager};
 
 /// The value of one series at the time it was read.
@@ -121,18 +121,18 @@ impl FamilyView<'_> {
         self.family.label_names.iter().map(|s| &**s)
     }
 
-    /// Number of series.
+    /// Number of series when called (series may be created meanwhile).
     pub fn series_count(&self) -> usize {
-        lock(&self.family.series).len()
+        self.family.series.len()
     }
 
-    /// Calls `f` for each series, in the order they were created. Holds the family's series lock meanwhile:
-    /// recording is never blocked by it, only the creation of a new series of this family.
+    /// Calls `f` for each series, in the order they were created. Takes no lock: recording and
+    /// the creation of series go on meanwhile, on other threads and inside `f`. Every series created
+    /// before the call is visited; one created during it is visited whole or not at all.
     pub fn for_each_series(&mut self, mut f: impl FnMut(Labels<'_>, SeriesValue<'_>)) {
-        let map = lock(&self.family.series);
         let names = &*self.family.label_names;
         let s = &mut *self.scratch;
-        for (values, series) in map.iter() {
+        for (values, series) in self.family.series.iter() {
             let labels = Labels { names, values };
             match series {
                 Series::Counter(c) => f(labels, SeriesValue::Counter(c.get())),

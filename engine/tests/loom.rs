@@ -134,3 +134,41 @@ fn summary_lazy_install() {
         assert!((out[0] - 3.0).abs() <= 3.0 / 128.0);
     });
 }
+
+/// One thread creates series (the mutex holder, as `Registry::series`) while another walks the
+/// family: the walk sees a prefix of the creations, each whole (label bytes and handle), with no
+/// lock. Under loom the first entry segment holds one entry and the first byte segment four
+/// bytes, so the writes cross entry segments (after entries 1 and 3) and a byte segment (the
+/// third value does not fit after the first two and starts the next one).
+#[test]
+fn series_map_walk_during_creation() {
+    const VALUES: [&[u8]; 4] = [b"a", b"bc", b"def", b""];
+    loom::model(|| {
+        let map = Arc::new(SeriesMap::<String>::new());
+        let writer = {
+            let map = Arc::clone(&map);
+            thread::spawn(move || {
+                for (i, v) in VALUES.iter().enumerate() {
+                    let mut locked = map.lock();
+                    assert!(locked.get(v).is_none());
+                    assert!(locked.insert(v, format!("series{i}")));
+                }
+            })
+        };
+        let mut seen = 0;
+        for (i, (values, series)) in map.iter().enumerate() {
+            assert_eq!(values, VALUES[i]);
+            assert_eq!(*series, format!("series{i}"));
+            seen += 1;
+        }
+        writer.join().unwrap();
+        let all: Vec<(Vec<u8>, String)> = map.iter().map(|(v, s)| (v.to_vec(), s.clone())).collect();
+        assert_eq!(all.len(), VALUES.len());
+        assert!(seen <= all.len());
+        let locked = map.lock();
+        for (i, v) in VALUES.iter().enumerate() {
+            assert_eq!(all[i].0, *v);
+            assert_eq!(locked.get(v), Some(&format!("series{i}")));
+        }
+    });
+}

@@ -1,9 +1,10 @@
 //! The registry: families by name, series by label values.
 //!
-//! Registration and the first use of a label set take a lock (the family's series map); recording
-//! on a series that is already resolved never does: handles and the per-thread caches hold the
-//! series' cells directly. An encoder reading the registry locks one family's series map at a time,
-//! so it can only delay the registration of a new series of that family, never a recording.
+//! Registration and the first use of a label set take a lock (the family's series index, see
+//! [`SeriesMap`]); recording on a series that is already resolved never does: handles and the
+//! per-thread caches hold the series' cells directly. An encoder walks a family's series without
+//! any lock ([`SeriesMap::iter`]), so a scrape delays neither a recording nor the creation of a
+//! series.
 
 pub(crate) mod labels;
 pub mod names;
@@ -16,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 pub(crate) use labels::encode as encode_labels;
-pub(crate) use series_map::SeriesMap;
+pub use series_map::SeriesMap;
 
 use crate::shard::ShardLayout;
 use crate::storage::counter::{CounterCell, CounterChunk, CHUNK_SERIES};
@@ -146,7 +147,8 @@ pub(crate) struct Family {
     pub(crate) label_names: Box<[Box<str>]>,
     help: Mutex<Option<Arc<str>>>,
     unit: Mutex<Option<metrics::Unit>>,
-    pub(crate) series: Mutex<SeriesMap>,
+    /// Lookups and creation lock it; walks do not ([`SeriesMap::iter`]).
+    pub(crate) series: SeriesMap<Series>,
     overflow: OnceLock<Series>,
     /// Counts only self-metrics: their own overflow is not counted again.
     is_self_metric: bool,
@@ -555,7 +557,7 @@ impl Registry {
                 Some(help.into())
             }),
             unit: Mutex::new(pending_unit),
-            series: Mutex::new(SeriesMap::new()),
+            series: SeriesMap::new(),
             overflow: OnceLock::new(),
             is_self_metric: origin == Origin::SelfMetric,
         });
@@ -659,7 +661,7 @@ impl Registry {
         }
         let mut buf = Vec::with_capacity(values.iter().map(|v| v.len() + 1).sum());
         labels::encode(values, &mut buf);
-        let mut map = lock(&family.series);
+        let mut map = family.series.lock();
         if let Some(s) = map.get(&buf) {
             return Ok(s.clone());
         }
@@ -678,7 +680,7 @@ impl Registry {
             labels::encode(&values, &mut buf);
             // The overflow series is exposed with the others; it does not count against the limit.
             // A series that already has the overflow values (made by hand) serves as it.
-            let mut map = lock(&family.series);
+            let mut map = family.series.lock();
             let s = match map.get(&buf) {
                 Some(existing) => existing.clone(),
                 None => {
