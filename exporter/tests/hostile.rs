@@ -117,8 +117,8 @@ fn non_reader(addr: SocketAddr) -> Socket {
 
 #[test]
 fn clients_that_stop_reading_share_one_copy_and_are_cut() {
-    // About 11 MB of exposition.
-    let m = registry(100_000, 100);
+    // About 11 MB of exposition: far more than the socket buffers hold.
+    let m = registry(8_000, 1_400);
     let server = ExporterBuilder::new(m.clone())
         .address(LOOPBACK.parse().unwrap())
         .write_timeout(Duration::from_secs(1))
@@ -127,11 +127,21 @@ fn clients_that_stop_reading_share_one_copy_and_are_cut() {
     let addr = server.local_addr();
     assert_eq!(status(addr, "/metrics"), 200);
     let before = rss_bytes();
-    let clients: Vec<Socket> = (0..60).map(|_| non_reader(addr)).collect();
-    // Eight take the in-flight slots and stay stuck; the rest are answered 503.
-    wait_until("the scrapes to be answered", Duration::from_secs(30), || {
-        counter(&m, mmo_metrics_exporter::SCRAPES_METRIC, "503") >= 52
-    });
+    // One after another, each once the previous one was answered, as stalled scrapes pile up
+    // over time: each may get an encode of its own, yet at most eight hold a body at once (the
+    // rest are answered 503 until the write timeout frees a slot).
+    let answered = || {
+        counter(&m, mmo_metrics_exporter::SCRAPES_METRIC, "200")
+            + counter(&m, mmo_metrics_exporter::SCRAPES_METRIC, "503")
+    };
+    let clients: Vec<Socket> = (0..60)
+        .map(|_| {
+            let n = answered();
+            let c = non_reader(addr);
+            wait_until("the scrape to be answered", Duration::from_secs(30), || answered() > n);
+            c
+        })
+        .collect();
     let grown = rss_bytes().saturating_sub(before);
     assert!(
         grown < 250 << 20,
@@ -217,10 +227,10 @@ fn health_answers_while_gzip_scrapes_run() {
         health
     });
     health.sort();
-    let median = health[health.len() / 2];
+    let (median, max) = (health[health.len() / 2], health[health.len() - 1]);
     assert!(
-        median < Duration::from_millis(50),
-        "/health median {median:?} while 8 gzip scrapes ran ({} asks)",
+        median < Duration::from_millis(50) && max < Duration::from_secs(1),
+        "/health median {median:?}, max {max:?} while 8 gzip scrapes ran ({} asks)",
         health.len()
     );
 }
