@@ -25,7 +25,7 @@
 //! never move or change once published.
 
 use std::alloc::{self, Layout};
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::ptr;
@@ -35,6 +35,14 @@ use std::sync::PoisonError;
 use hashbrown::HashTable;
 
 use crate::loom::{AtomicPtr, AtomicUsize, Mutex, MutexGuard, UnsafeCell};
+
+/// Label values are hashed with random keys, so a crafted set of values cannot make one family's
+/// lookups collide. Under loom the keys are fixed: a lookup's probes read entries through modelled
+/// atomics, and loom needs every execution of a model to make the same operations.
+#[cfg(not(loom))]
+type Hasher = std::hash::RandomState;
+#[cfg(loom)]
+type Hasher = std::hash::BuildHasherDefault<std::hash::DefaultHasher>;
 
 /// Segment `k` of the entry arrays holds `1 << (ENTRY_BASE_LOG + k)` entries: 8 in the first,
 /// so a family of one series costs 8 entries' room (224 bytes), not a large fixed block.
@@ -322,7 +330,7 @@ impl Drop for ByteArena {
 /// The hash index: positions of series, hashed by their label bytes.
 struct Index {
     table: HashTable<u32>,
-    hasher: RandomState,
+    hasher: Hasher,
 }
 
 /// The series of one family, `S` being a series' handle.
@@ -348,7 +356,7 @@ impl<S> SeriesMap<S> {
         Self {
             index: Mutex::new(Index {
                 table: HashTable::new(),
-                hasher: RandomState::new(),
+                hasher: Hasher::default(),
             }),
             len: AtomicUsize::new(0),
             ends: Segments::new(),

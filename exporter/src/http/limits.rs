@@ -118,7 +118,8 @@ struct Table {
 /// What [`Connections::admit`] decided.
 pub(crate) enum Admit {
     /// Serve it; the ticket keeps its place in the table and gives it back on drop.
-    Serve(Ticket),
+    /// `made_room`: an idle connection was asked to close for it.
+    Serve { ticket: Ticket, made_room: bool },
     /// Every connection is busy: close this one.
     Refuse,
 }
@@ -180,12 +181,15 @@ impl Connections {
                     close: Some(tx),
                 },
             );
-            Admit::Serve(Ticket {
-                id,
-                busy,
-                close: Some(rx),
-                table: Arc::clone(self),
-            })
+            Admit::Serve {
+                ticket: Ticket {
+                    id,
+                    busy,
+                    close: Some(rx),
+                    table: Arc::clone(self),
+                },
+                made_room: action.is_some(),
+            }
         };
         let open = t.open.len();
         drop(t);

@@ -48,9 +48,15 @@ pub(crate) async fn accept_loop(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => match conns.admit() {
-                    Admit::Serve(ticket) => {
+                    Admit::Serve { ticket, made_room } => {
                         let conn = serve(stream, ticket, app.clone(), limits, Arc::clone(&metrics), shutdown_rx.clone());
                         tokio::spawn(conn);
+                        if made_room {
+                            // Let the connection asked to make room close its socket before the
+                            // next accept: in a burst of arrivals at the cap, descriptors stay
+                            // near the cap instead of piling up behind this loop.
+                            tokio::task::yield_now().await;
+                        }
                     }
                     Admit::Refuse => drop(stream),
                 },
