@@ -10,6 +10,25 @@
 //! The cache is direct-mapped by the key's precomputed hash; a hit is checked by pointer first
 //! (the macros pass `static` keys for literal names and labels, so a stored clone shares their
 //! name and label slices), then by value.
+//!
+//! # Limits
+//!
+//! Facade calls cannot return errors; what the by-name API refuses, the facade records somewhere
+//! visible, counts and logs, and drops nothing silently:
+//!
+//! - a new name past the facade family limit ([`crate::MetricsManagerBuilder::facade_family_limit`],
+//!   default 10,000 families created by the facade) lands in the overflow family of its kind
+//!   ([`crate::FACADE_OVERFLOW_COUNTER_METRIC`] and the gauge and histogram ones), counted in
+//!   `mmo_metrics_facade_family_overflow_total{kind}`;
+//! - a label value longer than [`MAX_LABEL_VALUE_LEN`] is cut at a character boundary and recorded,
+//!   counted in `mmo_metrics_label_value_truncated_total{metric}`;
+//! - an invalid name or label set, or a type conflict, is counted in
+//!   `mmo_metrics_facade_errors_total{metric}` (its `metric` label folds into `__overflow__` past
+//!   the series limit).
+//!
+//! Counts are per resolution: once per thread and key while the key stays in the thread's cache.
+//! Each distinct problem is logged once, up to 1,000 of them; past that one summary line at most
+//! once a minute says how many more were not logged one by one.
 
 use std::cell::Cell;
 use std::sync::Arc;
