@@ -121,7 +121,7 @@ step "cargo fmt --check" cargo fmt --all -- --check
 # `service` feature, which keeps their command-line dependencies out of the library.
 step "cargo clippy -D warnings" cargo clippy --workspace --all-targets --all-features -- -D warnings
 step "cargo doc -D warnings" env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
-step "cargo test --workspace" cargo test --workspace --all-features
+step "cargo test --workspace" cargo test --workspace --all-features --no-fail-fast
 if [ -f engine/tests/loom.rs ]; then
     step "loom models" loom_models
 else
