@@ -2,29 +2,18 @@
 //! request timeout; clients that stop reading a large exposition; gzip scrapes of a large
 //! exposition while `/health` is asked; reserved global label names. Every wait is bounded.
 
+mod client;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use client::{status, wait_until};
 use mmo_metrics::MetricsManager;
 use mmo_metrics_exporter::{ExporterBuilder, SCRAPES_IN_FLIGHT_METRIC, TIMEOUTS_METRIC};
 use socket2::{Domain, SockRef, Socket, Type};
 
 const LOOPBACK: &str = "127.0.0.1:0";
-
-/// Status code of one request (closing the connection after it).
-fn status(addr: SocketAddr, path: &str) -> u16 {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).unwrap();
-    let head = String::from_utf8_lossy(&buf[..buf.len().min(64)]).to_string();
-    head.split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {head:?}"))
-}
 
 /// A counter family of `series` series whose label values are `width` characters long.
 fn registry(series: usize, width: usize) -> MetricsManager {
@@ -42,14 +31,6 @@ fn gauge(m: &MetricsManager, name: &str) -> f64 {
 
 fn counter(m: &MetricsManager, name: &str, label: &str) -> u64 {
     m.counter(name, &[label]).map(|c| c.get()).unwrap_or(0)
-}
-
-fn wait_until(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !ok() {
-        assert!(t.elapsed() < limit, "waited {limit:?} for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 fn rss_bytes() -> u64 {

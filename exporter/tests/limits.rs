@@ -1,26 +1,13 @@
 //! Exporter limits: concurrent scrapes share one encode, scrapes past the in-flight limit get 503,
 //! and `/health` answers while a large registry is being encoded.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+mod client;
+
 use std::time::{Duration, Instant};
 
+use client::status;
 use mmo_metrics::MetricsManager;
 use mmo_metrics_exporter::ExporterBuilder;
-
-/// Status code of one request (closing the connection after it).
-fn status(addr: SocketAddr, path: &str) -> u16 {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).unwrap();
-    let head = String::from_utf8_lossy(&buf[..buf.len().min(64)]).to_string();
-    head.split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {head:?}"))
-}
 
 fn big_registry(series: usize) -> MetricsManager {
     let m = MetricsManager::builder().series_limit(series * 2).build();
