@@ -108,8 +108,9 @@ fn run_one(manager: &MetricsManager, name: &str, f: &mut CollectFn) -> bool {
 }
 
 impl MetricsCollector {
-    /// A collector for `manager` that runs every `interval` (10 s is the usual choice; the `metrics` service's default). An
-    /// interval shorter than [`MIN_COLLECT_INTERVAL`] is raised to it, with a warning naming both.
+    /// A collector for `manager` that runs every `interval` (10 s is the usual choice, and the
+    /// `metrics` service's default). An interval shorter than [`MIN_COLLECT_INTERVAL`] is raised
+    /// to it, with a warning naming both.
     pub fn new(manager: MetricsManager, interval: Duration) -> Self {
         let _ = manager.register_histogram(
             COLLECTOR_DURATION_METRIC,
