@@ -110,10 +110,11 @@ impl Scraper {
                     *pending = Some(rx.clone());
                     let me = Arc::clone(self);
                     // The encode runs to the end even when every scrape waiting for it is gone,
-                    // and clears `pending` itself: a cancelled scrape cannot leave it set.
+                    // and clears `pending` itself, by a guard: neither a cancelled scrape nor a
+                    // panicking encode can leave it set (the waiters of a panicked one get 500).
                     tokio::task::spawn_blocking(move || {
+                        let _clear = ClearPending(&me);
                         let exposition = Arc::new(me.encode());
-                        *me.pending.lock().unwrap_or_else(PoisonError::into_inner) = None;
                         let _ = tx.send(Some(exposition));
                     });
                     rx
@@ -122,6 +123,15 @@ impl Scraper {
         };
         let exposition = rx.wait_for(Option::is_some).await.ok()?.clone();
         exposition
+    }
+}
+
+/// Clears [`Scraper::pending`] when the encode that set it ends, however it ends.
+struct ClearPending<'a>(&'a Scraper);
+
+impl Drop for ClearPending<'_> {
+    fn drop(&mut self) {
+        *self.0.pending.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
 }
 
