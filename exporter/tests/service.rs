@@ -141,11 +141,24 @@ fn bad_flags_name_the_flag_and_the_form() {
             "error, warn, info",
         ),
     ] {
-        let out = Command::new(BIN)
+        // A flag accepted by mistake starts the service, which then runs until stopped: wait a
+        // bounded time for the exit, and fail (after killing it) if there is none.
+        let mut child = Command::new(BIN)
             .args(&args)
             .args(["--addr", "127.0.0.1:0"])
-            .output()
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
             .unwrap();
+        let t = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if t.elapsed() > Duration::from_secs(10) {
+                child.kill().unwrap();
+                panic!("{args:?} was accepted: the service started and ran");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
         let said = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {said}");
         assert!(said.contains(flag) && said.contains(form), "{args:?}: {said}");
