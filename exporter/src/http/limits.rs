@@ -94,7 +94,7 @@ impl LogEvery {
 /// A connection in the table: whether it is serving a request, and how to ask it to close.
 struct Conn {
     busy: Arc<AtomicUsize>,
-    close: Option<oneshot::Sender<()>>,
+    close: oneshot::Sender<()>,
 }
 
 /// The open connections, capped. At the cap a new connection takes the place of the oldest one
@@ -147,8 +147,8 @@ impl Connections {
     /// Admits a new connection, making room at the cap by closing the oldest idle one.
     pub(crate) fn admit(self: &Arc<Self>) -> Admit {
         let mut t = self.table();
-        let mut action = None;
-        if t.open.len() >= self.max {
+        let at_cap = t.open.len() >= self.max;
+        if at_cap {
             // Relaxed: `busy` is a hint for choosing whom to close; a request that starts just
             // after the check is still answered, since closing waits for the response.
             let idle = t
@@ -156,56 +156,52 @@ impl Connections {
                 .iter()
                 .find(|(_, c)| c.busy.load(Ordering::Relaxed) == 0)
                 .map(|(id, _)| *id);
-            match idle {
-                Some(id) => {
-                    let mut old = t.open.remove(&id).expect("found above");
-                    if let Some(close) = old.close.take() {
-                        let _ = close.send(());
-                    }
-                    action = Some("evicted");
-                }
-                None => action = Some("refused"),
-            }
+            let Some(old) = idle.and_then(|id| t.open.remove(&id)) else {
+                drop(t);
+                self.reached_cap("refused");
+                return Admit::Refuse;
+            };
+            let _ = old.close.send(());
         }
-        let admitted = if action == Some("refused") {
-            Admit::Refuse
-        } else {
-            let id = t.next_id;
-            t.next_id += 1;
-            let busy = Arc::new(AtomicUsize::new(0));
-            let (tx, rx) = oneshot::channel();
-            t.open.insert(
-                id,
-                Conn {
-                    busy: Arc::clone(&busy),
-                    close: Some(tx),
-                },
-            );
-            Admit::Serve {
-                ticket: Ticket {
-                    id,
-                    busy,
-                    close: Some(rx),
-                    table: Arc::clone(self),
-                },
-                made_room: action.is_some(),
-            }
-        };
+        let id = t.next_id;
+        t.next_id += 1;
+        let busy = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = oneshot::channel();
+        t.open.insert(
+            id,
+            Conn {
+                busy: Arc::clone(&busy),
+                close: tx,
+            },
+        );
         let open = t.open.len();
         drop(t);
         self.metrics.connections.set(open as f64);
-        if let Some(action) = action {
-            self.metrics.connection_limit(action);
-            if let Some(n) = self.at_cap.tick() {
-                tracing::warn!(
-                    "mmo-metrics exporter on {}: {n} connection(s) arrived at the limit of {} open connections \
-                     in the last 10 s (the latest {action}); raise it with ExporterBuilder::max_connections",
-                    self.addr,
-                    self.max
-                );
-            }
+        if at_cap {
+            self.reached_cap("evicted");
         }
-        admitted
+        Admit::Serve {
+            ticket: Ticket {
+                id,
+                busy,
+                close: Some(rx),
+                table: Arc::clone(self),
+            },
+            made_room: at_cap,
+        }
+    }
+
+    /// Counts an arrival at the cap (`evicted` or `refused`) and logs at most once per 10 s.
+    fn reached_cap(&self, action: &str) {
+        self.metrics.connection_limit(action);
+        if let Some(n) = self.at_cap.tick() {
+            tracing::warn!(
+                "mmo-metrics exporter on {}: {n} connection(s) arrived at the limit of {} open connections \
+                 in the last 10 s (the latest {action}); raise it with ExporterBuilder::max_connections",
+                self.addr,
+                self.max
+            );
+        }
     }
 }
 
