@@ -1,44 +1,21 @@
 //! The exporter against clients that misbehave: scrapes aborted by reset, by close and by the
-//! request timeout; clients that stop reading a large exposition; gzip scrapes of a large
-//! exposition while `/health` is asked; reserved global label names. Every wait is bounded.
+//! request timeout; gzip scrapes of a large exposition while `/health` is asked; reserved global
+//! label names. Clients that stop reading are in `slow_readers.rs`. Every wait is bounded.
 
 mod client;
+mod fixtures;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use client::{status, wait_until};
+use fixtures::{counter, gauge, registry};
 use mmo_metrics::MetricsManager;
 use mmo_metrics_exporter::{ExporterBuilder, SCRAPES_IN_FLIGHT_METRIC, TIMEOUTS_METRIC};
-use socket2::{Domain, SockRef, Socket, Type};
+use socket2::SockRef;
 
 const LOOPBACK: &str = "127.0.0.1:0";
-
-/// A counter family of `series` series whose label values are `width` characters long.
-fn registry(series: usize, width: usize) -> MetricsManager {
-    let m = MetricsManager::builder().series_limit(series * 2).build();
-    m.register_counter("big", "Many series.", &["id"]).unwrap();
-    for i in 0..series {
-        m.counter("big", &[&format!("{i:0>width$}")]).unwrap().increment(1);
-    }
-    m
-}
-
-fn gauge(m: &MetricsManager, name: &str) -> f64 {
-    m.gauge(name, &[]).map(|g| g.get()).unwrap_or(f64::NAN)
-}
-
-fn counter(m: &MetricsManager, name: &str, label: &str) -> u64 {
-    m.counter(name, &[label]).map(|c| c.get()).unwrap_or(0)
-}
-
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    // SAFETY: sysconf has no preconditions.
-    pages * unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64
-}
 
 #[test]
 fn aborted_scrapes_give_their_slot_back() {
@@ -85,58 +62,6 @@ fn scrapes_cut_by_the_request_timeout_give_their_slot_back() {
         counter(&m, TIMEOUTS_METRIC, "request"),
         codes.iter().filter(|c| **c == 408).count() as u64
     );
-}
-
-/// A client with a tiny receive window that sends a scrape and never reads.
-fn non_reader(addr: SocketAddr) -> Socket {
-    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    s.set_recv_buffer_size(4096).unwrap();
-    s.connect(&addr.into()).unwrap();
-    s.send(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    s
-}
-
-#[test]
-fn clients_that_stop_reading_share_one_copy_and_are_cut() {
-    // About 11 MB of exposition: far more than the socket buffers hold.
-    let m = registry(8_000, 1_400);
-    let server = ExporterBuilder::new(m.clone())
-        .address(LOOPBACK.parse().unwrap())
-        .write_timeout(Duration::from_secs(1))
-        .serve()
-        .unwrap();
-    let addr = server.local_addr();
-    assert_eq!(status(addr, "/metrics"), 200);
-    let before = rss_bytes();
-    // One after another, each once the previous one was answered, as stalled scrapes pile up
-    // over time: each may get an encode of its own, yet at most eight hold a body at once (the
-    // rest are answered 503 until the write timeout frees a slot).
-    let answered = || {
-        counter(&m, mmo_metrics_exporter::SCRAPES_METRIC, "200")
-            + counter(&m, mmo_metrics_exporter::SCRAPES_METRIC, "503")
-    };
-    let clients: Vec<Socket> = (0..60)
-        .map(|_| {
-            let n = answered();
-            let c = non_reader(addr);
-            wait_until("the scrape to be answered", Duration::from_secs(30), || answered() > n);
-            c
-        })
-        .collect();
-    let grown = rss_bytes().saturating_sub(before);
-    assert!(
-        grown < 250 << 20,
-        "60 clients that do not read grew RSS by {} MiB",
-        grown >> 20
-    );
-    // The write timeout cuts the stuck ones and gives their slots back.
-    wait_until(
-        "the write timeout to cut the stuck clients",
-        Duration::from_secs(20),
-        || counter(&m, TIMEOUTS_METRIC, "write") >= 8 && gauge(&m, SCRAPES_IN_FLIGHT_METRIC) == 0.0,
-    );
-    drop(clients);
-    assert_eq!(status(addr, "/metrics"), 200);
 }
 
 /// Reads one response (with a Content-Length body) from `s`.
