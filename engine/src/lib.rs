@@ -91,6 +91,7 @@
 
 mod batch;
 mod collector;
+mod compat;
 mod error;
 pub mod families;
 mod kind;
@@ -107,16 +108,21 @@ pub use batch::{BatchCounter, BatchHistogram, TickBatch, BATCH_HISTOGRAM_BUFFER}
 pub use collector::{
     MetricsCollector, RunningCollector, COLLECTOR_DURATION_METRIC, COLLECTOR_SKIPPED_METRIC, MIN_COLLECT_INTERVAL,
 };
+pub use compat::{Matcher, FACADE_SUMMARY_QUANTILES};
 pub use error::MetricsError;
 pub use kind::MetricKind;
 pub use manager::{CounterHandle, GaugeHandle, HistogramHandle, MetricsManager, MetricsManagerBuilder, SummaryHandle};
 pub use read::{FamilyView, Labels, SeriesValue};
 pub use recorder::MetricsRecorder;
-pub use registry::names::{check_label_names as validate_label_names, check_metric_name as validate_metric_name};
+pub use registry::names::{
+    check_label_names as validate_label_names, check_metric_name as validate_metric_name, sanitize_label_key,
+    sanitize_metric_name,
+};
 pub use registry::{
     COLLECTOR_PANICS_METRIC, DEFAULT_BUCKETS, DEFAULT_QUANTILES, FACADE_ERRORS_METRIC, FACADE_FAMILY_OVERFLOW_METRIC,
     FACADE_OVERFLOW_COUNTER_METRIC, FACADE_OVERFLOW_GAUGE_METRIC, FACADE_OVERFLOW_HISTOGRAM_METRIC,
-    LABEL_VALUE_TRUNCATED_METRIC, MAX_LABEL_VALUE_LEN, OVERFLOW_LABEL_VALUE, SERIES_OVERFLOW_METRIC,
+    FACADE_RENAMED_METRIC, LABEL_VALUE_TRUNCATED_METRIC, MAX_LABEL_SETS, MAX_LABEL_VALUE_LEN, OVERFLOW_LABEL_VALUE,
+    SERIES_OVERFLOW_METRIC,
 };
 pub use storage::summary::SUMMARY_RELATIVE_ERROR;
 

@@ -57,6 +57,9 @@ impl Default for MetricsManagerBuilder {
                 facade_family_limit: 10_000,
                 summary_max_age: Duration::from_secs(600),
                 summary_age_buckets: 5,
+                facade_histograms: crate::compat::FacadeHistograms::new(),
+                global_labels: Vec::new(),
+                unit_suffixes: false,
             },
         }
     }
@@ -101,6 +104,104 @@ impl MetricsManagerBuilder {
         self
     }
 
+    /// Buckets of every `metrics` facade histogram that no [`Self::set_buckets_for_metric`] matcher
+    /// matches (default [`crate::DEFAULT_BUCKETS`]), as metrics-exporter-prometheus'
+    /// `PrometheusBuilder::set_buckets`; like it, this renders them as histograms (it turns
+    /// [`Self::histograms_as_summaries`] off; the later call wins). Bounds must be finite and
+    /// strictly increasing; a trailing `+Inf` is dropped.
+    pub fn set_buckets(mut self, buckets: &[f64]) -> Result<Self, MetricsError> {
+        self.config.facade_histograms.buckets = builder_buckets("every facade histogram", buckets)?;
+        self.config.facade_histograms.summaries = false;
+        Ok(self)
+    }
+
+    /// Buckets of the `metrics` facade histograms whose name `matcher` matches, as
+    /// `PrometheusBuilder::set_buckets_for_metric`. The pattern is sanitised like the names (see
+    /// [`crate::sanitize_metric_name`]). A matched histogram is a histogram with these buckets
+    /// whatever [`Self::histograms_as_summaries`] says; [`Matcher`](crate::Matcher) says which of
+    /// several matchers wins. Applies to families the facade creates; a histogram registered
+    /// through [`MetricsManager::register_histogram`] keeps its own buckets.
+    pub fn set_buckets_for_metric(mut self, matcher: crate::Matcher, buckets: &[f64]) -> Result<Self, MetricsError> {
+        let b = builder_buckets(&format!("matching {matcher:?}"), buckets)?;
+        self.config.facade_histograms.overrides.push((matcher.sanitized(), b));
+        Ok(self)
+    }
+
+    /// Whether a `metrics` facade histogram that no [`Self::set_buckets_for_metric`] matcher
+    /// matches is exposed as a summary (quantiles over the [`Self::summary_window`]) instead of a
+    /// histogram.
+    ///
+    /// Off by default: such a histogram is a classic histogram with [`Self::set_buckets`]'s buckets
+    /// (default [`crate::DEFAULT_BUCKETS`]). Histogram buckets add up across a fleet of game
+    /// servers (`histogram_quantile(0.99, sum by (le) (rate(x_bucket[5m])))`), summary quantiles do
+    /// not; and a histogram records with one bucket increment. metrics-exporter-prometheus renders
+    /// such histograms as summaries (its default): turn this on, with
+    /// `summary_window(Duration::from_secs(60), 3)` for its window, to keep the `{quantile=...}`
+    /// series its dashboards and alerts query.
+    pub fn histograms_as_summaries(mut self, on: bool) -> Self {
+        self.config.facade_histograms.summaries = on;
+        self
+    }
+
+    /// Quantiles of the facade histograms exposed as summaries (see
+    /// [`Self::histograms_as_summaries`]; default [`crate::FACADE_SUMMARY_QUANTILES`], those of
+    /// metrics-exporter-prometheus), as `PrometheusBuilder::set_quantiles`. Each in `[0, 1]`,
+    /// strictly increasing, at least one.
+    pub fn set_quantiles(mut self, quantiles: &[f64]) -> Result<Self, MetricsError> {
+        if quantiles.is_empty() {
+            return Err(MetricsError::InvalidSummary {
+                metric: "every facade summary".into(),
+                found: "[]".into(),
+                reason: "at least one quantile is needed".into(),
+            });
+        }
+        let c = &self.config;
+        let spec = registry::check_summary(
+            "every facade summary",
+            quantiles,
+            c.summary_max_age,
+            c.summary_age_buckets,
+        )?;
+        self.config.facade_histograms.quantiles = spec.quantiles;
+        Ok(self)
+    }
+
+    /// A label every series is exposed with unless it has a label of that name itself, as
+    /// `PrometheusBuilder::add_global_label` (a later value for a name replaces the earlier one).
+    /// The exporter adds these to its own (`ExporterBuilder::global_label`, which win on a clash).
+    /// The name must be a valid label name, not `le` or `quantile` (exposition labels of
+    /// histograms and summaries).
+    pub fn add_global_label(mut self, name: impl Into<String>, value: impl Into<String>) -> Result<Self, MetricsError> {
+        let (name, value) = (name.into(), value.into());
+        registry::names::check_label_names("global labels", &[&name], None)?;
+        if name == "le" || name == "quantile" {
+            return Err(MetricsError::InvalidLabelName {
+                metric: "global labels".into(),
+                label: name,
+                reason: "the exposition gives histogram (`le`) and summary (`quantile`) samples this label".into(),
+            });
+        }
+        let labels = &mut self.config.global_labels;
+        match labels.iter_mut().find(|(n, _)| *n == name) {
+            Some(l) => l.1 = value,
+            None => labels.push((name, value)),
+        }
+        Ok(self)
+    }
+
+    /// Whether a family described with a unit (`describe_histogram!(name, Unit::Seconds, ..)`)
+    /// is exposed with the unit as a name suffix, `_seconds`, `_bytes`, `_ratio` for percent,
+    /// none for a count (`rpc_latency` → `rpc_latency_seconds_bucket`), as
+    /// `PrometheusBuilder::with_recommended_naming`. Off by default. Counters always end in
+    /// `_total` here, whatever this says (metrics-exporter-prometheus adds it only with this on).
+    /// The suffix goes before a trailing `_total`, `_count`, `_sum` or `_bucket` of the name and is
+    /// not repeated when the name already ends with it. The text format 0.0.4 has no `# UNIT`
+    /// line: without this the unit is not exposed.
+    pub fn with_recommended_naming(mut self, on: bool) -> Self {
+        self.config.unit_suffixes = on;
+        self
+    }
+
     /// The settings, for the registry's unit tests.
     #[cfg(test)]
     pub(crate) fn config(self) -> Config {
@@ -113,6 +214,18 @@ impl MetricsManagerBuilder {
             registry: Registry::new(self.config),
         }
     }
+}
+
+/// Buckets given to a builder call: checked, and not empty.
+fn builder_buckets(what: &str, buckets: &[f64]) -> Result<Arc<crate::storage::histogram::Buckets>, MetricsError> {
+    if buckets.is_empty() {
+        return Err(MetricsError::InvalidBuckets {
+            metric: what.to_owned(),
+            found: "[]".into(),
+            reason: "at least one bound is needed".into(),
+        });
+    }
+    check_buckets(what, buckets)
 }
 
 /// A resolved counter series: `increment` is one add to the current thread's shard.

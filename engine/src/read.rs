@@ -5,6 +5,11 @@
 //! Series are read one after another while recording goes on, so a visit is not one instant
 //! across series (a counter read early may lag one read late); in that it is like every
 //! Prometheus client.
+//!
+//! A family the `metrics` facade created may have series of several label sets
+//! (`counter!("x", "method" => "GET")` and `counter!("x")`): [`FamilyView::for_each_series`] walks
+//! them all, each series with its own label names ([`Labels`]), so an encoder writes one
+//! `# HELP`/`# TYPE` block for all of them. The walk takes no lock.
 
 use std::fmt;
 use std::sync::Arc;
@@ -49,7 +54,8 @@ pub enum SeriesValue<'a> {
     },
 }
 
-/// Label names and values of one series, in the family's label order.
+/// Label names and values of one series, in the order of its label set (a facade family may have
+/// several, see [`FamilyView::label_sets`]).
 #[derive(Clone, Copy)]
 pub struct Labels<'a> {
     names: &'a [Box<str>],
@@ -85,6 +91,8 @@ impl fmt::Debug for Labels<'_> {
 /// One metric family during a visit.
 pub struct FamilyView<'a> {
     family: &'a Family,
+    /// The name as exposed: the family's, with its unit suffix when asked for.
+    name: &'a str,
     scratch: &'a mut Scratch,
 }
 
@@ -96,9 +104,11 @@ struct Scratch {
 }
 
 impl FamilyView<'_> {
-    /// The family name; for a counter without `_total` (the samples carry `_total`).
+    /// The family name as exposed; for a counter without `_total` (the samples carry `_total`).
+    /// With [`crate::MetricsManagerBuilder::with_recommended_naming`], a family with a unit has
+    /// it as a suffix (`rpc_latency_seconds`).
     pub fn name(&self) -> &str {
-        &self.family.name
+        self.name
     }
 
     /// The type.
@@ -116,23 +126,36 @@ impl FamilyView<'_> {
         self.family.unit()
     }
 
-    /// Label names, in order.
+    /// Label names of the family's first label set, in order (for a family registered through the
+    /// manager, its only one).
     pub fn label_names(&self) -> impl Iterator<Item = &str> {
         self.family.label_names.iter().map(|s| &**s)
     }
 
-    /// Number of series when called (series may be created meanwhile).
-    pub fn series_count(&self) -> usize {
-        self.family.series.len()
+    /// Every label set of the family, in the order they were first used: one for a family
+    /// registered through the manager, one or more for a family the `metrics` facade created.
+    pub fn label_sets(&self) -> impl Iterator<Item = impl Iterator<Item = &str>> {
+        self.family.variants().map(|v| v.label_names.iter().map(|s| &**s))
     }
 
-    /// Calls `f` for each series, in the order they were created. Takes no lock: recording and
-    /// the creation of series go on meanwhile, on other threads and inside `f`. Every series created
-    /// before the call is visited; one created during it is visited whole or not at all.
+    /// Number of series when called, of every label set (series may be created meanwhile).
+    pub fn series_count(&self) -> usize {
+        self.family.variants().map(|v| v.series.len()).sum()
+    }
+
+    /// Calls `f` for each series, label set after label set ([`Self::label_sets`]), each in the
+    /// order its series were created. Takes no lock: recording and the creation of series and label
+    /// sets go on meanwhile, on other threads and inside `f`. Every series created before the call
+    /// is visited; one created during it is visited whole or not at all.
     pub fn for_each_series(&mut self, mut f: impl FnMut(Labels<'_>, SeriesValue<'_>)) {
-        let names = &*self.family.label_names;
-        let s = &mut *self.scratch;
-        for (values, series) in self.family.series.iter() {
+        for variant in self.family.variants() {
+            Self::walk(variant, self.scratch, &mut f);
+        }
+    }
+
+    fn walk(family: &Family, s: &mut Scratch, f: &mut impl FnMut(Labels<'_>, SeriesValue<'_>)) {
+        let names = &*family.label_names;
+        for (values, series) in family.series.iter() {
             let labels = Labels { names, values };
             match series {
                 Series::Counter(c) => f(labels, SeriesValue::Counter(c.get())),
@@ -190,12 +213,26 @@ impl MetricsManager {
     /// ```
     pub fn visit(&self, mut f: impl FnMut(&mut FamilyView<'_>)) {
         let mut scratch = Scratch::default();
+        let mut name = String::new();
+        let suffixes = self.registry.config.unit_suffixes;
         for family in self.registry.all() {
+            name.clear();
+            name.push_str(&family.name);
+            if let Some(unit) = family.unit().filter(|_| suffixes) {
+                crate::compat::push_unit_suffix(&mut name, unit);
+            }
             let mut view = FamilyView {
                 family: &family,
+                name: &name,
                 scratch: &mut scratch,
             };
             f(&mut view);
         }
+    }
+
+    /// Labels every series is exposed with unless it has a label of that name itself
+    /// ([`crate::MetricsManagerBuilder::add_global_label`]); encoders add them.
+    pub fn global_labels(&self) -> &[(String, String)] {
+        &self.registry.config.global_labels
     }
 }

@@ -30,13 +30,15 @@
 //! Each distinct problem is logged once, up to 1,000 of them; past that one summary line at most
 //! once a minute says how many more were not logged one by one.
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::sync::Arc;
 
 use crossbeam_utils::CachePadded;
 use metrics::{Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName, Metadata, SharedString, Unit};
 
-use crate::registry::{truncate_label_value, Registry, Series, Spec};
+use crate::registry::names::{sanitize_label_key, sanitize_metric_name};
+use crate::registry::{truncate_label_value, Registry, Series, Spec, FACADE_RENAMED_METRIC};
 use crate::storage::counter::CounterCell;
 use crate::storage::gauge::GaugeCell;
 use crate::storage::histogram::HistogramCell;
@@ -362,21 +364,33 @@ impl MetricsRecorder {
         Histogram::from_arc(Arc::new(FacadeHistogram(CachePadded::new(sink))))
     }
 
-    /// The series a facade key names, registering its family with defaults when it is new; past
-    /// the facade family limit, a new name's series is the overflow family's. Label values longer
-    /// than [`MAX_LABEL_VALUE_LEN`] are cut to it (counted, logged once per metric).
+    /// The series a facade key names, registering its family when it is new (see the module doc);
+    /// past the facade family limit, a new name's series is the overflow family's. The name and
+    /// label keys are sanitised, a new label set of a facade family becomes a variant of it, and
+    /// label values longer than [`MAX_LABEL_VALUE_LEN`] are cut to it (counted, logged once per
+    /// metric).
     fn resolve(&self, kind: MetricKind, key: &Key) -> Result<Series, MetricsError> {
-        let name = key.name();
-        let label_names: Vec<&str> = key.labels().map(|l| l.key()).collect();
-        let family = match self.registry.find(kind, name) {
+        let raw = key.name();
+        let name = sanitize_metric_name(raw);
+        let labels: Vec<(Cow<'_, str>, &str)> =
+            key.labels().map(|l| (sanitize_label_key(l.key()), l.value())).collect();
+        if matches!(name, Cow::Owned(_)) || labels.iter().any(|(k, _)| matches!(k, Cow::Owned(_))) {
+            self.renamed(key, &name, &labels);
+        }
+        let label_names: Vec<&str> = labels.iter().map(|(k, _)| &**k).collect();
+        let family = match self.registry.find(kind, &name) {
             Some(f) => f,
             None => {
+                let c = &self.registry.config;
                 let spec = match kind {
                     MetricKind::Counter => Spec::Counter,
                     MetricKind::Gauge => Spec::Gauge,
-                    _ => Spec::Histogram(crate::registry::default_buckets()),
+                    _ => c
+                        .facade_histograms
+                        .spec(&name, (c.summary_max_age, c.summary_age_buckets))?,
                 };
-                match self.registry.register_facade(name, &label_names, spec)? {
+                let help = generated_help(kind, raw);
+                match self.registry.register_facade(&name, &help, &label_names, spec)? {
                     Some(f) => f,
                     None => return self.registry.facade_overflow(kind),
                 }
@@ -386,26 +400,18 @@ impl MetricsRecorder {
             family.kind() == kind || (kind == MetricKind::Histogram && family.kind() == MetricKind::Summary);
         if !compatible {
             return Err(MetricsError::TypeConflict {
-                metric: name.to_owned(),
+                metric: name.into_owned(),
                 registered: family.kind(),
                 requested: kind,
             });
         }
-        // Label values in the family's label order; the key must carry exactly those names.
-        let mut values = Vec::with_capacity(family.label_names.len());
-        for n in family.label_names.iter() {
-            match key.labels().find(|l| l.key() == &**n) {
-                Some(l) => values.push(l.value()),
-                None => break,
-            }
-        }
-        if values.len() != family.label_names.len() || label_names.len() != family.label_names.len() {
-            return Err(MetricsError::DefinitionConflict {
-                metric: name.to_owned(),
-                registered: format!("labels [{}]", family.label_names.join(", ")),
-                requested: format!("labels [{}]", label_names.join(", ")),
-            });
-        }
+        let family = self.registry.facade_variant(&family, &label_names)?;
+        // Label values in the variant's label order (it has exactly the key's label names).
+        let mut values: Vec<&str> = family
+            .label_names
+            .iter()
+            .filter_map(|n| labels.iter().find(|(k, _)| **k == **n).map(|(_, v)| *v))
+            .collect();
         if values.iter().any(|v| v.len() > MAX_LABEL_VALUE_LEN) {
             let r = &self.registry;
             r.count_self(&r.self_metrics().label_value_truncated, &family.name);
@@ -421,22 +427,69 @@ impl MetricsRecorder {
         }
         self.registry.series(&family, &values)
     }
+
+    /// Counts (once) and logs (once) a key whose name or label keys were sanitised.
+    fn renamed(&self, key: &Key, name: &str, labels: &[(Cow<'_, str>, &str)]) {
+        let r = &self.registry;
+        r.count_self_once(&r.self_metrics().facade_renamed, key.name());
+        let mut what = Vec::new();
+        if key.name() != name {
+            what.push(format!("metric `{}` is recorded as `{name}`", key.name()));
+        }
+        for (l, (k, _)) in key.labels().zip(labels) {
+            if l.key() != &**k {
+                what.push(format!("label `{}` of `{name}` is recorded as `{k}`", l.key()));
+            }
+        }
+        let what = what.join(", ");
+        r.log_once_at(
+            tracing::Level::INFO,
+            &format!(
+                "`metrics` facade: {what} (Prometheus names are [a-zA-Z_:][a-zA-Z0-9_:]*, label names \
+                 [a-zA-Z_][a-zA-Z0-9_]*; other characters become `_`, as metrics-exporter-prometheus does; \
+                 counted in `{FACADE_RENAMED_METRIC}_total`)"
+            ),
+        );
+    }
+}
+
+/// The help of a facade family until `describe_*!` gives one: what it is and where it comes from,
+/// so every family has a `# HELP` line (promtool's lint asks for one).
+fn generated_help(kind: MetricKind, raw: &str) -> String {
+    let kind = match kind {
+        MetricKind::Counter => "counter",
+        MetricKind::Gauge => "gauge",
+        _ => "histogram",
+    };
+    format!("`metrics` facade {kind} {raw}, no description given (describe_{kind}! sets one).")
 }
 
 impl metrics::Recorder for MetricsRecorder {
     fn describe_counter(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
-        self.registry
-            .describe(MetricKind::Counter, key.as_str(), unit, &description);
+        self.registry.describe(
+            MetricKind::Counter,
+            &sanitize_metric_name(key.as_str()),
+            unit,
+            &description,
+        );
     }
 
     fn describe_gauge(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
-        self.registry
-            .describe(MetricKind::Gauge, key.as_str(), unit, &description);
+        self.registry.describe(
+            MetricKind::Gauge,
+            &sanitize_metric_name(key.as_str()),
+            unit,
+            &description,
+        );
     }
 
     fn describe_histogram(&self, key: KeyName, unit: Option<Unit>, description: SharedString) {
-        self.registry
-            .describe(MetricKind::Histogram, key.as_str(), unit, &description);
+        self.registry.describe(
+            MetricKind::Histogram,
+            &sanitize_metric_name(key.as_str()),
+            unit,
+            &description,
+        );
     }
 
     #[inline]

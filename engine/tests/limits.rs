@@ -77,13 +77,23 @@ fn facade_truncates_long_label_values_at_a_char_boundary() {
 fn a_long_invalid_facade_name_is_counted_not_a_panic() {
     let m = MetricsManager::new();
     let name = format!("bad-{}", "n".repeat(MAX_LABEL_VALUE_LEN * 2));
-    metrics::with_local_recorder(&m.recorder(), || metrics::counter!(name.clone()).increment(1));
-    let total: f64 = text(&m)
-        .lines()
-        .filter(|l| l.starts_with("mmo_metrics_facade_errors_total{"))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
-        .sum();
-    assert_eq!(total, 1.0);
+    metrics::with_local_recorder(&m.recorder(), || {
+        // A reserved label name cannot be recorded: counted as an error.
+        metrics::counter!(name.clone(), "__reserved" => "x").increment(1);
+        // An invalid character is replaced: recorded, and the rename counted once.
+        metrics::counter!(name.clone()).increment(1);
+        metrics::counter!(name.clone()).increment(1);
+    });
+    let sum = |prefix: &str| -> f64 {
+        text(&m)
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum()
+    };
+    assert_eq!(sum("mmo_metrics_facade_errors_total{"), 1.0);
+    assert_eq!(sum("mmo_metrics_facade_renamed_total{"), 1.0);
+    assert_eq!(sum("bad_nnn"), 2.0);
 }
 
 // ---- facade families ----
@@ -160,7 +170,7 @@ fn distinct_invalid_facade_names_log_a_bounded_number_of_lines() {
     let (_, logs) = capture_logs(|| {
         metrics::with_local_recorder(&m.recorder(), || {
             for i in 0..n {
-                metrics::counter!(format!("bad-name-{i}")).increment(1);
+                metrics::counter!(format!("name_{i}"), "__reserved" => "x").increment(1);
             }
         })
     });

@@ -122,14 +122,16 @@ fn facade_problems_are_counted_not_panics() {
             metrics::counter!("bad.name").increment(1);
         }
         metrics::gauge!("hits", "zone" => "x").set(1.0); // type conflict
-        metrics::counter!("hits", "other" => "x").increment(1); // wrong label names
+        metrics::counter!("hits", "other" => "x").increment(1); // not the registered label names
         metrics::counter!("hits", "zone" => "north").increment(2);
         metrics::counter!("hits", "zone" => "north").absolute(10);
         metrics::counter!("hits", "zone" => "north").absolute(4); // never goes down
     });
+    // An invalid name is sanitised (counted once), not dropped.
+    assert_eq!(value(&m, "bad_name_total"), Some(3.0));
     assert_eq!(
-        value(&m, "mmo_metrics_facade_errors_total{metric=\"bad.name\"}"),
-        Some(3.0)
+        value(&m, "mmo_metrics_facade_renamed_total{metric=\"bad.name\"}"),
+        Some(1.0)
     );
     assert_eq!(value(&m, "mmo_metrics_facade_errors_total{metric=\"hits\"}"), Some(2.0));
     assert_eq!(value(&m, "hits_total{zone=\"north\"}"), Some(10.0));

@@ -254,8 +254,10 @@ fn rich_registry() -> (MetricsManager, Expected) {
         metrics::gauge!("facade_load").decrement(0.25);
         metrics::histogram!("facade_latency_seconds", "op" => "tick").record(0.02);
         metrics::histogram!("facade_latency_seconds", "op" => "tick").record(0.25);
-        // Cannot be recorded (invalid name): counted in a self-metric, never a panic.
+        // An invalid name is sanitised, counted once in a self-metric.
         metrics::counter!("bad-name").increment(1);
+        // Cannot be recorded (`le` is the exposition's): counted in a self-metric, never a panic.
+        metrics::histogram!("bad_histogram", "le" => "1").record(1.0);
     });
     e.counter("facade_hits", &[("zone", "north")], 4);
     e.counter("facade_hits", &[("zone", "süd")], 2);
@@ -267,7 +269,9 @@ fn rich_registry() -> (MetricsManager, Expected) {
         &DEFAULT_BUCKETS,
         &[0.02, 0.25],
     );
-    e.counter("mmo_metrics_facade_errors", &[("metric", "bad-name")], 1);
+    e.counter("bad_name", &[], 1);
+    e.counter("mmo_metrics_facade_renamed", &[("metric", "bad-name")], 1);
+    e.counter("mmo_metrics_facade_errors", &[("metric", "bad_histogram")], 1);
 
     (m, e)
 }

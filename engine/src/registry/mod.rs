@@ -5,6 +5,21 @@
 //! per-thread caches hold the series' cells directly. An encoder walks a family's series without
 //! any lock ([`SeriesMap::iter`]), so a scrape delays neither a recording nor the creation of a
 //! series.
+//!
+//! # Label sets of a facade family
+//!
+//! A family registered through the manager has fixed label names. A family the `metrics` facade
+//! created takes every label set its name is used with, as Prometheus allows: `counter!("x",
+//! "method" => "GET")`, `counter!("x", "method" => "POST", "status" => "200")` and `counter!("x")`
+//! are three *variants* of one family `x`. A variant is a [`Family`] of its own label names (in
+//! the order of the first call that used them; the same names in another order are the same
+//! variant) and series; the family's first variant is the family itself, the others hang off it
+//! in an append-only list ([`Family::variants`]) that a walk follows without a lock, like the
+//! series of one variant. Name, help, unit and kind are the first variant's; every variant's
+//! series count against one series limit (a counter the variants share), and each variant has
+//! its own overflow series past it. Appending a variant takes the registry's write lock, so
+//! appends are serialised and a walk sees a variant whole or not at all. A family has at most
+//! [`MAX_LABEL_SETS`] variants.
 
 pub(crate) mod labels;
 pub(crate) mod limits;
@@ -12,7 +27,7 @@ pub mod names;
 mod series_map;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -35,6 +50,11 @@ pub const OVERFLOW_LABEL_VALUE: &str = "__overflow__";
 /// Prometheus' default histogram buckets.
 pub const DEFAULT_BUCKETS: [f64; 11] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
+/// The most label sets (of label names, not values) one facade family may have; a further one is
+/// refused (counted in `mmo_metrics_facade_errors_total`). Enough for any instrumentation; a label
+/// *name* built from data is a bug this stops at a few KiB.
+pub const MAX_LABEL_SETS: usize = 64;
+
 /// Quantiles of a summary registered without any.
 pub const DEFAULT_QUANTILES: [f64; 4] = [0.5, 0.9, 0.95, 0.99];
 
@@ -51,6 +71,12 @@ pub(crate) struct Config {
     pub(crate) facade_family_limit: usize,
     pub(crate) summary_max_age: Duration,
     pub(crate) summary_age_buckets: u32,
+    /// What a new facade histogram becomes.
+    pub(crate) facade_histograms: crate::compat::FacadeHistograms,
+    /// Labels every series is exposed with, unless it has a label of that name itself.
+    pub(crate) global_labels: Vec<(String, String)>,
+    /// Whether family names are exposed with their unit as a suffix.
+    pub(crate) unit_suffixes: bool,
 }
 
 /// What a family's series are.
@@ -112,6 +138,15 @@ pub(crate) struct Family {
     overflow: OnceLock<Series>,
     /// Counts only self-metrics: their own overflow is not counted again.
     is_self_metric: bool,
+    /// Whether the `metrics` facade created the family: only those take other label sets.
+    facade: bool,
+    /// Series created in the family, every variant's, checked against the series limit (the
+    /// overflow series are not counted). Shared by the variants. Relaxed: only the number matters,
+    /// and each variant's series are created under its map's lock.
+    created: Arc<AtomicUsize>,
+    /// The next variant: the same family with another label set (see the module doc). Set once,
+    /// under the registry's write lock; read without a lock.
+    next: OnceLock<Arc<Family>>,
 }
 
 impl Family {
@@ -125,6 +160,25 @@ impl Family {
 
     pub(crate) fn unit(&self) -> Option<metrics::Unit> {
         *lock(&self.unit)
+    }
+
+    /// The family's variants, itself first, in the order they were added. Takes no lock.
+    pub(crate) fn variants(&self) -> impl Iterator<Item = &Family> {
+        std::iter::successors(Some(self), |f| f.next.get().map(|n| &**n))
+    }
+
+    /// Whether this variant's label names are `labels`, in any order.
+    fn has_labels(&self, labels: &[&str]) -> bool {
+        self.label_names.len() == labels.len()
+            && self.label_names.iter().all(|n| labels.contains(&&**n))
+            && labels.iter().all(|l| self.label_names.iter().any(|n| **n == **l))
+    }
+
+    /// Takes one place under the series limit `limit`, if one is left.
+    fn take_place(&self, limit: usize) -> bool {
+        self.created
+            .fetch_update(Relaxed, Relaxed, |n| (n < limit).then_some(n + 1))
+            .is_ok()
     }
 
     fn arity_error(&self, values: &[&str]) -> MetricsError {
@@ -164,6 +218,7 @@ pub(crate) struct SelfMetrics {
     pub(crate) collector_panics: Arc<Family>,
     pub(crate) label_value_truncated: Arc<Family>,
     pub(crate) facade_family_overflow: Arc<Family>,
+    pub(crate) facade_renamed: Arc<Family>,
 }
 
 /// Name and values of the overflow self-metric.
@@ -175,6 +230,9 @@ pub const COLLECTOR_PANICS_METRIC: &str = "mmo_metrics_collector_panics";
 
 /// Name of the self-metric counting label values the facade truncated, by metric.
 pub const LABEL_VALUE_TRUNCATED_METRIC: &str = "mmo_metrics_label_value_truncated";
+/// Name of the self-metric counting, once each, the facade metrics whose name or label keys were
+/// not valid Prometheus names and were sanitised, by original metric name.
+pub const FACADE_RENAMED_METRIC: &str = "mmo_metrics_facade_renamed";
 /// Name of the self-metric counting facade calls folded into an overflow family, by kind.
 pub const FACADE_FAMILY_OVERFLOW_METRIC: &str = "mmo_metrics_facade_family_overflow";
 /// The family facade counters with a new name land in past the facade family limit.
@@ -356,6 +414,12 @@ impl Registry {
                 "`metrics` facade names folded into an overflow family because the facade family limit was reached.",
                 "kind",
             ),
+            facade_renamed: counter(
+                FACADE_RENAMED_METRIC,
+                "`metrics` facade metrics whose name or label keys were not valid Prometheus names and were \
+                 sanitised (invalid characters replaced by `_`), each counted once, by original name.",
+                "metric",
+            ),
         };
         let _ = registry.self_metrics.set(sm);
         registry
@@ -412,13 +476,71 @@ impl Registry {
     }
 
     /// Registers a family for a facade name not seen before; `None` past the facade family limit.
+    /// `help` serves until a description (`describe_*!`) is given, and not when one was given
+    /// before.
     pub(crate) fn register_facade(
         &self,
         name: &str,
+        help: &str,
         labels: &[&str],
         spec: Spec,
     ) -> Result<Option<Arc<Family>>, MetricsError> {
-        self.register_family(name, "", labels, spec, Origin::Facade)
+        self.register_family(name, help, labels, spec, Origin::Facade)
+    }
+
+    /// The variant of the facade family `head` with label names `labels` (any order), added when
+    /// new. A family the manager registered has only its own label set: another is a
+    /// [`MetricsError::DefinitionConflict`].
+    pub(crate) fn facade_variant(&self, head: &Arc<Family>, labels: &[&str]) -> Result<Arc<Family>, MetricsError> {
+        let conflict = |head: &Family, reason: &str| MetricsError::DefinitionConflict {
+            metric: head.name.to_string(),
+            registered: format!("labels [{}]{reason}", head.label_names.join(", ")),
+            requested: format!("labels [{}]", labels.join(", ")),
+        };
+        let variants = || std::iter::successors(Some(head), |f| f.next.get());
+        if let Some(v) = variants().find(|v| v.has_labels(labels)) {
+            return Ok(Arc::clone(v));
+        }
+        if !head.facade {
+            return Err(conflict(head, ""));
+        }
+        let reserved = match head.kind() {
+            MetricKind::Histogram => Some("le"),
+            MetricKind::Summary => Some("quantile"),
+            _ => None,
+        };
+        names::check_label_names(&head.name, labels, reserved)?;
+        // The write lock serialises appends: the list is searched again under it.
+        let _fams = self.families.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(v) = variants().find(|v| v.has_labels(labels)) {
+            return Ok(Arc::clone(v));
+        }
+        let n = variants().count();
+        let tail = variants().last().expect("the head is a variant");
+        if n >= MAX_LABEL_SETS {
+            return Err(conflict(
+                head,
+                &format!(
+                    " and {} more label sets, the most one name may have",
+                    MAX_LABEL_SETS - 1
+                ),
+            ));
+        }
+        let variant = Arc::new(Family {
+            name: head.name.clone(),
+            spec: head.spec.clone(),
+            label_names: labels.iter().map(|&l| l.into()).collect(),
+            help: Mutex::new(None),
+            unit: Mutex::new(None),
+            series: SeriesMap::new(),
+            overflow: OnceLock::new(),
+            is_self_metric: false,
+            facade: true,
+            created: Arc::clone(&head.created),
+            next: OnceLock::new(),
+        });
+        let _ = tail.next.set(Arc::clone(&variant));
+        Ok(variant)
     }
 
     /// Registers a family, or returns the one registered with the same definition; `None` when a
@@ -464,7 +586,8 @@ impl Registry {
                     requested: spec.describe(),
                 });
             }
-            if !help.is_empty() {
+            // A facade's help is generated; it never replaces one.
+            if !help.is_empty() && origin != Origin::Facade {
                 *lock(&f.help) = Some(help.into());
             }
             return Ok(Some(f));
@@ -492,15 +615,19 @@ impl Registry {
             name: base.into(),
             spec,
             label_names: labels.iter().map(|&l| l.into()).collect(),
-            help: Mutex::new(if help.is_empty() {
-                pending_help
-            } else {
-                Some(help.into())
+            help: Mutex::new(match (origin, pending_help) {
+                // A description given before the first use wins over the facade's generated help.
+                (Origin::Facade, Some(pending)) => Some(pending),
+                (_, pending) if help.is_empty() => pending,
+                _ => Some(help.into()),
             }),
             unit: Mutex::new(pending_unit),
             series: SeriesMap::new(),
             overflow: OnceLock::new(),
             is_self_metric: origin == Origin::SelfMetric,
+            facade: origin == Origin::Facade,
+            created: Arc::new(AtomicUsize::new(0)),
+            next: OnceLock::new(),
         });
         for s in samples {
             fams.samples.insert(s, base.into());
@@ -568,11 +695,12 @@ impl Registry {
         if let Some(s) = map.get(&buf) {
             return Ok(s.clone());
         }
-        if map.len() < self.config.series_limit {
+        if family.take_place(self.config.series_limit) {
             let s = self.new_series(family);
             if map.insert(&buf, s.clone()) {
                 return Ok(s);
             }
+            family.created.fetch_sub(1, Relaxed);
         }
         drop(map);
         if !family.is_self_metric {
@@ -606,6 +734,31 @@ impl Registry {
             s
         });
         Ok(overflow.clone())
+    }
+
+    /// Adds one to a self-metric counter with one label (a metric name, cut to
+    /// [`MAX_LABEL_VALUE_LEN`] bytes) only when its series does not exist yet: each label is
+    /// counted once (past the series limit, every call is counted in the overflow series).
+    pub(crate) fn count_self_once(&self, family: &Family, label: &str) {
+        let label = truncate_label_value(label);
+        let mut buf = Vec::with_capacity(label.len());
+        labels::encode(&[label], &mut buf);
+        let mut map = family.series.lock();
+        if map.get(&buf).is_some() {
+            return;
+        }
+        if family.take_place(self.config.series_limit) {
+            let s = self.new_series(family);
+            if let Series::Counter(c) = &s {
+                c.add(1);
+            }
+            if map.insert(&buf, s) {
+                return;
+            }
+            family.created.fetch_sub(1, Relaxed);
+        }
+        drop(map);
+        self.count_self(family, label);
     }
 
     /// Adds one to a self-metric counter with one label (a metric name, cut to

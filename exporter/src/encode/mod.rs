@@ -1,10 +1,13 @@
 //! Exposition formats over one format-neutral walk of the read API.
 //!
 //! [`walk`] visits every family that has series, in name order, and hands a [`Format`] the
-//! family's metadata once, then each series with its labels and value. The labels a format sees
-//! are the series' own, then every global label (`service`, `instance`) whose name the series
-//! does not carry itself. A format only writes bytes; the number and escape helpers of the text
-//! formats are in [`fmt`].
+//! family's metadata once, then each series with its labels and value. A family the `metrics`
+//! facade created may have series of several label sets; they all come in its one walk, so a
+//! format writes one metadata block for them. The labels a format sees are the series' own, then
+//! every global label (`service`, `instance`: the exporter's, then the manager's,
+//! [`mmo_metrics::MetricsManagerBuilder::add_global_label`]) whose name the series does not carry
+//! itself. A format only writes bytes; the number and escape helpers of the text formats are in
+//! [`fmt`].
 
 pub(crate) mod fmt;
 mod text;
@@ -55,8 +58,21 @@ pub(crate) trait Format {
     fn series(&mut self, labels: SeriesLabels<'_>, value: SeriesValue<'_>);
 }
 
-/// Walks every family of `manager` that has series into `format`, adding `global` labels.
+/// Walks every family of `manager` that has series into `format`, adding `global` labels and
+/// then the manager's global labels of other names.
 pub(crate) fn walk(manager: &MetricsManager, global: &[(String, String)], format: &mut impl Format) {
+    let merged: Vec<(String, String)>;
+    let global = match manager.global_labels() {
+        [] => global,
+        own => {
+            merged = global
+                .iter()
+                .chain(own.iter().filter(|(k, _)| !global.iter().any(|(g, _)| g == k)))
+                .cloned()
+                .collect();
+            &merged
+        }
+    };
     manager.visit(|family| {
         if family.series_count() == 0 {
             return;
