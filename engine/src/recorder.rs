@@ -11,10 +11,58 @@
 //! (the macros pass `static` keys for literal names and labels, so a stored clone shares their
 //! name and label slices), then by value.
 //!
+//! Everything below happens on a cache miss only (when a key is resolved); a hit records straight
+//! into the series it resolved to.
+//!
+//! # Names
+//!
+//! The facade sanitises as metrics-exporter-prometheus 0.18 does (its `formatting.rs`), so a
+//! program moved from it exposes the same names ([`crate::sanitize_metric_name`],
+//! [`crate::sanitize_label_key`]):
+//!
+//! - in a metric name, each character (a `char`, not a byte) outside `[a-zA-Z_:]` in first place
+//!   or `[a-zA-Z0-9_:]` after it becomes `_`: `http.requests` → `http_requests`,
+//!   `5xx_responses` → `_xx_responses`, `PrefixLayer`'s `game.tick` → `game_tick`;
+//! - in a label key, each character outside `[a-zA-Z_]` first or `[a-zA-Z0-9_]` after becomes `_`:
+//!   `http.method` → `http_method`, `service-name` → `service_name`;
+//! - nothing else changes (no trimming, no collapsing of `_`); names that sanitise to one name
+//!   share its family, as there; `describe_*!` names are sanitised alike.
+//!
+//! A renamed metric (its name or a label key) is counted once per original name in
+//! `mmo_metrics_facade_renamed_total{metric}` ([`crate::FACADE_RENAMED_METRIC`]; past the series
+//! limit, in its `__overflow__` series, once per resolution) and logged once at info level.
+//! What sanitising cannot make valid is an error (below): an empty name or key, a key starting
+//! with `__` (Prometheus' own; metrics-exporter-prometheus would expose it), two keys that
+//! sanitise to one, `le` on a histogram and `quantile` on a summary (the exposition's own labels).
+//! The manager's by-name API does not sanitise: it returns the error.
+//!
+//! # Label sets
+//!
+//! A family the facade created takes every label set its name is used with, each a variant of the
+//! one family (see the registry's module doc): one `# HELP`/`# TYPE` block, one series limit. The
+//! same keys in another order are the same label set; the first call with a set fixes its
+//! exposition order. A family registered through the manager keeps its label names: another set
+//! from the facade is a [`MetricsError::DefinitionConflict`].
+//!
+//! # Help
+//!
+//! A family the facade creates without a description gets a generated help (``"`metrics` facade
+//! counter x, no description given (describe_counter! sets one)."``) until `describe_*!` gives
+//! one; a description given before the first use is used from the start. So every family has a
+//! `# HELP` line, which promtool's lint asks for.
+//!
+//! # Histograms
+//!
+//! A new facade histogram is a histogram with the buckets of the
+//! [`crate::MetricsManagerBuilder::set_buckets_for_metric`] matcher that matches its (sanitised)
+//! name (full over prefix over suffix, then the longest pattern), else, with [`crate::MetricsManagerBuilder::histograms_as_summaries`], a summary, else a
+//! histogram with [`crate::MetricsManagerBuilder::set_buckets`]'s buckets (default
+//! [`crate::DEFAULT_BUCKETS`]).
+//!
 //! # Limits
 //!
-//! Facade calls cannot return errors; what the by-name API refuses, the facade records somewhere
-//! visible, counts and logs, and drops nothing silently:
+//! Facade calls cannot return errors; what cannot be recorded as asked is recorded somewhere
+//! visible, counted and logged, and nothing is dropped silently:
 //!
 //! - a new name past the facade family limit ([`crate::MetricsManagerBuilder::facade_family_limit`],
 //!   default 10,000 families created by the facade) lands in the overflow family of its kind
@@ -22,9 +70,10 @@
 //!   `mmo_metrics_facade_family_overflow_total{kind}`;
 //! - a label value longer than [`MAX_LABEL_VALUE_LEN`] is cut at a character boundary and recorded,
 //!   counted in `mmo_metrics_label_value_truncated_total{metric}`;
-//! - an invalid name or label set, or a type conflict, is counted in
-//!   `mmo_metrics_facade_errors_total{metric}` (its `metric` label folds into `__overflow__` past
-//!   the series limit).
+//! - a name or label set that stays invalid after sanitising, a label set past
+//!   [`crate::MAX_LABEL_SETS`] or one a manager-registered family does not have, or a type
+//!   conflict, is counted in `mmo_metrics_facade_errors_total{metric}` (its `metric` label folds
+//!   into `__overflow__` past the series limit).
 //!
 //! Counts are per resolution: once per thread and key while the key stays in the thread's cache.
 //! Each distinct problem is logged once, up to 1,000 of them; past that one summary line at most
