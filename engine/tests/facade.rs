@@ -165,6 +165,32 @@ fn one_name_keeps_every_label_set_in_one_family() {
 }
 
 #[test]
+fn threads_creating_one_name_with_other_label_sets_all_succeed() {
+    let m = MetricsManager::new();
+    for round in 0..20 {
+        let name = format!("race{round}");
+        std::thread::scope(|s| {
+            for t in 0..4 {
+                let (m, name) = (&m, name.clone());
+                s.spawn(move || {
+                    metrics::with_local_recorder(&m.recorder(), || match t % 2 {
+                        0 => counter!(name).increment(1),
+                        _ => counter!(name, "t" => t.to_string()).increment(1),
+                    })
+                });
+            }
+        });
+        let total: f64 = text(&m)
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name}_total")))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum();
+        assert_eq!(total, 4.0, "{}", text(&m));
+    }
+    assert!(!text(&m).contains("mmo_metrics_facade_errors_total{"), "{}", text(&m));
+}
+
+#[test]
 fn label_sets_share_one_series_limit() {
     let m = MetricsManager::builder().series_limit(3).build();
     metrics::with_local_recorder(&m.recorder(), || {

@@ -565,6 +565,11 @@ impl Registry {
         let mut fams = self.families.write().unwrap_or_else(PoisonError::into_inner);
         let existing = fams.by_name.get(base).or_else(|| fams.by_name.get(name)).cloned();
         if let Some(f) = existing {
+            // The facade asks only for names it did not find: another thread made the family
+            // meanwhile, maybe with another label set or kind, which the facade sorts out.
+            if origin == Origin::Facade {
+                return Ok(Some(f));
+            }
             if f.kind() != kind {
                 return Err(MetricsError::TypeConflict {
                     metric: name.to_owned(),
@@ -586,8 +591,7 @@ impl Registry {
                     requested: spec.describe(),
                 });
             }
-            // A facade's help is generated; it never replaces one.
-            if !help.is_empty() && origin != Origin::Facade {
+            if !help.is_empty() {
                 *lock(&f.help) = Some(help.into());
             }
             return Ok(Some(f));
