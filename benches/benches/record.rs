@@ -540,13 +540,16 @@ fn working_set_group<const N: usize>(c: &mut Criterion, name: &'static str) {
         .expect("register");
     let ours = m.recorder();
     let (mep, _h) = mep_plain();
-    let tv = prometheus::IntCounterVec::new(prometheus::Opts::new(METRIC, "Bench counter."), &["kind", "zone"]).unwrap();
+    let tv =
+        prometheus::IntCounterVec::new(prometheus::Opts::new(METRIC, "Bench counter."), &["kind", "zone"]).unwrap();
     let pf = PcFamily::<2, PcCounter>::default();
     let noop = metrics::NoopRecorder;
     // Every series exists before the timed region, in every library.
     for [k, z] in pairs {
         m.counter(METRIC, &[k, z]).expect("series");
-        metrics::with_local_recorder(&mep, || metrics::counter!(METRIC, "kind" => *k, "zone" => *z).absolute(0));
+        metrics::with_local_recorder(&mep, || {
+            metrics::counter!(METRIC, "kind" => *k, "zone" => *z).absolute(0)
+        });
         tv.with_label_values(&[k, z]);
         drop(pf.get_or_create(&[("kind", k), ("zone", z)]));
     }

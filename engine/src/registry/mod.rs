@@ -562,6 +562,10 @@ impl Registry {
                 found: values[i].len(),
             });
         }
+        // A series that exists is found without a lock or an allocation.
+        if let Some(s) = family.series.get(values) {
+            return Ok(s.clone());
+        }
         let mut buf = Vec::with_capacity(values.iter().map(|v| v.len() + 1).sum());
         labels::encode(values, &mut buf);
         let mut map = family.series.lock();
