@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
-pub(crate) use labels::encode as encode_labels;
 pub(crate) use limits::truncate_label_value;
 use limits::LogOnce;
 pub use limits::MAX_LABEL_VALUE_LEN;

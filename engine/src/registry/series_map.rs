@@ -774,7 +774,7 @@ mod tests {
         let mut buf = Vec::new();
         for i in 0..n {
             let v = values(i);
-            crate::registry::encode_labels(&v, &mut buf);
+            crate::registry::labels::encode(&v, &mut buf);
             let mut w = m.lock();
             assert!(w.get(&buf).is_none());
             assert!(w.insert(&buf, i));
