@@ -39,6 +39,8 @@ RECORD_GROUPS = [
     "summary_fixed",
 ]
 THREADS = ["1t", "2t", "4t", "2t_diff"]
+WORKING_SETS = [16, 500, 5000]
+NOOP = "noop-recorder"
 ENCODE_GROUPS = ["encode_10k_counters_1k_histograms", "encode_100k_counters"]
 
 
@@ -256,6 +258,30 @@ def gen_record(d):
             rows.append(cells)
     header = ["case", "mmo", "mmo-manager", "m-e-prometheus (peer/mmo)", "prometheus (peer/mmo)",
               "prometheus-client (peer/mmo)", "best peer / mmo"]
+    return table(header, rows)
+
+
+def gen_working_set(d):
+    """Per-call lookups over 16, 500 and 5,000 series per thread: each of our two APIs against the
+    best peer, and the facade macro's own cost (NoopRecorder)."""
+    rows = []
+    for n in WORKING_SETS:
+        group = f"working_set_{n}"
+        for th in ["1t", "2t", "2t_diff"]:
+            ours = d.t(f"{group}/{th}/{MMO}")
+            mgr = d.t(f"{group}/{th}/{MMO_MANAGER}")
+            if ours is None and mgr is None:
+                continue
+            cells = [f"`{group}/{th}`", f"**{ns(ours)}**", f"**{ns(mgr)}**"]
+            for p in PEERS:
+                cells.append(ns(d.t(f"{group}/{th}/{p}")))
+            cells.append(ns(d.t(f"{group}/{th}/{NOOP}")))
+            bv, bp = best_peer(d, group, th)
+            cells.append(f"{rx(ratio(bv, ours))} ({SHORT[bp]})" if bp else "–")
+            cells.append(f"{rx(ratio(bv, mgr))}" if bp else "–")
+            rows.append(cells)
+    header = ["case", "mmo (facade)", "mmo-manager (by name)", "m-e-prometheus", "prometheus", "prometheus-client",
+              "macro alone (NoopRecorder)", "best peer / mmo", "best peer / mmo-manager"]
     return table(header, rows)
 
 
@@ -491,6 +517,7 @@ def gen_targets_earlier(d):
 GENERATORS = {
     "machine": gen_machine,
     "record": gen_record,
+    "working-set": gen_working_set,
     "encode": gen_encode,
     "batch": gen_batch,
     "memory": gen_memory,

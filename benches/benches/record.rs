@@ -20,6 +20,17 @@
 //!   vector), `increment_counter(name, 1, &[zone])`, tikv `with_label_values(&[zone])`,
 //!   prometheus-client `get_or_create(&[("zone", zone)])` (a borrowed `&'static str` key, the
 //!   cheapest form its API allows; a `String` key would allocate per call).
+//! - `working_set_16`, `working_set_500`, `working_set_5000`: a per-call lookup over a working set
+//!   of 16, 500 or 5,000 two-label series, visited round-robin (series `i % n` at operation `i`),
+//!   every series created before the timed region: `counter!(name, "kind" => k, "zone" => z)` with
+//!   `&'static str` values for mmo and metrics-exporter-prometheus (the macro builds the key per
+//!   call, which allocates the label vector), `increment_counter(name, 1, &[k, z])` for
+//!   `mmo-manager`, tikv `with_label_values(&[k, z])`, prometheus-client
+//!   `get_or_create(&[("kind", k), ("zone", z)])`. `noop-recorder` is the same macro call with
+//!   `metrics::NoopRecorder`: what building and dropping the key costs before any recorder does
+//!   anything, the floor of every facade case. `2t` is both threads over the same `n` series,
+//!   `2t_diff` each thread over its own `n`. Each worker first visits its series twice untimed
+//!   (per-thread caches start empty on every sample's new threads).
 //! - `gauge_set`: a gauge handle, `set(v)`.
 //! - `histogram`: a histogram handle, `record(v)` / `observe(v)`, classic buckets, the default
 //!   Prometheus buckets (0.005 … 10) for all four. `histogram_fixed` records the constant 0.042.
@@ -53,6 +64,9 @@ use metrics::Recorder;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use mmo_metrics::{MetricsManager, DEFAULT_BUCKETS};
 use mmo_metrics_benches::{value, MEP, MMO, MMO_MANAGER, PCLIENT, TIKV};
+
+/// Bench id of the `metrics` macros over `metrics::NoopRecorder` (the facade's own cost).
+const NOOP: &str = "noop-recorder";
 use prometheus_client::metrics::counter::Counter as PcCounter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge as PcGauge;
@@ -97,6 +111,7 @@ impl Threads {
 
 const ALL: &[Threads] = &[Threads::One, Threads::Two, Threads::Four, Threads::TwoDiff];
 const ONE_TWO: &[Threads] = &[Threads::One, Threads::Two];
+const ONE_TWO_DIFF: &[Threads] = &[Threads::One, Threads::Two, Threads::TwoDiff];
 
 type Rec<'a> = Option<&'a (dyn Recorder + Sync)>;
 
@@ -112,12 +127,12 @@ fn pick<T>(a: &[T; 2], t: usize) -> &T {
 }
 
 /// Runs `op(thread, i)` for `i in 0..iters` on `threads` threads (the calling one when 1),
-/// released together by a barrier, each inside `rec` as the local recorder when given; returns
-/// the slowest thread's time.
-fn run<F: Fn(usize, u64) + Sync>(threads: usize, iters: u64, rec: Rec<'_>, op: &F) -> Duration {
+/// released together by a barrier after `warm` untimed operations each, each inside `rec` as the
+/// local recorder when given; returns the slowest thread's time.
+fn run<F: Fn(usize, u64) + Sync>(threads: usize, iters: u64, warm: u64, rec: Rec<'_>, op: &F) -> Duration {
     let body = |t: usize, barrier: Option<&Barrier>| {
         let work = || {
-            for i in 0..WARM_OPS {
+            for i in 0..warm {
                 op(t, i);
             }
             if let Some(b) = barrier {
@@ -159,12 +174,18 @@ type Job<'a> = Box<dyn Fn(u64) -> Duration + 'a>;
 /// libraries of `1t`, then of `2t`, …) so the libraries of one row are measured close in time.
 struct Group<'a> {
     name: &'static str,
+    /// Untimed operations per worker before its timed region.
+    warm: u64,
     jobs: Vec<(Threads, &'static str, Job<'a>)>,
 }
 
 impl<'a> Group<'a> {
     fn new(name: &'static str) -> Self {
-        Self { name, jobs: Vec::new() }
+        Self {
+            name,
+            warm: WARM_OPS,
+            jobs: Vec::new(),
+        }
     }
 
     /// Adds `lib` on `configs`: `same(thread, i)` for the same-series configurations,
@@ -184,13 +205,14 @@ impl<'a> Group<'a> {
         D: Fn(usize, u64) + Sync + 'a,
     {
         let (same, diff) = (Rc::new(same), Rc::new(diff));
+        let warm = self.warm;
         for &th in configs {
             let (same, diff) = (Rc::clone(&same), Rc::clone(&diff));
             let job: Job<'a> = Box::new(move |iters| {
                 let t = if th == Threads::TwoDiff {
-                    run(th.count(), iters, rec, &*diff)
+                    run(th.count(), iters, warm, rec, &*diff)
                 } else {
-                    run(th.count(), iters, rec, &*same)
+                    run(th.count(), iters, warm, rec, &*same)
                 };
                 if let Some(a) = after {
                     a();
@@ -489,6 +511,89 @@ fn counter_dynamic_label(c: &mut Criterion) {
     g.finish(c);
 }
 
+fn working_set(c: &mut Criterion) {
+    working_set_group::<16>(c, "working_set_16");
+    working_set_group::<500>(c, "working_set_500");
+    working_set_group::<5000>(c, "working_set_5000");
+}
+
+/// The `working_set_<N>` group: `N` series per thread, round-robin (`N` a constant, so `i % N` is
+/// a multiply, not a division).
+fn working_set_group<const N: usize>(c: &mut Criterion, name: &'static str) {
+    // 2N distinct label pairs made at run time, leaked so every library can borrow them: thread
+    // `t` of `2t_diff` uses pairs `[t * N, (t + 1) * N)`, the other configurations the first N.
+    let pairs: &'static [[&'static str; 2]] = Box::leak(
+        (0..2 * N)
+            .map(|i| {
+                let leak = |s: String| &*Box::leak(s.into_boxed_str());
+                [leak(format!("kind{}", i / 64)), leak(format!("zone{}", i % 64))]
+            })
+            .collect::<Vec<_>>()
+            .into_boxed_slice(),
+    );
+    let same = move |i: u64| &pairs[black_box(i as usize % N)];
+    let diff = move |t: usize, i: u64| &pairs[black_box(t * N + i as usize % N)];
+
+    const METRIC: &str = "bench_ws_total";
+    let m = MetricsManager::new();
+    m.register_counter(METRIC, "Bench counter.", &["kind", "zone"])
+        .expect("register");
+    let ours = m.recorder();
+    let (mep, _h) = mep_plain();
+    let tv =
+        prometheus::IntCounterVec::new(prometheus::Opts::new(METRIC, "Bench counter."), &["kind", "zone"]).unwrap();
+    let pf = PcFamily::<2, PcCounter>::default();
+    let noop = metrics::NoopRecorder;
+    // Every series exists before the timed region, in every library.
+    for [k, z] in pairs {
+        m.counter(METRIC, &[k, z]).expect("series");
+        metrics::with_local_recorder(&mep, || {
+            metrics::counter!(METRIC, "kind" => *k, "zone" => *z).absolute(0)
+        });
+        tv.with_label_values(&[k, z]);
+        drop(pf.get_or_create(&[("kind", k), ("zone", z)]));
+    }
+
+    let facade = |[k, z]: &[&'static str; 2]| metrics::counter!(METRIC, "kind" => *k, "zone" => *z).increment(1);
+    let facade_same = move |_: usize, i: u64| facade(same(i));
+    let facade_diff = move |t: usize, i: u64| facade(diff(t, i));
+    let mut g = Group::new(name);
+    g.warm = 2 * N as u64;
+    g.lib(ONE_TWO_DIFF, MMO, Some(&ours), None, facade_same, facade_diff);
+    let by_name = |[k, z]: &[&'static str; 2]| m.increment_counter(METRIC, 1, &[k, z]).unwrap();
+    g.lib(
+        ONE_TWO_DIFF,
+        MMO_MANAGER,
+        None,
+        None,
+        move |_, i| by_name(same(i)),
+        move |t, i| by_name(diff(t, i)),
+    );
+    g.lib(ONE_TWO_DIFF, MEP, Some(&mep), None, facade_same, facade_diff);
+    let tikv = |[k, z]: &[&'static str; 2]| tv.with_label_values(&[k, z]).inc();
+    g.lib(
+        ONE_TWO_DIFF,
+        TIKV,
+        None,
+        None,
+        move |_, i| tikv(same(i)),
+        move |t, i| tikv(diff(t, i)),
+    );
+    let pc = |[k, z]: &[&'static str; 2]| {
+        pf.get_or_create(&[("kind", k), ("zone", z)]).inc();
+    };
+    g.lib(
+        ONE_TWO_DIFF,
+        PCLIENT,
+        None,
+        None,
+        move |_, i| pc(same(i)),
+        move |t, i| pc(diff(t, i)),
+    );
+    g.lib(ONE_TWO_DIFF, NOOP, Some(&noop), None, facade_same, facade_diff);
+    g.finish(c);
+}
+
 fn gauge_set(c: &mut Criterion) {
     let m = MetricsManager::new();
     m.register_gauge("bench_gauge", "Bench gauge.", &["s"])
@@ -621,6 +726,7 @@ criterion_group!(
     counter_macro,
     counter_macro_labels,
     counter_dynamic_label,
+    working_set,
     gauge_set,
     histogram,
     summary

@@ -104,6 +104,7 @@ pub(crate) mod registry;
 mod shard;
 mod storage;
 pub mod system;
+mod thread_cache;
 
 pub use batch::{BatchCounter, BatchHistogram, TickBatch, BATCH_HISTOGRAM_BUFFER};
 pub use collector::{

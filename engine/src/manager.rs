@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use rustc_hash::FxHasher;
 
-use crate::registry::labels::split;
 use crate::registry::{self, check_buckets, check_summary, Config, Registry, Series, Spec};
 use crate::storage::counter::CounterCell;
 use crate::storage::gauge::GaugeCell;
 use crate::storage::histogram::HistogramCell;
 use crate::storage::summary::SummaryCell;
+use crate::thread_cache;
 use crate::{MetricKind, MetricsError};
 
 /// Registers metrics and records them by name; cheap to clone (clones share one registry).
@@ -490,76 +490,196 @@ impl MetricsManager {
     ) -> Result<(), MetricsError> {
         let id = self.registry.id;
         let hash = key_hash(id, kind, name, values);
+        let epoch = thread_cache::cache_epoch();
         let mut f = Some(f);
         let hit = CACHE
             .try_with(|c| {
                 let c = c.borrow();
-                match c.get(hash as usize & (CACHE_SLOTS - 1)) {
-                    Some(Some(e)) if e.matches(id, kind, hash, name, values) => {
+                let arena = &c.arena;
+                match c
+                    .table
+                    .find(hash, |e| e.matches(arena, id, epoch, kind, hash, name, values))
+                {
+                    Some(e) => {
                         if let Some(f) = f.take() {
                             f(&e.series);
                         }
                         true
                     }
-                    _ => false,
+                    None => false,
                 }
             })
             .unwrap_or(false);
         if hit {
             return Ok(());
         }
+        thread_cache::count_resolve();
         let series = self.resolve(kind, name, values)?;
         if let Some(f) = f.take() {
             f(&series);
         }
-        let mut encoded = Vec::new();
-        registry::encode_labels(values, &mut encoded);
-        let entry = Entry {
-            registry: id,
-            kind,
-            hash,
-            name: name.into(),
-            values: encoded.into(),
-            n: values.len(),
-            series,
-        };
-        let _ = CACHE.try_with(|c| {
-            let mut c = c.borrow_mut();
-            if c.is_empty() {
-                c.resize_with(CACHE_SLOTS, || None);
-            }
-            c[hash as usize & (CACHE_SLOTS - 1)] = Some(entry);
-        });
+        let _ = CACHE.try_with(|c| c.borrow_mut().insert(id, epoch, kind, hash, name, values, series));
         Ok(())
     }
 }
 
-/// Entries of the per-thread cache of name-based recording (direct-mapped).
-const CACHE_SLOTS: usize = 512;
-
+/// A series resolved by name, in this thread's [`NameCache`].
 struct Entry {
-    registry: u64,
-    kind: MetricKind,
     hash: u64,
-    name: Box<str>,
-    values: Box<[u8]>,
-    n: usize,
+    /// The registry it was resolved in, and the cache epoch loaded before.
+    registry: u64,
+    epoch: u64,
+    kind: MetricKind,
+    /// Values (label count).
+    n: u32,
+    /// Its name and encoded label values in the cache's arena: `[start, start + name_len)` the
+    /// name, then the values up to `end`.
+    start: u32,
+    name_len: u32,
+    end: u32,
     series: Series,
 }
 
+impl thread_cache::Entry for Entry {
+    fn hash(&self) -> u64 {
+        self.hash
+    }
+}
+
+/// Encoded label values are joined by this byte, which no UTF-8 string holds.
+const SEP: u8 = 0xFF;
+
 impl Entry {
-    fn matches(&self, registry: u64, kind: MetricKind, hash: u64, name: &str, values: &[&str]) -> bool {
-        self.hash == hash
-            && self.registry == registry
-            && self.kind == kind
-            && self.n == values.len()
-            && *self.name == *name
-            && split(&self.values, self.n).eq(values.iter().copied())
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn matches(
+        &self,
+        arena: &[u8],
+        registry: u64,
+        epoch: u64,
+        kind: MetricKind,
+        hash: u64,
+        name: &str,
+        values: &[&str],
+    ) -> bool {
+        if self.hash != hash
+            || (self.registry ^ registry) | (self.epoch ^ epoch) != 0
+            || self.kind != kind
+            || self.n as usize != values.len()
+        {
+            return false;
+        }
+        let stored = &arena[self.start as usize..self.end as usize];
+        let (stored_name, mut rest) = stored.split_at(self.name_len as usize);
+        if stored_name != name.as_bytes() {
+            return false;
+        }
+        // `rest` is the values joined by `SEP` (see `labels::encode`).
+        for (i, v) in values.iter().enumerate() {
+            let v = v.as_bytes();
+            if i > 0 {
+                match rest.split_first() {
+                    Some((&SEP, r)) => rest = r,
+                    _ => return false,
+                }
+            }
+            match rest.get(..v.len()) {
+                Some(head) if head == v => rest = &rest[v.len()..],
+                _ => return false,
+            }
+        }
+        rest.is_empty()
+    }
+}
+
+/// One thread's cache of name-based recording: entries in a table that grows to the working set
+/// (see [`crate::thread_cache`]), their names and label values in one byte arena, so caching a
+/// series allocates only when the arena or the table grows. An entry is 64 bytes, its key bytes
+/// as long as its name and values: at the cap of 32,768 slots, 2 MiB plus the bytes.
+struct NameCache {
+    table: thread_cache::Table<Entry>,
+    arena: Vec<u8>,
+    /// Arena bytes of entries dropped or replaced, reclaimed by compaction.
+    garbage: usize,
+}
+
+impl NameCache {
+    #[allow(clippy::too_many_arguments)]
+    fn insert(
+        &mut self,
+        registry: u64,
+        epoch: u64,
+        kind: MetricKind,
+        hash: u64,
+        name: &str,
+        values: &[&str],
+        series: Series,
+    ) {
+        if self.table.epoch() != epoch {
+            self.table.reset(epoch);
+            self.arena.clear();
+            self.garbage = 0;
+        }
+        let len = name.len() + values.iter().map(|v| v.len() + 1).sum::<usize>();
+        if self.arena.len() + len > u32::MAX as usize {
+            return;
+        }
+        let start = self.arena.len();
+        self.arena.extend_from_slice(name.as_bytes());
+        for (i, v) in values.iter().enumerate() {
+            if i > 0 {
+                self.arena.push(SEP);
+            }
+            self.arena.extend_from_slice(v.as_bytes());
+        }
+        let entry = Entry {
+            hash,
+            registry,
+            epoch,
+            kind,
+            n: values.len() as u32,
+            start: start as u32,
+            name_len: name.len() as u32,
+            end: self.arena.len() as u32,
+            series,
+        };
+        if let Some(old) = self.table.insert(epoch, entry) {
+            self.garbage += (old.end - old.start) as usize;
+            if self.garbage * 2 > self.arena.len() {
+                self.compact();
+            }
+        }
+    }
+
+    /// Copies the key bytes of the cached entries to a new arena (when more than half of the old
+    /// one belongs to entries replaced at the table's cap).
+    fn compact(&mut self) {
+        let mut arena = Vec::with_capacity(self.arena.len() - self.garbage);
+        for e in self.table.entries_mut() {
+            let start = arena.len();
+            arena.extend_from_slice(&self.arena[e.start as usize..e.end as usize]);
+            e.start = start as u32;
+            e.end = arena.len() as u32;
+        }
+        self.arena = arena;
+        self.garbage = 0;
+    }
+}
+
+impl Drop for NameCache {
+    fn drop(&mut self) {
+        self.table.free();
     }
 }
 
 thread_local! {
-    static CACHE: RefCell<Vec<Option<Entry>>> = const { RefCell::new(Vec::new()) };
+    static CACHE: RefCell<NameCache> = const {
+        RefCell::new(NameCache {
+            table: thread_cache::Table::new(),
+            arena: Vec::new(),
+            garbage: 0,
+        })
+    };
 }
 
 fn key_hash(registry: u64, kind: MetricKind, name: &str, values: &[&str]) -> u64 {
@@ -568,7 +688,7 @@ fn key_hash(registry: u64, kind: MetricKind, name: &str, values: &[&str]) -> u64
     h.write_u8(kind as u8);
     h.write(name.as_bytes());
     for v in values {
-        h.write_u8(0xFF);
+        h.write_u8(SEP);
         h.write(v.as_bytes());
     }
     h.finish()

@@ -7,9 +7,11 @@
 //! pointing at the shared series' cells. In steady state a facade call touches only the calling
 //! thread's cache, its own `Arc`, and its own shard of the series.
 //!
-//! The cache is direct-mapped by the key's precomputed hash; a hit is checked by pointer first
-//! (the macros pass `static` keys for literal names and labels, so a stored clone shares their
-//! name and label slices), then by value.
+//! The cache is an open-addressing table per kind that grows to the thread's working set (see
+//! [`crate::thread_cache`]), indexed by the key's precomputed hash; a hit is checked by pointer
+//! first (the macros pass `static` keys for literal names and labels, so a stored clone shares
+//! their name and label slices), then by value, each name and label by address before bytes.
+//! Entries carry the cache epoch they were resolved at and are revalidated against it.
 //!
 //! Everything below happens on a cache miss only (when a key is resolved); a hit records straight
 //! into the series it resolved to.
@@ -80,8 +82,9 @@
 //! once a minute says how many more were not logged one by one.
 
 use std::borrow::Cow;
-use std::cell::Cell;
+use std::cell::UnsafeCell;
 use std::sync::Arc;
+use std::thread::LocalKey;
 
 use crossbeam_utils::CachePadded;
 use metrics::{Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName, Metadata, SharedString, Unit};
@@ -92,6 +95,7 @@ use crate::storage::counter::CounterCell;
 use crate::storage::gauge::GaugeCell;
 use crate::storage::histogram::HistogramCell;
 use crate::storage::summary::SummaryCell;
+use crate::thread_cache::{self, cache_epoch};
 use crate::{MetricKind, MetricsError, MetricsManager, LABEL_VALUE_TRUNCATED_METRIC, MAX_LABEL_VALUE_LEN};
 
 /// The `metrics` recorder of a [`MetricsManager`]; [`MetricsManager::install`] makes it global.
@@ -210,87 +214,78 @@ impl HistogramFn for FacadeError {
     }
 }
 
+/// A resolved facade key, in this thread's table for its kind.
 struct Entry<T> {
+    /// The registry it was resolved in, and the [`cache_epoch`] loaded before.
     registry: u64,
+    epoch: u64,
     key: Key,
     handle: T,
 }
 
-/// Direct-mapped by the key's hash (see [`slot`]). A fixed-size array, so indexing needs no check.
-struct Table<T>([Option<Entry<T>>; SLOTS]);
-
-const SLOTS: usize = 1024;
-
-/// The cache slot of `key`.
-#[inline(always)]
-fn slot(key: &Key) -> usize {
-    key.get_hash() as usize & (SLOTS - 1)
-}
-
-/// One thread's resolved facade handles, the three tables inline in one allocation (about
-/// 250 KiB), so a hit follows one pointer (the thread-local one) to its entry.
-struct Caches {
-    counters: Table<Counter>,
-    gauges: Table<Gauge>,
-    histograms: Table<Histogram>,
-}
-
-impl Caches {
-    /// Empty caches, built in place on the heap (too big for a thread's stack).
-    fn new() -> Box<Self> {
-        let mut b = Box::<Self>::new_uninit();
-        let p = b.as_mut_ptr();
-        for i in 0..SLOTS {
-            // SAFETY: `p` points to the allocation of an uninitialised `Caches`; each write
-            // initialises one entry in place, and the loop writes every entry of every table.
-            unsafe {
-                std::ptr::addr_of_mut!((*p).counters.0[i]).write(None);
-                std::ptr::addr_of_mut!((*p).gauges.0[i]).write(None);
-                std::ptr::addr_of_mut!((*p).histograms.0[i]).write(None);
-            }
-        }
-        // SAFETY: every field (the three tables, all their entries) was initialised above.
-        unsafe { b.assume_init() }
+impl<T> thread_cache::Entry for Entry<T> {
+    fn hash(&self) -> u64 {
+        self.key.get_hash()
     }
 }
 
-/// `CACHES` after the thread's caches were freed (thread teardown): resolve without caching.
-const DEAD: *mut Caches = std::ptr::dangling_mut();
+impl<T> Entry<T> {
+    /// Whether it is valid for a lookup of registry `id` at `epoch`: one compare and branch.
+    #[inline(always)]
+    fn valid(&self, id: u64, epoch: u64) -> bool {
+        (self.registry ^ id) | (self.epoch ^ epoch) == 0
+    }
+}
+
+/// One thread's resolved facade handles of one kind, by the key's precomputed hash (see
+/// [`thread_cache`]). An entry is about 90 bytes: 2.8 MiB at the cap of 32,768 slots.
+type Table<T> = thread_cache::Table<Entry<T>>;
 
 thread_local! {
-    /// This thread's caches: null until first use, [`DEAD`] once freed. Const-initialised and
-    /// without `Drop`, so the hot path reads it with one thread-local load and no state check.
-    static CACHES: Cell<*mut Caches> = const { Cell::new(std::ptr::null_mut()) };
-    /// Frees the caches when the thread exits.
+    /// This thread's tables. Const-initialised and without `Drop` (plain data): a hit reads its
+    /// table's slot pointer and mask with thread-local loads and no state check. Freed by
+    /// [`CACHES_GUARD`] when the thread exits.
+    static COUNTERS: UnsafeCell<Table<Counter>> = const { UnsafeCell::new(Table::new()) };
+    static GAUGES: UnsafeCell<Table<Gauge>> = const { UnsafeCell::new(Table::new()) };
+    static HISTOGRAMS: UnsafeCell<Table<Histogram>> = const { UnsafeCell::new(Table::new()) };
+    /// Frees the tables when the thread exits; registered by the first insert.
     static CACHES_GUARD: CachesGuard = const { CachesGuard };
 }
+
+/// One of the thread-local tables.
+type Local<T> = &'static LocalKey<UnsafeCell<Table<T>>>;
 
 struct CachesGuard;
 
 impl Drop for CachesGuard {
     fn drop(&mut self) {
-        let p = CACHES.replace(DEAD);
-        if !p.is_null() && p != DEAD {
-            // SAFETY: `p` came from `Box::into_raw` in `caches`, and is no longer reachable through
-            // `CACHES`; no reference into it is held across calls (see `MetricsRecorder::cached`).
-            drop(unsafe { Box::from_raw(p) });
+        fn free<T>(table: Local<T>) {
+            // Another thread-local's destructor may run after this one and record through the
+            // facade: it finds the table unallocated and `CACHES_GUARD` gone, and resolves without
+            // caching (`MetricsRecorder::miss`).
+            let _ = table.try_with(|t| {
+                // SAFETY: no reference into the table is held across calls (see `table`).
+                unsafe { &mut *t.get() }.free()
+            });
         }
+        free(&COUNTERS);
+        free(&GAUGES);
+        free(&HISTOGRAMS);
     }
 }
 
-/// This thread's caches, allocating them on first use; null during thread teardown. Called by every
-/// cache miss (the hit path reads `CACHES` itself).
-fn caches() -> *mut Caches {
-    let p = CACHES.get();
-    if p == DEAD || !p.is_null() {
-        return if p == DEAD { std::ptr::null_mut() } else { p };
-    }
-    if CACHES_GUARD.try_with(|_| ()).is_err() {
-        return std::ptr::null_mut();
-    }
-    let p = Box::into_raw(Caches::new());
-    CACHES.set(p);
-    p
+/// This thread's table behind `local`.
+///
+/// # Safety
+///
+/// The caller holds no other reference into the table while it uses this one: every use is a
+/// short block that calls no code which could reach the table again (key compares, a handle's
+/// `clone`, dropping entries whose handles drop no facade state), never `resolve`.
+#[inline(always)]
+unsafe fn table<T>(local: Local<T>) -> &'static mut Table<T> {
+    // SAFETY: the pointer is to this thread's live thread-local (const-initialised, no
+    // destructor: it is never torn down while the thread runs); exclusivity is the caller's.
+    unsafe { &mut *local.with(UnsafeCell::get) }
 }
 
 /// Whether two keys are the same `static` key: their hashes, and their name and label slices by
@@ -302,71 +297,74 @@ fn same_static_key(a: &Key, b: &Key) -> bool {
         && std::ptr::eq(a.labels().as_slice(), b.labels().as_slice())
 }
 
-/// Whether two keys are equal, each part compared by address first: a key built per call (a
-/// dynamic label) usually still has a `static` name, whose bytes need no compare.
+/// Whether two strings are equal, by address first: a key built per call (a dynamic label)
+/// usually still has `static` names and often `static` values, whose bytes need no compare.
+#[inline(always)]
+fn same_str(a: &str, b: &str) -> bool {
+    std::ptr::eq(a, b) || a == b
+}
+
+/// Whether two keys are equal, each part compared by address first.
 fn same_key(a: &Key, b: &Key) -> bool {
-    if a.get_hash() != b.get_hash() {
+    if a.get_hash() != b.get_hash() || !same_str(a.name(), b.name()) {
         return false;
     }
-    let (an, bn) = (a.name(), b.name());
     let (al, bl) = (a.labels().as_slice(), b.labels().as_slice());
-    (std::ptr::eq(an, bn) || an == bn) && (std::ptr::eq(al, bl) || al == bl)
+    std::ptr::eq(al, bl)
+        || al.len() == bl.len()
+            && al
+                .iter()
+                .zip(bl)
+                .all(|(x, y)| same_str(x.key(), y.key()) && same_str(x.value(), y.value()))
 }
 
 impl MetricsRecorder {
-    /// The handle cached for `key` in `t`, when the entry in its slot is from this registry and
-    /// `same` finds it the same key.
-    #[inline(always)]
-    fn lookup<T: Clone>(&self, t: &Table<T>, key: &Key, same: fn(&Key, &Key) -> bool) -> Option<T> {
-        match &t.0[slot(key)] {
-            Some(e) if e.registry == self.id && same(&e.key, key) => Some(e.handle.clone()),
-            _ => None,
-        }
-    }
-
     /// The handle for `key` from this thread's cache, resolving (and caching) it on a miss. Only the
-    /// hit of a `static` key is inlined, a few loads and compares and the handle's `clone`, so it
-    /// calls nothing and saves no registers; everything else is the out-of-line `miss`.
+    /// hit of a `static` key in its home slot is inlined, a few loads and compares and the
+    /// handle's `clone`, so it calls nothing and saves no registers; everything else is the
+    /// out-of-line `miss`.
     #[inline(always)]
-    fn cached<T: Clone>(&self, key: &Key, table: fn(&mut Caches) -> &mut Table<T>, resolve: fn(&Self, &Key) -> T) -> T {
-        let p = CACHES.get();
-        if !p.is_null() && p != DEAD {
-            // SAFETY:
-            // - `p` is this thread's live `Box<Caches>` (not null, not DEAD), freed only by this
-            //   thread's `CachesGuard` after `CACHES` stops pointing at it;
-            // - no other reference into it exists: every use is a short block like this one that
-            //   calls no code which could re-enter the cache (only key comparison and `clone`).
-            if let Some(handle) = self.lookup(table(unsafe { &mut *p }), key, same_static_key) {
-                return handle;
+    fn cached<T: Clone>(&self, key: &Key, local: Local<T>, resolve: fn(&Self, &Key) -> T) -> T {
+        // SAFETY: the reference lives for this block only, which calls no code that reaches the
+        // table (compares and `clone`).
+        if let Some(e) = unsafe { table(local) }.home(key.get_hash()) {
+            if e.valid(self.id, cache_epoch()) && same_static_key(&e.key, key) {
+                return e.handle.clone();
             }
         }
-        self.miss(key, table, resolve)
+        self.miss(key, local, resolve)
     }
 
     /// [`MetricsRecorder::cached`] past its fast hit: a cached key equal by value (a key built at
-    /// run time, e.g. with a dynamic label), a key not cached, or a thread with no cache (yet, or
-    /// any more).
+    /// run time, e.g. with a dynamic label), one past its home slot, a key not cached, or a thread
+    /// whose tables are gone (thread teardown).
     #[inline(never)]
-    fn miss<T: Clone>(&self, key: &Key, table: fn(&mut Caches) -> &mut Table<T>, resolve: fn(&Self, &Key) -> T) -> T {
-        let p = caches();
-        if p.is_null() {
-            return resolve(self, key);
-        }
+    fn miss<T: Clone>(&self, key: &Key, local: Local<T>, resolve: fn(&Self, &Key) -> T) -> T {
+        let epoch = cache_epoch();
+        let hash = key.get_hash();
         // SAFETY: as in `cached`.
-        if let Some(handle) = self.lookup(table(unsafe { &mut *p }), key, same_key) {
-            return handle;
+        let hit = unsafe { table(local) }.find(hash, |e| e.valid(self.id, epoch) && same_key(&e.key, key));
+        if let Some(e) = hit {
+            return e.handle.clone();
         }
         // Resolving may log, and a logger may record through the facade: no reference into the
-        // cache is held meanwhile.
+        // table is held meanwhile.
+        thread_cache::count_resolve();
         let handle = resolve(self, key);
-        let entry = Entry {
-            registry: self.id,
-            key: key.clone(),
-            handle: handle.clone(),
-        };
-        // SAFETY: as in `cached`; the re-entrant calls during `resolve` have ended.
-        let old = table(unsafe { &mut *p }).0[slot(key)].replace(entry);
-        drop(old);
+        // SAFETY: as in `cached`; the re-entrant calls during `resolve` have ended. Dropping the
+        // entries `insert` replaces drops handles only.
+        let t = unsafe { table(local) };
+        // The first entry registers the guard that frees the table; during thread teardown (the
+        // guard gone) nothing is cached.
+        if t.is_allocated() || CACHES_GUARD.try_with(|_| ()).is_ok() {
+            let entry = Entry {
+                registry: self.id,
+                epoch,
+                key: key.clone(),
+                handle: handle.clone(),
+            };
+            t.insert(epoch, entry);
+        }
         handle
     }
 
@@ -543,16 +541,16 @@ impl metrics::Recorder for MetricsRecorder {
 
     #[inline]
     fn register_counter(&self, key: &Key, _metadata: &Metadata<'_>) -> Counter {
-        self.cached(key, |c| &mut c.counters, Self::resolve_counter)
+        self.cached(key, &COUNTERS, Self::resolve_counter)
     }
 
     #[inline]
     fn register_gauge(&self, key: &Key, _metadata: &Metadata<'_>) -> Gauge {
-        self.cached(key, |c| &mut c.gauges, Self::resolve_gauge)
+        self.cached(key, &GAUGES, Self::resolve_gauge)
     }
 
     #[inline]
     fn register_histogram(&self, key: &Key, _metadata: &Metadata<'_>) -> Histogram {
-        self.cached(key, |c| &mut c.histograms, Self::resolve_histogram)
+        self.cached(key, &HISTOGRAMS, Self::resolve_histogram)
     }
 }

@@ -188,3 +188,51 @@ fn series_map_walk_during_creation() {
         }
     });
 }
+
+/// One thread creates series (crossing two growths of the index table: under loom it starts with
+/// two slots and holds at most 3/4 of them) while another looks each of them up without the
+/// mutex: a lookup finds the right series or none (created too recently), never another one or a
+/// partly written one; afterwards every lookup finds its series.
+#[test]
+fn series_map_lock_free_get_during_creation() {
+    const VALUES: [&str; 4] = ["a", "bc", "def", ""];
+    loom::model(|| {
+        let map = Arc::new(SeriesMap::<String>::new());
+        let reader = {
+            let map = Arc::clone(&map);
+            thread::Builder::new()
+                .stack_size(8 << 20)
+                .spawn(move || {
+                    let mut found = 0;
+                    for (i, v) in VALUES.iter().enumerate().rev() {
+                        if let Some(s) = map.get(&[v]) {
+                            assert_eq!(*s, format!("series{i}"));
+                            found += 1;
+                        }
+                    }
+                    found
+                })
+                .unwrap()
+        };
+        let writer = {
+            let map = Arc::clone(&map);
+            thread::Builder::new()
+                .stack_size(8 << 20)
+                .spawn(move || {
+                    let mut buf = Vec::new();
+                    for (i, v) in VALUES.iter().enumerate() {
+                        buf.clear();
+                        buf.extend_from_slice(v.as_bytes());
+                        assert!(map.lock().insert(&buf, format!("series{i}")));
+                    }
+                })
+                .unwrap()
+        };
+        writer.join().unwrap();
+        assert!(reader.join().unwrap() <= VALUES.len());
+        for (i, v) in VALUES.iter().enumerate() {
+            assert_eq!(map.get(&[v]), Some(&format!("series{i}")));
+        }
+        assert_eq!(map.get(&["x"]), None);
+    });
+}

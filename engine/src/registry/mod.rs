@@ -31,7 +31,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
-pub(crate) use labels::encode as encode_labels;
 pub(crate) use limits::truncate_label_value;
 use limits::LogOnce;
 pub use limits::MAX_LABEL_VALUE_LEN;
@@ -692,6 +691,10 @@ impl Registry {
                 limit: MAX_LABEL_VALUE_LEN,
                 found: values[i].len(),
             });
+        }
+        // A series that exists is found without a lock or an allocation.
+        if let Some(s) = family.series.get(values) {
+            return Ok(s.clone());
         }
         let mut buf = Vec::with_capacity(values.iter().map(|v| v.len() + 1).sum());
         labels::encode(values, &mut buf);

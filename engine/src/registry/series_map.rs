@@ -5,13 +5,24 @@
 //! positions finds a series by its values. Per series that is the label bytes, a 4-byte end
 //! position, the handle and about 5 bytes of table, with no allocation of its own.
 //!
-//! Creation and walks do not wait for each other. The hash table sits behind the map's mutex,
-//! which serialises creation ([`SeriesMap::lock`]); the arrays and the arena are append-only and
-//! segmented: segment `k` holds `BASE << k` items, is allocated when the first item goes into it
-//! and never moves, so an item once written stays where it is and no growth copies anything. The
-//! writer (the mutex holder) writes an entry, then publishes `len` with `Release`; a walk
-//! ([`SeriesMap::iter`]) loads `len` with `Acquire` and reads entries `[0, len)`, with no lock: it
-//! sees every series created before it began, and those created meanwhile whole or not at all.
+//! Creation, lookups and walks do not wait for each other. Creation is serialised by the map's
+//! mutex ([`SeriesMap::lock`]); the arrays and the arena are append-only and segmented: segment
+//! `k` holds `BASE << k` items, is allocated when the first item goes into it and never moves, so
+//! an item once written stays where it is and no growth copies anything. The writer (the mutex
+//! holder) writes an entry, then publishes `len` with `Release`; a walk ([`SeriesMap::iter`])
+//! loads `len` with `Acquire` and reads entries `[0, len)`, with no lock: it sees every series
+//! created before it began, and those created meanwhile whole or not at all.
+//!
+//! The hash index is lock-free for readers too ([`SeriesMap::get`]): an open-addressing table of
+//! `AtomicU32` positions (linear probing, at most 3/4 full), reached through an `AtomicPtr`. The
+//! writer stores a new series' position into an empty slot with `Release` after the entry is
+//! written; a reader loads slots with `Acquire`, so a position it sees names a whole entry, whose
+//! label bytes it compares (entries never change). A full table is replaced by one twice as
+//! large, built under the mutex and published by pointer with `Release`. Readers that still probe
+//! the old one may miss series created since (callers then take the mutex and look again), so
+//! old tables are kept, never written again, until the map drops: with doubling they add less
+//! than the current table, so the index is at most twice its final size (4 to 11 bytes per
+//! series, plus as much again for the old tables) and readers need no reclamation scheme.
 //!
 //! The arena's positions are logical: byte `p` is in arena segment `seg(p)` as above. A value
 //! never spans two segments: one that does not fit in the rest of the current segment starts at
@@ -25,16 +36,14 @@
 //! never move or change once published.
 
 use std::alloc::{self, Layout};
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher as _};
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::ptr;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::PoisonError;
 
-use hashbrown::HashTable;
-
-use crate::loom::{AtomicPtr, AtomicUsize, Mutex, MutexGuard, UnsafeCell};
+use crate::loom::{AtomicPtr, AtomicU32, AtomicUsize, Mutex, MutexGuard, UnsafeCell};
 
 /// Label values are hashed with random keys, so a crafted set of values cannot make one family's
 /// lookups collide. Under loom the keys are fixed: a lookup's probes read entries through modelled
@@ -327,15 +336,70 @@ impl Drop for ByteArena {
     }
 }
 
-/// The hash index: positions of series, hashed by their label bytes.
-struct Index {
-    table: HashTable<u32>,
-    hasher: Hasher,
+/// An empty slot of an [`IndexTable`] (positions are below `u32::MAX`: see `insert`).
+const EMPTY: u32 = u32::MAX;
+
+/// Slots of the first index table. Eight: a family of one series (no labels) costs 32 bytes.
+#[cfg(not(loom))]
+const MIN_SLOTS: usize = 8;
+/// Two under loom, so a model of four series grows the table twice.
+#[cfg(loom)]
+const MIN_SLOTS: usize = 2;
+
+/// One generation of the hash index: series positions by the hash of their label values, linear
+/// probing from `hash & mask`. Never more than 3/4 full, so every probe sequence reaches an
+/// empty slot.
+struct IndexTable {
+    mask: usize,
+    slots: Box<[AtomicU32]>,
 }
+
+impl IndexTable {
+    fn new(slots: usize) -> Box<Self> {
+        debug_assert!(slots.is_power_of_two());
+        Box::new(Self {
+            mask: slots - 1,
+            slots: (0..slots).map(|_| AtomicU32::new(EMPTY)).collect(),
+        })
+    }
+
+    /// Whether `len` series fit (at most 3/4 of the slots used).
+    fn fits(&self, len: usize) -> bool {
+        len * 4 <= self.slots.len() * 3
+    }
+
+    /// Stores `pos` in the first empty slot of `hash`'s probe sequence.
+    ///
+    /// Only the mutex holder calls it. `Release`: pairs with the `Acquire` load of a slot in
+    /// `SeriesMap::probe`, so a reader that sees `pos` sees entry `pos` written.
+    fn store(&self, hash: u64, pos: u32) {
+        let mut i = hash as usize & self.mask;
+        // Relaxed: slots are stored only by the mutex holder, ordered by the mutex.
+        while self.slots[i].load(Relaxed) != EMPTY {
+            i = (i + 1) & self.mask;
+        }
+        self.slots[i].store(pos, Release);
+    }
+}
+
+/// What the mutex guards: the index tables, current and retired.
+struct Index {
+    /// Tables replaced by larger ones, kept until the map drops: readers may still probe them.
+    retired: Vec<*mut IndexTable>,
+}
+
+// SAFETY: the pointers in `retired` own their tables (from `Box::into_raw`), which hold only
+// atomics: moving them to another thread moves that ownership.
+unsafe impl Send for Index {}
 
 /// The series of one family, `S` being a series' handle.
 pub struct SeriesMap<S> {
     index: Mutex<Index>,
+    /// The current index table, null before the first series. Stored by the mutex holder with
+    /// `Release` (after filling a new table), loaded by readers with `Acquire`.
+    table: AtomicPtr<IndexTable>,
+    /// Hashes label values for the index; read without the mutex.
+    hasher: Hasher,
     /// Entries `[0, len)` are written; stored by the mutex holder after it writes an entry.
     len: AtomicUsize,
     /// Where series `i`'s values end in the arena.
@@ -350,14 +414,47 @@ pub struct LockedSeriesMap<'a, S> {
     index: MutexGuard<'a, Index>,
 }
 
+/// Separator of encoded label values (see [`encode`](super::labels::encode)).
+const SEP: u8 = 0xFF;
+
+/// Label values to look up: encoded, or one `&str` per label.
+#[derive(Clone, Copy)]
+enum Query<'q> {
+    Encoded(&'q [u8]),
+    Values(&'q [&'q str]),
+}
+
+impl Query<'_> {
+    /// Whether these are the encoded values `stored`.
+    #[inline]
+    fn matches(self, stored: &[u8]) -> bool {
+        match self {
+            Query::Encoded(q) => q == stored,
+            Query::Values(vs) => {
+                let Some((last, init)) = vs.split_last() else {
+                    return stored.is_empty();
+                };
+                let mut rest = stored;
+                for v in init {
+                    let v = v.as_bytes();
+                    match rest.get(v.len()) {
+                        Some(&SEP) if rest[..v.len()] == *v => rest = &rest[v.len() + 1..],
+                        _ => return false,
+                    }
+                }
+                rest == last.as_bytes()
+            }
+        }
+    }
+}
+
 impl<S> SeriesMap<S> {
     /// An empty map.
     pub fn new() -> Self {
         Self {
-            index: Mutex::new(Index {
-                table: HashTable::new(),
-                hasher: Hasher::default(),
-            }),
+            index: Mutex::new(Index { retired: Vec::new() }),
+            table: AtomicPtr::new(ptr::null_mut()),
+            hasher: Hasher::default(),
             len: AtomicUsize::new(0),
             ends: Segments::new(),
             series: Segments::new(),
@@ -379,6 +476,82 @@ impl<S> SeriesMap<S> {
     pub fn len(&self) -> usize {
         // Relaxed: only the number is used, no entry is read through it.
         self.len.load(Relaxed)
+    }
+
+    /// The hash of label values: the values one by one, separated by [`SEP`], so encoded values
+    /// (split at the separator) and the same values as `&str`s make the same calls and the same
+    /// hash whatever the hasher does with the boundaries of `write`s.
+    fn hash(&self, q: Query<'_>) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        match q {
+            Query::Encoded(bytes) => {
+                for (i, v) in bytes.split(|&b| b == SEP).enumerate() {
+                    if i > 0 {
+                        h.write_u8(SEP);
+                    }
+                    h.write(v);
+                }
+            }
+            Query::Values(vs) => {
+                for (i, v) in vs.iter().enumerate() {
+                    if i > 0 {
+                        h.write_u8(SEP);
+                    }
+                    h.write(v.as_bytes());
+                }
+            }
+        }
+        h.finish()
+    }
+
+    /// The position of the series `q` names, probing the current index table without a lock.
+    /// `None` may also mean the series was created after the table this call loaded was
+    /// replaced: the mutex holder's lookup ([`LockedSeriesMap::get`]) is exact.
+    fn probe(&self, q: Query<'_>) -> Option<usize> {
+        // Acquire: pairs with the `Release` store of the pointer in `LockedSeriesMap::insert`, so
+        // the table's slots as filled before it was published are visible.
+        let table = self.table.load(Acquire);
+        if table.is_null() {
+            return None;
+        }
+        // SAFETY: a non-null `table` comes from `Box::into_raw` in `insert` and is freed only when
+        // the map drops (current or retired), which `&self` excludes.
+        let table = unsafe { &*table };
+        let mut i = self.hash(q) as usize & table.mask;
+        // At most 3/4 of the slots are used, so the probe meets an empty slot; the bound only
+        // guards against a broken invariant.
+        for _ in 0..table.slots.len() {
+            // Acquire: pairs with the `Release` store of the position (`IndexTable::store`), which
+            // follows the writes of entry `pos` (and the `Release` store of `len` past it).
+            let pos = table.slots[i].load(Acquire);
+            if pos == EMPTY {
+                return None;
+            }
+            let pos = pos as usize;
+            // SAFETY: `pos` was stored after entry `pos` was written and `len` published past it,
+            // and that store happens-before this read (the Acquire load above).
+            if q.matches(unsafe { self.entry(pos) }.0) {
+                return Some(pos);
+            }
+            i = (i + 1) & table.mask;
+        }
+        None
+    }
+
+    /// The series with these label values (in label-name order), without a lock. `None` when
+    /// there is none, or when it was created so recently that this lookup did not see it: take
+    /// the mutex ([`SeriesMap::lock`]) and look again before creating one.
+    pub fn get(&self, values: &[&str]) -> Option<&S> {
+        let pos = self.probe(Query::Values(values))?;
+        // SAFETY: `probe` found entry `pos` published (see there).
+        Some(unsafe { self.series.get(pos) })
+    }
+
+    /// [`SeriesMap::get`] by encoded label values.
+    pub fn get_encoded(&self, values: &[u8]) -> Option<&S> {
+        let pos = self.probe(Query::Encoded(values))?;
+        // SAFETY: `probe` found entry `pos` published (see there).
+        Some(unsafe { self.series.get(pos) })
     }
 
     /// Every series created before this call, and maybe some created during the walk, with its
@@ -423,6 +596,14 @@ impl<S> Drop for SeriesMap<S> {
         // SAFETY: exactly entries `[0, len)` were written (`insert` writes entry `len` before it
         // stores `len + 1`), and the map is being dropped, so they are not used after.
         unsafe { self.series.drop_prefix(len) };
+        // Relaxed: `&mut self` excludes every other access.
+        let table = self.table.load(Relaxed);
+        let index = self.index.get_mut().unwrap_or_else(PoisonError::into_inner);
+        for t in index.retired.drain(..).chain((!table.is_null()).then_some(table)) {
+            // SAFETY: each table came from `Box::into_raw` in `insert`, is either retired or
+            // current (never both), and no reader is left (`&mut self`).
+            drop(unsafe { Box::from_raw(t) });
+        }
     }
 }
 
@@ -433,23 +614,11 @@ impl<'a, S> LockedSeriesMap<'a, S> {
         self.map.len.load(Relaxed)
     }
 
-    /// Series `i`'s encoded label values, for `i < len`.
-    fn values(map: &SeriesMap<S>, i: usize) -> &[u8] {
-        // SAFETY: `i < len` (callers), and the mutex, held by the caller, orders every entry's
-        // write before this read.
-        unsafe { map.entry(i).0 }
-    }
-
     /// The series with these encoded label values.
     pub fn get(&self, values: &[u8]) -> Option<&S> {
-        let map = self.map;
-        let hash = self.index.hasher.hash_one(values);
-        let &i = self
-            .index
-            .table
-            .find(hash, |&i| Self::values(map, i as usize) == values)?;
-        // SAFETY: positions in the table are below `len` and were written under the mutex.
-        Some(unsafe { map.series.get(i as usize) })
+        // Under the mutex the current table holds every series: it is stored by this mutex's
+        // holders only.
+        self.map.get_encoded(values)
     }
 
     /// Adds a series that [`LockedSeriesMap::get`] did not find. `false` (and nothing added) when
@@ -459,10 +628,11 @@ impl<'a, S> LockedSeriesMap<'a, S> {
         debug_assert!(self.get(values).is_none(), "insert of an existing series");
         let map = self.map;
         let i = self.len();
+        // Positions below `EMPTY`.
         let Ok(pos) = u32::try_from(i) else {
             return false;
         };
-        if !Segments::<S>::in_range(i) {
+        if pos == EMPTY || !Segments::<S>::in_range(i) {
             return false;
         }
         // SAFETY: `i - 1 < len`, written under the mutex.
@@ -480,10 +650,31 @@ impl<'a, S> LockedSeriesMap<'a, S> {
         // Release: publishes entry `i`, its bytes and any segment allocated for them to walks that
         // load `len` with `Acquire` (`SeriesMap::iter`).
         map.len.store(i + 1, Release);
-        let hash = self.index.hasher.hash_one(values);
-        // The table rehashes what it holds as it grows; `hasher` is borrowed by it meanwhile.
-        let Index { table, hasher } = &mut *self.index;
-        table.insert_unique(hash, pos, |&j| hasher.hash_one(Self::values(map, j as usize)));
+        let hash = map.hash(Query::Encoded(values));
+        // Relaxed: the table pointer is stored only under the mutex this guard holds.
+        let current = map.table.load(Relaxed);
+        // SAFETY: a non-null table pointer is live until the map drops (see `SeriesMap::probe`).
+        let slots = match unsafe { current.as_ref() } {
+            Some(table) if table.fits(i + 1) => {
+                table.store(hash, pos);
+                return true;
+            }
+            Some(table) => 2 * table.slots.len(),
+            None => MIN_SLOTS,
+        };
+        // A table twice as large (or the first one) holding every series, `i` included.
+        let table = IndexTable::new(slots);
+        for j in 0..i {
+            // SAFETY: `j < len`, written under the mutex.
+            table.store(map.hash(Query::Encoded(unsafe { map.entry(j) }.0)), j as u32);
+        }
+        table.store(hash, pos);
+        // Release: pairs with the `Acquire` load in `SeriesMap::probe`: a reader that loads the
+        // new pointer sees the slots filled above and the entries they name.
+        map.table.store(Box::into_raw(table), Release);
+        if !current.is_null() {
+            self.index.retired.push(current);
+        }
         true
     }
 }
@@ -571,6 +762,79 @@ mod tests {
         assert!(order.iter().zip(&keys).all(|(a, b)| *a == b.as_slice()));
         assert_eq!(order[keys.len()], b"");
         assert_eq!(m.len(), keys.len() + 1);
+    }
+
+    /// The lock-free lookup by values finds what the locked one finds, across index growths, and
+    /// tells value lists apart that differ only in where the separators fall.
+    #[test]
+    fn lock_free_get_by_values() {
+        let m = SeriesMap::new();
+        let n = scaled(3000);
+        let values = |i: usize| [format!("k{}", i % 7), format!("v{i}"), String::new()];
+        let mut buf = Vec::new();
+        for i in 0..n {
+            let v = values(i);
+            crate::registry::labels::encode(&v, &mut buf);
+            let mut w = m.lock();
+            assert!(w.get(&buf).is_none());
+            assert!(w.insert(&buf, i));
+            drop(w);
+            for j in [0, i / 2, i] {
+                let v = values(j);
+                let refs: Vec<&str> = v.iter().map(String::as_str).collect();
+                assert_eq!(m.get(&refs), Some(&j), "series {j} after {i} inserts");
+            }
+        }
+        assert_eq!(m.get(&["k0", "v0"]), None, "fewer values");
+        assert_eq!(m.get(&["k0", "v0", "", ""]), None, "more values");
+        assert_eq!(m.get(&["k0\u{ff}v0", ""]), None);
+        let m2 = SeriesMap::new();
+        assert_eq!(m2.get(&["a"]), None::<&u8>, "empty map");
+        assert!(m2.lock().insert(b"", 7u8));
+        assert_eq!(m2.get(&[""]), Some(&7));
+        assert_eq!(m2.get(&["a"]), None);
+    }
+
+    /// Lookups without the lock on other threads while one thread inserts (and the index grows):
+    /// each finds its series or, for one created too recently, nothing.
+    #[test]
+    fn lock_free_gets_during_inserts() {
+        let n = scaled(20_000) as u32;
+        let m = Arc::new(SeriesMap::<u32>::new());
+        let readers: Vec<_> = (0..2)
+            .map(|t| {
+                let m = Arc::clone(&m);
+                std::thread::spawn(move || {
+                    let mut hits = 0u32;
+                    while m.len() < n as usize {
+                        // Acquire: pairs with the `Release` store of `len` past series `len - 1`,
+                        // which follows the index store of every earlier series.
+                        let len = m.len.load(Acquire) as u32;
+                        for i in (t..len).step_by(97) {
+                            let v = i.to_string();
+                            match m.get(&[&v]) {
+                                Some(&s) => {
+                                    assert_eq!(s, i);
+                                    hits += 1;
+                                }
+                                // Only the last series seen may not be in the index yet.
+                                None => assert!(i + 1 == len, "series {i} of {len} not found"),
+                            }
+                        }
+                    }
+                    hits
+                })
+            })
+            .collect();
+        for i in 0..n {
+            assert!(m.lock().insert(i.to_string().as_bytes(), i));
+        }
+        for r in readers {
+            r.join().unwrap();
+        }
+        for i in 0..n {
+            assert_eq!(m.get(&[&i.to_string()]), Some(&i));
+        }
     }
 
     /// Handles are dropped with the map (a leak shows under Miri), and only those written.
