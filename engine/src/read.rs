@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use crate::registry::labels::split;
 use crate::registry::{Family, Series};
+use crate::storage::life::HasLife;
 use crate::{MetricKind, MetricsManager};
 
 /// The value of one series at the time it was read.
@@ -123,7 +124,7 @@ impl FamilyView<'_> {
 
     /// Number of series when called (series may be created meanwhile).
     pub fn series_count(&self) -> usize {
-        self.family.series.len()
+        self.family.series.load().len()
     }
 
     /// Calls `f` for each series, in the order they were created. Takes no lock: recording and
@@ -132,7 +133,11 @@ impl FamilyView<'_> {
     pub fn for_each_series(&mut self, mut f: impl FnMut(Labels<'_>, SeriesValue<'_>)) {
         let names = &*self.family.label_names;
         let s = &mut *self.scratch;
-        for (values, series) in self.family.series.iter() {
+        let map = self.family.series.load_full();
+        for (values, series) in map.iter() {
+            if series.life().is_removed() {
+                continue;
+            }
             let labels = Labels { names, values };
             match series {
                 Series::Counter(c) => f(labels, SeriesValue::Counter(c.get())),
@@ -189,6 +194,7 @@ impl MetricsManager {
     /// assert!(seen.contains(&("hits".to_owned(), r#"{"zone": "north"}"#.to_owned(), 3)));
     /// ```
     pub fn visit(&self, mut f: impl FnMut(&mut FamilyView<'_>)) {
+        self.registry.sweep();
         let mut scratch = Scratch::default();
         for family in self.registry.all() {
             let mut view = FamilyView {

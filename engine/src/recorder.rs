@@ -36,10 +36,11 @@ use std::sync::Arc;
 use crossbeam_utils::CachePadded;
 use metrics::{Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName, Metadata, SharedString, Unit};
 
-use crate::registry::{truncate_label_value, Registry, Series, Spec};
+use crate::registry::{truncate_label_value, HeldSeries, Registry, Series, Spec};
 use crate::storage::counter::CounterCell;
 use crate::storage::gauge::GaugeCell;
 use crate::storage::histogram::HistogramCell;
+use crate::storage::life::Held;
 use crate::storage::summary::SummaryCell;
 use crate::{MetricKind, MetricsError, MetricsManager, LABEL_VALUE_TRUNCATED_METRIC, MAX_LABEL_VALUE_LEN};
 
@@ -74,15 +75,16 @@ impl MetricsManager {
     }
 }
 
-struct FacadeCounter(CachePadded<CounterCell>);
-struct FacadeGauge(CachePadded<GaugeCell>);
+// Each holds its series (see `Held`) for as long as a thread's cache or a caller keeps it.
+struct FacadeCounter(CachePadded<Held<CounterCell>>);
+struct FacadeGauge(CachePadded<Held<GaugeCell>>);
 enum Sink {
-    Histogram(HistogramCell),
-    Summary(SummaryCell),
+    Histogram(Held<HistogramCell>),
+    Summary(Held<SummaryCell>),
 }
 struct FacadeHistogram(CachePadded<Sink>);
 /// A key that cannot be recorded: every use adds one to its `mmo_metrics_facade_errors_total` series.
-struct FacadeError(CachePadded<CounterCell>);
+struct FacadeError(CachePadded<Held<CounterCell>>);
 
 impl CounterFn for FacadeCounter {
     #[inline]
@@ -161,6 +163,8 @@ impl HistogramFn for FacadeError {
 
 struct Entry<T> {
     registry: u64,
+    /// The cache epoch when resolved: an older entry lets go of its series and resolves again.
+    epoch: u64,
     key: Key,
     handle: T,
 }
@@ -182,6 +186,9 @@ struct Caches {
     counters: Table<Counter>,
     gauges: Table<Gauge>,
     histograms: Table<Histogram>,
+    /// The cache epoch of the entries; when it moves on, every entry is dropped (letting go of
+    /// its series, see `registry::expiry`).
+    epoch: u64,
 }
 
 impl Caches {
@@ -198,7 +205,9 @@ impl Caches {
                 std::ptr::addr_of_mut!((*p).histograms.0[i]).write(None);
             }
         }
-        // SAFETY: every field (the three tables, all their entries) was initialised above.
+        // SAFETY: `p` points to the allocation; this initialises the last field.
+        unsafe { std::ptr::addr_of_mut!((*p).epoch).write(crate::registry::cache_epoch()) };
+        // SAFETY: every field (the three tables, all their entries, the epoch) was initialised above.
         unsafe { b.assume_init() }
     }
 }
@@ -268,7 +277,9 @@ impl MetricsRecorder {
     #[inline(always)]
     fn lookup<T: Clone>(&self, t: &Table<T>, key: &Key, same: fn(&Key, &Key) -> bool) -> Option<T> {
         match &t.0[slot(key)] {
-            Some(e) if e.registry == self.id && same(&e.key, key) => Some(e.handle.clone()),
+            Some(e) if e.registry == self.id && e.epoch == crate::registry::cache_epoch() && same(&e.key, key) => {
+                Some(e.handle.clone())
+            }
             _ => None,
         }
     }
@@ -301,6 +312,15 @@ impl MetricsRecorder {
         if p.is_null() {
             return resolve(self, key);
         }
+        let epoch = crate::registry::cache_epoch();
+        // SAFETY: as in `cached`; dropping entries runs no code that uses the cache.
+        let c = unsafe { &mut *p };
+        if c.epoch != epoch {
+            c.counters.0.iter_mut().for_each(|e| *e = None);
+            c.gauges.0.iter_mut().for_each(|e| *e = None);
+            c.histograms.0.iter_mut().for_each(|e| *e = None);
+            c.epoch = epoch;
+        }
         // SAFETY: as in `cached`.
         if let Some(handle) = self.lookup(table(unsafe { &mut *p }), key, same_key) {
             return handle;
@@ -310,6 +330,7 @@ impl MetricsRecorder {
         let handle = resolve(self, key);
         let entry = Entry {
             registry: self.id,
+            epoch,
             key: key.clone(),
             handle: handle.clone(),
         };
@@ -323,16 +344,20 @@ impl MetricsRecorder {
     fn error(&self, key: &Key, e: MetricsError) -> Arc<FacadeError> {
         self.registry.log_once(&format!("`metrics` facade call dropped: {e}"));
         let sm = &self.registry.self_metrics().facade_errors;
-        match self.registry.series(sm, &[truncate_label_value(key.name())]) {
-            Ok(Series::Counter(c)) => Arc::new(FacadeError(CachePadded::new(c))),
+        match self
+            .registry
+            .series(sm, &[truncate_label_value(key.name())])
+            .map(counter_cell)
+        {
+            Ok(Ok(c)) => Arc::new(FacadeError(CachePadded::new(c))),
             _ => unreachable!("the facade error self-metric is a one-label counter"),
         }
     }
 
     fn resolve_counter(&self, key: &Key) -> Counter {
-        match self.resolve(MetricKind::Counter, key) {
-            Ok(Series::Counter(c)) => Counter::from_arc(Arc::new(FacadeCounter(CachePadded::new(c)))),
-            Ok(_) => Counter::from_arc(self.error(
+        match self.resolve(MetricKind::Counter, key).map(counter_cell) {
+            Ok(Ok(c)) => Counter::from_arc(Arc::new(FacadeCounter(CachePadded::new(c)))),
+            Ok(Err(_)) => Counter::from_arc(self.error(
                 key,
                 MetricsError::DefinitionConflict {
                     metric: key.name().to_owned(),
@@ -345,19 +370,34 @@ impl MetricsRecorder {
     }
 
     fn resolve_gauge(&self, key: &Key) -> Gauge {
-        match self.resolve(MetricKind::Gauge, key) {
-            Ok(Series::Gauge(g)) => Gauge::from_arc(Arc::new(FacadeGauge(CachePadded::new(g)))),
-            Ok(_) => unreachable!("a gauge family holds gauge series"),
+        let gauge = |s| match s {
+            Series::Gauge(g) => Ok(g),
+            s => Err(s),
+        };
+        match self.resolve(MetricKind::Gauge, key).map(|s| s.try_map(gauge)) {
+            Ok(Ok(g)) => Gauge::from_arc(Arc::new(FacadeGauge(CachePadded::new(g)))),
+            Ok(Err(_)) => unreachable!("a gauge family holds gauge series"),
             Err(e) => Gauge::from_arc(self.error(key, e)),
         }
     }
 
     fn resolve_histogram(&self, key: &Key) -> Histogram {
-        let sink = match self.resolve(MetricKind::Histogram, key) {
-            Ok(Series::Histogram(h)) => Sink::Histogram(h),
-            Ok(Series::Summary(s)) => Sink::Summary(s),
-            Ok(_) => unreachable!("histogram families hold histogram or summary series"),
+        let held = match self.resolve(MetricKind::Histogram, key) {
+            Ok(held) => held,
             Err(e) => return Histogram::from_arc(self.error(key, e)),
+        };
+        let sink = match held.try_map(|s| match s {
+            Series::Histogram(h) => Ok(h),
+            s => Err(s),
+        }) {
+            Ok(h) => Sink::Histogram(h),
+            Err(held) => match held.try_map(|s| match s {
+                Series::Summary(q) => Ok(q),
+                s => Err(s),
+            }) {
+                Ok(q) => Sink::Summary(q),
+                Err(_) => unreachable!("histogram families hold histogram or summary series"),
+            },
         };
         Histogram::from_arc(Arc::new(FacadeHistogram(CachePadded::new(sink))))
     }
@@ -365,7 +405,7 @@ impl MetricsRecorder {
     /// The series a facade key names, registering its family with defaults when it is new; past
     /// the facade family limit, a new name's series is the overflow family's. Label values longer
     /// than [`MAX_LABEL_VALUE_LEN`] are cut to it (counted, logged once per metric).
-    fn resolve(&self, kind: MetricKind, key: &Key) -> Result<Series, MetricsError> {
+    fn resolve(&self, kind: MetricKind, key: &Key) -> Result<HeldSeries, MetricsError> {
         let name = key.name();
         let label_names: Vec<&str> = key.labels().map(|l| l.key()).collect();
         let family = match self.registry.find(kind, name) {
@@ -421,6 +461,14 @@ impl MetricsRecorder {
         }
         self.registry.series(&family, &values)
     }
+}
+
+/// The counter cells of a held series, or the series back when it is not an integer counter.
+fn counter_cell(s: HeldSeries) -> Result<Held<CounterCell>, HeldSeries> {
+    s.try_map(|s| match s {
+        Series::Counter(c) => Ok(c),
+        s => Err(s),
+    })
 }
 
 impl metrics::Recorder for MetricsRecorder {

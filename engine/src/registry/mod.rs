@@ -6,6 +6,7 @@
 //! any lock ([`SeriesMap::iter`]), so a scrape delays neither a recording nor the creation of a
 //! series.
 
+mod expiry;
 pub(crate) mod labels;
 pub(crate) mod limits;
 pub mod names;
@@ -22,10 +23,13 @@ use limits::LogOnce;
 pub use limits::MAX_LABEL_VALUE_LEN;
 pub use series_map::SeriesMap;
 
+use arc_swap::ArcSwap;
+
 use crate::shard::ShardLayout;
 use crate::storage::counter::{CounterCell, CounterChunk, CHUNK_SERIES};
 use crate::storage::gauge::GaugeCell;
 use crate::storage::histogram::{Buckets, HistogramCell, HistogramCells};
+use crate::storage::life::{HasLife, Held, Life};
 use crate::storage::summary::{SummaryCell, SummaryCells, SummarySpec};
 use crate::{MetricKind, MetricsError};
 
@@ -51,6 +55,8 @@ pub(crate) struct Config {
     pub(crate) facade_family_limit: usize,
     pub(crate) summary_max_age: Duration,
     pub(crate) summary_age_buckets: u32,
+    /// Idle timeout of each kind's series, indexed by [`MetricKind::index`]; `None`: never idle.
+    pub(crate) idle_timeouts: [Option<Duration>; 4],
 }
 
 /// What a family's series are.
@@ -88,7 +94,8 @@ impl Spec {
     }
 }
 
-/// One series' cells.
+/// One series' cells. A `Series` does not hold the series (see [`Held`]): the family's map keeps
+/// these, and hands out held ones ([`Registry::series`]).
 #[derive(Clone)]
 pub(crate) enum Series {
     Counter(CounterCell),
@@ -99,6 +106,20 @@ pub(crate) enum Series {
     Summary(SummaryCell),
 }
 
+impl HasLife for Series {
+    fn life(&self) -> &Life {
+        match self {
+            Series::Counter(c) => c.life(),
+            Series::FloatCounter(g) | Series::Gauge(g) => g.life(),
+            Series::Histogram(h) => h.life(),
+            Series::Summary(s) => s.life(),
+        }
+    }
+}
+
+/// A series held while this value lives: recording through it is never lost to expiry.
+pub(crate) type HeldSeries = Held<Series>;
+
 /// A metric family: name, help, label names and its series.
 pub(crate) struct Family {
     /// The name as exposed, without a counter's `_total`.
@@ -107,9 +128,12 @@ pub(crate) struct Family {
     pub(crate) label_names: Box<[Box<str>]>,
     help: Mutex<Option<Arc<str>>>,
     unit: Mutex<Option<metrics::Unit>>,
-    /// Lookups and creation lock it; walks do not ([`SeriesMap::iter`]).
-    pub(crate) series: SeriesMap<Series>,
-    overflow: OnceLock<Series>,
+    /// Lookups and creation lock the current map; walks do not ([`SeriesMap::iter`]). Removal
+    /// builds a map of the series that stay and swaps it in under the old map's lock (see
+    /// [`expiry`]); a walk goes on over the map it loaded.
+    pub(crate) series: ArcSwap<SeriesMap<Series>>,
+    /// Held for the family's life: the overflow series never expires.
+    overflow: OnceLock<HeldSeries>,
     /// Counts only self-metrics: their own overflow is not counted again.
     is_self_metric: bool,
 }
@@ -127,7 +151,7 @@ impl Family {
         *lock(&self.unit)
     }
 
-    fn arity_error(&self, values: &[&str]) -> MetricsError {
+    pub(crate) fn arity_error(&self, values: &[&str]) -> MetricsError {
         MetricsError::LabelArity {
             metric: self.name.to_string(),
             expected: self.label_names.join(", "),
@@ -205,6 +229,27 @@ pub(crate) struct Registry {
     facade_overflow: [OnceLock<Result<Arc<Family>, MetricsError>>; 3],
     /// Whether the facade family limit was reached (and logged).
     facade_limit_reached: AtomicBool,
+    /// The sweep clock's origin (see [`expiry`]).
+    created: std::time::Instant,
+    /// Whether series were asked to be removed since the last sweep.
+    doomed: AtomicBool,
+    /// Held by the sweep: sweeps do not overlap.
+    sweeping: Mutex<()>,
+}
+
+/// Bumped when series may have been removed: every per-thread cache entry resolved before lets go
+/// of its series and resolves again.
+static CACHE_EPOCH: AtomicU64 = AtomicU64::new(0);
+
+/// The current cache epoch.
+#[inline(always)]
+pub(crate) fn cache_epoch() -> u64 {
+    CACHE_EPOCH.load(Relaxed)
+}
+
+/// Tells every per-thread cache to let go of what it holds.
+pub(crate) fn bump_cache_epoch() {
+    CACHE_EPOCH.fetch_add(1, Relaxed);
 }
 
 /// The name a family is stored under: a counter's without `_total`.
@@ -322,6 +367,9 @@ impl Registry {
             self_metrics: OnceLock::new(),
             facade_overflow: Default::default(),
             facade_limit_reached: AtomicBool::new(false),
+            created: std::time::Instant::now(),
+            doomed: AtomicBool::new(false),
+            sweeping: Mutex::new(()),
         });
         let counter = |name: &str, help: &str, label: &str| {
             registry
@@ -498,7 +546,7 @@ impl Registry {
                 Some(help.into())
             }),
             unit: Mutex::new(pending_unit),
-            series: SeriesMap::new(),
+            series: ArcSwap::from_pointee(SeriesMap::new()),
             overflow: OnceLock::new(),
             is_self_metric: origin == Origin::SelfMetric,
         });
@@ -548,9 +596,9 @@ impl Registry {
         }
     }
 
-    /// The series of `family` with these label values (in label-name order), created on first
-    /// use; past the series limit, the family's overflow series.
-    pub(crate) fn series(&self, family: &Family, values: &[&str]) -> Result<Series, MetricsError> {
+    /// The series of `family` with these label values (in label-name order), held, created on
+    /// first use; past the series limit, the family's overflow series.
+    pub(crate) fn series(&self, family: &Family, values: &[&str]) -> Result<HeldSeries, MetricsError> {
         if values.len() != family.label_names.len() {
             return Err(family.arity_error(values));
         }
@@ -564,17 +612,15 @@ impl Registry {
         }
         let mut buf = Vec::with_capacity(values.iter().map(|v| v.len() + 1).sum());
         labels::encode(values, &mut buf);
-        let mut map = family.series.lock();
-        if let Some(s) = map.get(&buf) {
-            return Ok(s.clone());
-        }
-        if map.len() < self.config.series_limit {
-            let s = self.new_series(family);
-            if map.insert(&buf, s.clone()) {
-                return Ok(s);
+        loop {
+            match self.find_or_create(family, &buf) {
+                Some(Ok(s)) => return Ok(s),
+                // Removed by a sweep between the lookup and the hold: the sweep is swapping in
+                // the map without it; look again there.
+                Some(Err(())) => std::thread::yield_now(),
+                None => break,
             }
         }
-        drop(map);
         if !family.is_self_metric {
             self.count_self(&self.self_metrics().overflow, &family.name);
         }
@@ -583,16 +629,26 @@ impl Registry {
             labels::encode(&values, &mut buf);
             // The overflow series is exposed with the others; it does not count against the limit.
             // A series that already has the overflow values (made by hand) serves as it.
-            let mut map = family.series.lock();
-            let s = match map.get(&buf) {
-                Some(existing) => existing.clone(),
-                None => {
-                    let s = self.new_series(family);
-                    map.insert(&buf, s.clone());
-                    s
+            let held = loop {
+                let map = family.series.load_full();
+                let mut w = map.lock();
+                if !Arc::ptr_eq(&map, &family.series.load()) {
+                    continue;
+                }
+                let s = match w.get(&buf) {
+                    Some(existing) => existing.clone(),
+                    None => {
+                        let s = self.new_series(family);
+                        w.insert(&buf, s.clone());
+                        s
+                    }
+                };
+                drop(w);
+                match Held::new(s) {
+                    Ok(h) => break h,
+                    Err(_) => std::thread::yield_now(),
                 }
             };
-            drop(map);
             if !family.is_self_metric {
                 tracing::warn!(
                     metric = &*family.name,
@@ -603,16 +659,44 @@ impl Registry {
                     OVERFLOW_LABEL_VALUE
                 );
             }
-            s
+            held
         });
         Ok(overflow.clone())
+    }
+
+    /// The series with encoded label values `buf` in the family's current map, created if the
+    /// series limit allows, and held: `None` past the limit, `Some(Err(()))` when the series found
+    /// was removed before it could be held.
+    fn find_or_create(&self, family: &Family, buf: &[u8]) -> Option<Result<HeldSeries, ()>> {
+        let map = family.series.load_full();
+        let mut w = map.lock();
+        // A sweep swaps the map under the old map's lock: a map that is no longer current takes
+        // no new series.
+        if !Arc::ptr_eq(&map, &family.series.load()) {
+            return Some(Err(()));
+        }
+        let s = match w.get(buf) {
+            Some(s) => s.clone(),
+            None if w.len() < self.config.series_limit => {
+                let s = self.new_series(family);
+                if !w.insert(buf, s.clone()) {
+                    return None;
+                }
+                s
+            }
+            None => return None,
+        };
+        drop(w);
+        Some(Held::new(s).map_err(drop))
     }
 
     /// Adds one to a self-metric counter with one label (a metric name, cut to
     /// [`MAX_LABEL_VALUE_LEN`] bytes).
     pub(crate) fn count_self(&self, family: &Family, label: &str) {
-        if let Ok(Series::Counter(c)) = self.series(family, &[truncate_label_value(label)]) {
-            c.add(1);
+        if let Ok(s) = self.series(family, &[truncate_label_value(label)]) {
+            if let Series::Counter(c) = &*s {
+                c.add(1);
+            }
         }
     }
 }

@@ -1,0 +1,175 @@
+//! Expiry and removal of series.
+//!
+//! A series is idle when nobody held it for its kind's idle timeout
+//! ([`crate::MetricsManagerBuilder::idle_timeout`]): no handle, no `metrics` facade call, no
+//! by-name call (each of those holds the series while it records, see [`Life`]). The sweep
+//! ([`Registry::sweep`], run before every read of the registry, so before every scrape) stamps
+//! the series in use, and removes the idle ones and those the game code asked to remove
+//! ([`Registry::remove`]) that nobody holds:
+//!
+//! 1. A first pass over each family's current map, without its lock, stamps the series in use and
+//!    notes whether any series may go.
+//! 2. Only then, under the map's lock (series creation in that family waits; walks and recording do
+//!    not), each candidate is removed with one compare-exchange on its life word that fails if a
+//!    hold was taken meanwhile, and a new map of the series that stay is built and swapped in.
+//!    The old map is freed when the last walk over it ends; a series' cells are freed when the
+//!    last holder lets go (a removed series has none) and the old map is gone.
+//! 3. Every thread's facade and by-name caches are told to let go of what they hold (a cache epoch),
+//!    so a series used only through a thread's cache is held again only if that thread uses it
+//!    again before the next sweep.
+//!
+//! What was recorded into a series is never lost: a series is removed only when nobody holds it,
+//! and nothing records into a series without holding it. A series removed and then recorded into
+//! again comes back, from zero, as a new series (Prometheus sees a counter reset).
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Family, Registry, SeriesMap};
+use crate::storage::life::{HasLife, Swept};
+use crate::MetricKind;
+
+/// The sweep clock's tick.
+const TICK: Duration = Duration::from_millis(10);
+
+/// Series removed by one sweep past which freed memory is handed back to the OS (`malloc_trim`):
+/// a large expiry frees many small blocks the allocator would otherwise keep.
+const TRIM_AFTER: usize = 10_000;
+
+fn ticks(d: Duration) -> u32 {
+    u32::try_from(d.as_nanos() / TICK.as_nanos()).unwrap_or(u32::MAX)
+}
+
+impl Registry {
+    /// The sweep clock now.
+    fn clock(&self) -> u32 {
+        // The clock wraps after 497 days; `Life::sweep` compares stamps with wrapping arithmetic.
+        (self.created.elapsed().as_nanos() / TICK.as_nanos()) as u32
+    }
+
+    /// Whether any kind has an idle timeout.
+    pub(crate) fn expires(&self) -> bool {
+        self.config.idle_timeouts.iter().any(Option::is_some)
+    }
+
+    /// Stamps the series in use and removes the idle and the doomed ones nobody holds (see the
+    /// module documentation). Returns the number of series removed. Sweeps do not overlap; a
+    /// sweep asked for while one runs returns at once.
+    pub(crate) fn sweep(&self) -> usize {
+        if !self.expires() && !self.doomed.load(Relaxed) {
+            return 0;
+        }
+        let Ok(_one) = self.sweeping.try_lock() else {
+            return 0;
+        };
+        // Cleared before the pass: a removal asked for during it sets it again.
+        self.doomed.store(false, Relaxed);
+        let now = self.clock();
+        let mut removed = 0;
+        for family in self.all() {
+            if family.is_self_metric {
+                continue;
+            }
+            let idle = self.config.idle_timeouts[family.kind().index()].map(ticks);
+            removed += sweep_family(&family, now, idle);
+        }
+        if self.expires() || removed > 0 {
+            super::bump_cache_epoch();
+        }
+        if removed >= TRIM_AFTER {
+            trim();
+        }
+        removed
+    }
+
+    /// Asks for the removal of every series of `family` whose label values `matches` accepts: each
+    /// is removed at once if nobody holds it, else at the first sweep after its last holder lets go
+    /// (unless it is recorded into again before that). Returns how many series matched.
+    pub(crate) fn remove(&self, family: &Family, mut matches: impl FnMut(&[u8]) -> bool) -> usize {
+        let map = family.series.load_full();
+        let mut n = 0;
+        for (values, s) in map.iter() {
+            if matches(values) && !s.life().is_removed() {
+                s.life().doom();
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.doomed.store(true, Relaxed);
+            // Caches let go, so that series held only by a cache can go at the next sweep.
+            super::bump_cache_epoch();
+            let now = self.clock();
+            let idle = self.config.idle_timeouts[family.kind().index()].map(ticks);
+            let _one = self.sweeping.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            sweep_family(family, now, idle);
+        }
+        n
+    }
+}
+
+/// One family's sweep; returns the number of series removed.
+fn sweep_family(family: &Family, now: u32, idle: Option<u32>) -> usize {
+    // Pass 1, without the lock: stamps the series in use; any left unstamped may go.
+    let map = family.series.load_full();
+    let overflow = family.overflow.get().map(|h| h.life() as *const _);
+    let mut candidates = false;
+    for (_, s) in map.iter() {
+        let life = s.life();
+        if Some(life as *const _) == overflow {
+            continue;
+        }
+        if life.peek_idle(now, idle) {
+            candidates = true;
+        }
+    }
+    if !candidates {
+        return 0;
+    }
+    // Pass 2, under the lock: creation waits, so the map seen is the whole map.
+    let map = family.series.load_full();
+    let w = map.lock();
+    let mut removed = 0;
+    for (_, s) in map.iter() {
+        if s.life().is_removed() || s.life().sweep(now, idle) == Swept::Removed {
+            removed += 1;
+        }
+    }
+    if removed == 0 {
+        return 0;
+    }
+    let fresh = SeriesMap::new();
+    {
+        let mut fw = fresh.lock();
+        for (values, s) in map.iter() {
+            if !s.life().is_removed() {
+                let copied = fw.insert(values, s.clone());
+                debug_assert!(copied, "a map of fewer series than one that held them");
+            }
+        }
+    }
+    family.series.store(Arc::new(fresh));
+    drop(w);
+    removed
+}
+
+/// Hands memory the allocator keeps back to the OS, where the allocator can (glibc).
+fn trim() {
+    #[cfg(all(target_os = "linux", target_env = "gnu", not(loom)))]
+    // SAFETY: `malloc_trim` has no preconditions; it only releases free memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+impl MetricKind {
+    /// Position in per-kind tables: counter, gauge, histogram, summary.
+    pub(crate) fn index(self) -> usize {
+        match self {
+            MetricKind::Counter => 0,
+            MetricKind::Gauge => 1,
+            MetricKind::Histogram => 2,
+            MetricKind::Summary => 3,
+        }
+    }
+}
