@@ -116,8 +116,8 @@ impl MetricsManagerBuilder {
     /// [`MetricsManager::expire_idle`]; a series is idle from the sweep after its last use, so it
     /// goes between `timeout` and `timeout` plus one scrape interval after it.
     ///
-    /// `MetricKind::Histogram` covers facade histograms rendered as summaries too. A timeout is
-    /// kept in 10 ms ticks.
+    /// `MetricKind::Histogram` covers facade histograms rendered as summaries too. Timeouts are
+    /// kept in milliseconds, rounded up, at most 24.8 days (longer ones are that).
     ///
     /// ```
     /// use std::time::Duration;

@@ -31,20 +31,25 @@ use crate::storage::life::{HasLife, Swept};
 use crate::MetricKind;
 
 /// The sweep clock's tick.
-const TICK: Duration = Duration::from_millis(10);
+const TICK: Duration = Duration::from_millis(1);
+
+/// The longest idle timeout, in ticks (24.8 days): stamps are compared with wrapping arithmetic on
+/// a clock that wraps after 49.7 days, so an age must stay below half of that.
+const MAX_IDLE: u32 = i32::MAX as u32;
 
 /// Series removed by one sweep past which freed memory is handed back to the OS (`malloc_trim`):
 /// a large expiry frees many small blocks the allocator would otherwise keep.
 const TRIM_AFTER: usize = 10_000;
 
+/// A timeout in ticks, rounded up, at most [`MAX_IDLE`].
 fn ticks(d: Duration) -> u32 {
-    u32::try_from(d.as_nanos() / TICK.as_nanos()).unwrap_or(u32::MAX)
+    u32::try_from(d.as_nanos().div_ceil(TICK.as_nanos())).map_or(MAX_IDLE, |t| t.min(MAX_IDLE))
 }
 
 impl Registry {
     /// The sweep clock now.
     fn clock(&self) -> u32 {
-        // The clock wraps after 497 days; `Life::sweep` compares stamps with wrapping arithmetic.
+        // The clock wraps after 49.7 days; `Life::sweep` compares stamps with wrapping arithmetic.
         (self.created.elapsed().as_nanos() / TICK.as_nanos()) as u32
     }
 
@@ -72,7 +77,12 @@ impl Registry {
                 continue;
             }
             let idle = self.config.idle_timeouts[family.kind().index()].map(ticks);
-            removed += sweep_family(&family, now, idle);
+            let (gone, doomed_left) = sweep_family(&family, now, idle);
+            removed += gone;
+            if doomed_left {
+                // Still held: asked again at the next sweep.
+                self.doomed.store(true, Relaxed);
+            }
         }
         if self.expires() || removed > 0 {
             super::bump_cache_epoch();
@@ -88,32 +98,36 @@ impl Registry {
     /// (unless it is recorded into again before that). Returns how many series matched.
     pub(crate) fn remove(&self, family: &Family, mut matches: impl FnMut(&[u8]) -> bool) -> usize {
         let map = family.series.load_full();
+        let overflow = family.overflow.get().map(|h| h.life() as *const _);
         let mut n = 0;
         for (values, s) in map.iter() {
-            if matches(values) && !s.life().is_removed() {
+            if matches(values) && !s.life().is_removed() && Some(s.life() as *const _) != overflow {
                 s.life().doom();
                 n += 1;
             }
         }
         if n > 0 {
-            self.doomed.store(true, Relaxed);
             // Caches let go, so that series held only by a cache can go at the next sweep.
             super::bump_cache_epoch();
             let now = self.clock();
             let idle = self.config.idle_timeouts[family.kind().index()].map(ticks);
             let _one = self.sweeping.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            sweep_family(family, now, idle);
+            if sweep_family(family, now, idle).1 {
+                self.doomed.store(true, Relaxed);
+            }
         }
         n
     }
 }
 
-/// One family's sweep; returns the number of series removed.
-fn sweep_family(family: &Family, now: u32, idle: Option<u32>) -> usize {
+/// One family's sweep: the number of series removed, and whether series asked to be removed are
+/// left (held).
+fn sweep_family(family: &Family, now: u32, idle: Option<u32>) -> (usize, bool) {
     // Pass 1, without the lock: stamps the series in use; any left unstamped may go.
     let map = family.series.load_full();
     let overflow = family.overflow.get().map(|h| h.life() as *const _);
     let mut candidates = false;
+    let mut doomed_left = false;
     for (_, s) in map.iter() {
         let life = s.life();
         if Some(life as *const _) == overflow {
@@ -121,10 +135,12 @@ fn sweep_family(family: &Family, now: u32, idle: Option<u32>) -> usize {
         }
         if life.peek_idle(now, idle) {
             candidates = true;
+        } else if life.is_doomed() {
+            doomed_left = true;
         }
     }
     if !candidates {
-        return 0;
+        return (0, doomed_left);
     }
     // Pass 2, under the lock: creation waits, so the map seen is the whole map.
     let map = family.series.load_full();
@@ -136,7 +152,7 @@ fn sweep_family(family: &Family, now: u32, idle: Option<u32>) -> usize {
         }
     }
     if removed == 0 {
-        return 0;
+        return (0, doomed_left);
     }
     let fresh = SeriesMap::new();
     {
@@ -150,7 +166,7 @@ fn sweep_family(family: &Family, now: u32, idle: Option<u32>) -> usize {
     }
     family.series.store(Arc::new(fresh));
     drop(w);
-    removed
+    (removed, doomed_left)
 }
 
 /// Hands memory the allocator keeps back to the OS, where the allocator can (glibc).

@@ -12,7 +12,7 @@
 //! Word layout (`u64`): bits 0–27 the number of holds, bit 28 `TOUCHED` (taken or released since
 //! the last sweep), bit 29 `DOOMED` (removal asked for by the game code: removed as soon as nobody
 //! holds it, whatever its idle time), bit 30 `REMOVED` (gone from its family: no hold can be taken
-//! any more), bits 32–63 the sweep clock (10 ms ticks, wrapping after 497 days) when it was last
+//! any more), bits 32–63 the sweep clock (1 ms ticks, wrapping after 49.7 days) when it was last
 //! seen in use.
 //!
 //! A hold is one `fetch_add`, whose result says whether the series was already removed (the hold
@@ -100,6 +100,11 @@ impl Life {
         self.0.load(Relaxed) & COUNT_MASK
     }
 
+    /// Whether removal was asked for and not cancelled by a record.
+    pub(crate) fn is_doomed(&self) -> bool {
+        self.0.load(Relaxed) & DOOMED != 0
+    }
+
     /// Whether the series was removed from its family.
     pub(crate) fn is_removed(&self) -> bool {
         self.0.load(Acquire) & REMOVED != 0
@@ -129,7 +134,7 @@ impl Life {
         }
     }
 
-    /// The sweep of one series at clock `now` (10 ms ticks): a held or touched series is stamped
+    /// The sweep of one series at clock `now` (ticks): a held or touched series is stamped
     /// `now` and kept; one unused for `idle` ticks or more (`None`: never idle), or doomed and
     /// held by nobody, is removed.
     pub(crate) fn sweep(&self, now: u32, idle: Option<u32>) -> Swept {
