@@ -1,14 +1,14 @@
 //! Expiry and removal of series.
 //!
-//! A series is idle when nobody held it for its kind's idle timeout
+//! A series is idle when nobody held it for its kind's idle timeout since its last holder let go
 //! ([`crate::MetricsManagerBuilder::idle_timeout`]): no handle, no `metrics` facade call, no
-//! by-name call (each of those holds the series while it records, see [`Life`]). The sweep
-//! ([`Registry::sweep`], run before every read of the registry, so before every scrape) stamps
-//! the series in use, and removes the idle ones and those the game code asked to remove
-//! ([`Registry::remove`]) that nobody holds:
+//! by-name call (each of those holds the series while it records, see
+//! [`Life`](crate::storage::life::Life)). The sweep ([`Registry::sweep`], run before every read of
+//! the registry, so before every scrape) removes the idle ones and those the game code asked to
+//! remove ([`Registry::remove`]) that nobody holds:
 //!
-//! 1. A first pass over each family's current map, without its lock, stamps the series in use and
-//!    notes whether any series may go.
+//! 1. A first pass over each family's current map, without its lock and without writing, notes
+//!    whether any series may go.
 //! 2. Only then, under the map's lock (series creation in that family waits; walks and recording do
 //!    not), each candidate is removed with one compare-exchange on its life word that fails if a
 //!    hold was taken meanwhile, and a new map of the series that stay is built and swapped in.
@@ -27,13 +27,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{Family, Registry, SeriesMap};
-use crate::storage::life::{HasLife, Swept};
+use crate::storage::life::{clock, HasLife, Swept};
 use crate::MetricKind;
 
-/// The sweep clock's tick.
-const TICK: Duration = Duration::from_millis(1);
-
-/// The longest idle timeout, in ticks (24.8 days): stamps are compared with wrapping arithmetic on
+/// The longest idle timeout, in ms (24.8 days): stamps are compared with wrapping arithmetic on
 /// a clock that wraps after 49.7 days, so an age must stay below half of that.
 const MAX_IDLE: u32 = i32::MAX as u32;
 
@@ -41,18 +38,12 @@ const MAX_IDLE: u32 = i32::MAX as u32;
 /// a large expiry frees many small blocks the allocator would otherwise keep.
 const TRIM_AFTER: usize = 10_000;
 
-/// A timeout in ticks, rounded up, at most [`MAX_IDLE`].
+/// A timeout in ms, rounded up, at most [`MAX_IDLE`].
 fn ticks(d: Duration) -> u32 {
-    u32::try_from(d.as_nanos().div_ceil(TICK.as_nanos())).map_or(MAX_IDLE, |t| t.min(MAX_IDLE))
+    u32::try_from(d.as_nanos().div_ceil(1_000_000)).map_or(MAX_IDLE, |t| t.min(MAX_IDLE))
 }
 
 impl Registry {
-    /// The sweep clock now.
-    fn clock(&self) -> u32 {
-        // The clock wraps after 49.7 days; `Life::sweep` compares stamps with wrapping arithmetic.
-        (self.created.elapsed().as_nanos() / TICK.as_nanos()) as u32
-    }
-
     /// Whether any kind has an idle timeout.
     pub(crate) fn expires(&self) -> bool {
         self.config.idle_timeouts.iter().any(Option::is_some)
@@ -70,7 +61,7 @@ impl Registry {
         };
         // Cleared before the pass: a removal asked for during it sets it again.
         self.doomed.store(false, Relaxed);
-        let now = self.clock();
+        let now = clock();
         let mut removed = 0;
         for family in self.all() {
             if family.is_self_metric {
@@ -109,7 +100,7 @@ impl Registry {
         if n > 0 {
             // Caches let go, so that series held only by a cache can go at the next sweep.
             super::bump_cache_epoch();
-            let now = self.clock();
+            let now = clock();
             let idle = self.config.idle_timeouts[family.kind().index()].map(ticks);
             let _one = self.sweeping.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if sweep_family(family, now, idle).1 {
@@ -123,7 +114,7 @@ impl Registry {
 /// One family's sweep: the number of series removed, and whether series asked to be removed are
 /// left (held).
 fn sweep_family(family: &Family, now: u32, idle: Option<u32>) -> (usize, bool) {
-    // Pass 1, without the lock: stamps the series in use; any left unstamped may go.
+    // Pass 1, without the lock and without writing: may any series go?
     let map = family.series.load_full();
     let overflow = family.overflow.get().map(|h| h.life() as *const _);
     let mut candidates = false;
@@ -133,7 +124,7 @@ fn sweep_family(family: &Family, now: u32, idle: Option<u32>) -> (usize, bool) {
         if Some(life as *const _) == overflow {
             continue;
         }
-        if life.peek_idle(now, idle) {
+        if life.is_idle(now, idle) {
             candidates = true;
         } else if life.is_doomed() {
             doomed_left = true;

@@ -229,8 +229,6 @@ pub(crate) struct Registry {
     facade_overflow: [OnceLock<Result<Arc<Family>, MetricsError>>; 3],
     /// Whether the facade family limit was reached (and logged).
     facade_limit_reached: AtomicBool,
-    /// The sweep clock's origin (see [`expiry`]).
-    created: std::time::Instant,
     /// Whether series were asked to be removed since the last sweep.
     doomed: AtomicBool,
     /// Held by the sweep: sweeps do not overlap.
@@ -367,7 +365,6 @@ impl Registry {
             self_metrics: OnceLock::new(),
             facade_overflow: Default::default(),
             facade_limit_reached: AtomicBool::new(false),
-            created: std::time::Instant::now(),
             doomed: AtomicBool::new(false),
             sweeping: Mutex::new(()),
         });
