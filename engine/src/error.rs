@@ -62,6 +62,12 @@ pub enum MetricsError {
         /// The family already exposing it.
         other: String,
     },
+    /// A metric asked for by name that does not exist, of any type.
+    #[error("metric `{metric}` does not exist (nothing was registered or recorded under that name)")]
+    UnknownMetric {
+        /// The metric.
+        metric: String,
+    },
     /// A metric used before it was registered.
     #[error("metric `{metric}` is not registered (register it as a {requested} first)")]
     NotRegistered {

@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use rustc_hash::FxHasher;
 
-use crate::registry::{self, check_buckets, check_summary, Config, Registry, Series, Spec};
+use crate::registry::labels::split;
+use crate::registry::{self, check_buckets, check_summary, Config, HeldSeries, Registry, Series, Spec};
 use crate::storage::counter::CounterCell;
 use crate::storage::gauge::GaugeCell;
 use crate::storage::histogram::HistogramCell;
+use crate::storage::life::Held;
 use crate::storage::summary::SummaryCell;
 use crate::thread_cache;
 use crate::{MetricKind, MetricsError};
@@ -60,6 +62,7 @@ impl Default for MetricsManagerBuilder {
                 facade_histograms: crate::compat::FacadeHistograms::new(),
                 global_labels: Vec::new(),
                 unit_suffixes: false,
+                idle_timeouts: [None; 4],
             },
         }
     }
@@ -202,6 +205,42 @@ impl MetricsManagerBuilder {
         self
     }
 
+    /// Removes series of these kinds that nobody held for `timeout` (default: none expire), as
+    /// metrics-exporter-prometheus' `idle_timeout` does: the zone, match or dungeon instance that
+    /// ended takes its series with it, and their places under the series limit are given back.
+    ///
+    /// A series is held while a handle to it exists ([`MetricsManager::counter`] and the others,
+    /// a `metrics` handle a caller keeps) and while a thread records into it through the facade
+    /// or the by-name API (each thread's cache holds what it used since the last sweep). So
+    /// nothing recorded is ever lost: a series goes only when nobody can record into it, and one
+    /// recorded into again comes back, from zero (a counter reset to Prometheus). Idle series are
+    /// removed by the sweep that runs before every read of the registry (every scrape), or by
+    /// [`MetricsManager::expire_idle`]. Idle time counts from when the last holder let go (a
+    /// thread's cache lets go at the thread's first facade or by-name call after a sweep, or when
+    /// the thread exits); a series goes at the first sweep past `timeout` after that.
+    ///
+    /// `MetricKind::Histogram` covers facade histograms rendered as summaries too. Timeouts are
+    /// kept in milliseconds, rounded up, at most 24.8 days (longer ones are that).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use mmo_metrics::{MetricKind, MetricsManager};
+    ///
+    /// let m = MetricsManager::builder()
+    ///     .idle_timeout([MetricKind::Counter, MetricKind::Gauge], Duration::from_secs(300))
+    ///     .build();
+    /// # let _ = m;
+    /// ```
+    pub fn idle_timeout(mut self, kinds: impl IntoIterator<Item = MetricKind>, timeout: Duration) -> Self {
+        for k in kinds {
+            self.config.idle_timeouts[k.index()] = Some(timeout);
+            if k == MetricKind::Histogram {
+                self.config.idle_timeouts[MetricKind::Summary.index()] = Some(timeout);
+            }
+        }
+        self
+    }
+
     /// The settings, for the registry's unit tests.
     #[cfg(test)]
     pub(crate) fn config(self) -> Config {
@@ -230,7 +269,7 @@ fn builder_buckets(what: &str, buckets: &[f64]) -> Result<Arc<crate::storage::hi
 
 /// A resolved counter series: `increment` is one add to the current thread's shard.
 #[derive(Clone)]
-pub struct CounterHandle(pub(crate) CounterCell);
+pub struct CounterHandle(pub(crate) Held<CounterCell>);
 
 impl CounterHandle {
     /// Adds `v`.
@@ -247,7 +286,7 @@ impl CounterHandle {
 
 /// A resolved gauge series.
 #[derive(Clone)]
-pub struct GaugeHandle(pub(crate) GaugeCell);
+pub struct GaugeHandle(pub(crate) Held<GaugeCell>);
 
 impl GaugeHandle {
     /// Sets the value.
@@ -270,7 +309,7 @@ impl GaugeHandle {
 
 /// A resolved histogram series.
 #[derive(Clone)]
-pub struct HistogramHandle(pub(crate) HistogramCell);
+pub struct HistogramHandle(pub(crate) Held<HistogramCell>);
 
 impl HistogramHandle {
     /// Records one observation.
@@ -287,7 +326,7 @@ impl HistogramHandle {
 
 /// A resolved summary series.
 #[derive(Clone)]
-pub struct SummaryHandle(pub(crate) SummaryCell);
+pub struct SummaryHandle(pub(crate) Held<SummaryCell>);
 
 impl SummaryHandle {
     /// Records one observation.
@@ -381,16 +420,82 @@ impl MetricsManager {
             .map(drop)
     }
 
-    fn resolve(&self, kind: MetricKind, name: &str, values: &[&str]) -> Result<Series, MetricsError> {
+    fn resolve(&self, kind: MetricKind, name: &str, values: &[&str]) -> Result<HeldSeries, MetricsError> {
         let family = self.registry.lookup(kind, name)?;
         self.registry.series(&family, values)
     }
 
+    /// Removes the series of metric `name` with these label values (in the metric's label order):
+    /// at once if nobody holds it, else as soon as its last holder lets go (a handle dropped, or a
+    /// thread's cache letting go at its next facade or by-name call); recording into it before
+    /// that keeps it. `false` when there is no such series.
+    pub fn remove_series(&self, name: &str, values: &[&str]) -> Result<bool, MetricsError> {
+        let family = self.family(name)?;
+        if values.len() != family.label_names.len() {
+            return Err(family.arity_error(values));
+        }
+        let mut want = Vec::new();
+        registry::labels::encode(values, &mut want);
+        Ok(self.registry.remove(&family, |v| v == want.as_slice()) > 0)
+    }
+
+    /// Removes every series of metric `name` whose labels have the given values (for example every
+    /// series of a zone that shut down: `remove_matching("zone_players", &[("zone", "7")])`), as
+    /// [`Self::remove_series`] does for one. Returns how many series matched. A label the metric
+    /// does not have is an error.
+    pub fn remove_matching(&self, name: &str, labels: &[(&str, &str)]) -> Result<usize, MetricsError> {
+        let family = self.family(name)?;
+        let mut wanted = Vec::with_capacity(labels.len());
+        for (label, value) in labels {
+            match family.label_names.iter().position(|n| &**n == *label) {
+                Some(i) => wanted.push((i, *value)),
+                None => {
+                    return Err(MetricsError::DefinitionConflict {
+                        metric: name.to_owned(),
+                        registered: format!("labels [{}]", family.label_names.join(", ")),
+                        requested: format!("a match on label `{label}`"),
+                    })
+                }
+            }
+        }
+        let n = family.label_names.len();
+        Ok(self.registry.remove(&family, |v| {
+            let values: Vec<&str> = split(v, n).collect();
+            wanted.iter().all(|(i, want)| values[*i] == *want)
+        }))
+    }
+
+    /// Runs the sweep now: removes the series idle past their kind's timeout
+    /// ([`MetricsManagerBuilder::idle_timeout`]) and those asked to be removed that nobody holds
+    /// any more. Every read of the registry ([`Self::visit`], so every scrape) runs it first; call
+    /// it where nothing scrapes. Returns the number of series removed.
+    pub fn expire_idle(&self) -> usize {
+        self.registry.sweep()
+    }
+
+    /// The family named `name`, of any kind.
+    fn family(&self, name: &str) -> Result<Arc<registry::Family>, MetricsError> {
+        [
+            MetricKind::Counter,
+            MetricKind::Gauge,
+            MetricKind::Histogram,
+            MetricKind::Summary,
+        ]
+        .into_iter()
+        .find_map(|k| self.registry.find(k, name).filter(|f| f.kind() == k))
+        .ok_or_else(|| MetricsError::UnknownMetric {
+            metric: name.to_owned(),
+        })
+    }
+
     /// A handle to a counter series (registered with [`Self::register_counter`]).
     pub fn counter(&self, name: &str, values: &[&str]) -> Result<CounterHandle, MetricsError> {
-        match self.resolve(MetricKind::Counter, name, values)? {
-            Series::Counter(c) => Ok(CounterHandle(c)),
-            _ => Err(MetricsError::DefinitionConflict {
+        match self.resolve(MetricKind::Counter, name, values)?.try_map(|s| match s {
+            Series::Counter(c) => Ok(c),
+            s => Err(s),
+        }) {
+            Ok(c) => Ok(CounterHandle(c)),
+            Err(_) => Err(MetricsError::DefinitionConflict {
                 metric: name.to_owned(),
                 registered: "a float counter (use set_float_counter)".into(),
                 requested: "an integer counter handle".into(),
@@ -400,25 +505,34 @@ impl MetricsManager {
 
     /// A handle to a gauge series.
     pub fn gauge(&self, name: &str, values: &[&str]) -> Result<GaugeHandle, MetricsError> {
-        match self.resolve(MetricKind::Gauge, name, values)? {
-            Series::Gauge(g) => Ok(GaugeHandle(g)),
-            _ => unreachable!("a gauge family holds gauge series"),
+        match self.resolve(MetricKind::Gauge, name, values)?.try_map(|s| match s {
+            Series::Gauge(x) => Ok(x),
+            s => Err(s),
+        }) {
+            Ok(x) => Ok(GaugeHandle(x)),
+            Err(_) => unreachable!("a gauge family holds gauge series"),
         }
     }
 
     /// A handle to a histogram series.
     pub fn histogram(&self, name: &str, values: &[&str]) -> Result<HistogramHandle, MetricsError> {
-        match self.resolve(MetricKind::Histogram, name, values)? {
-            Series::Histogram(h) => Ok(HistogramHandle(h)),
-            _ => unreachable!("a histogram family holds histogram series"),
+        match self.resolve(MetricKind::Histogram, name, values)?.try_map(|s| match s {
+            Series::Histogram(x) => Ok(x),
+            s => Err(s),
+        }) {
+            Ok(x) => Ok(HistogramHandle(x)),
+            Err(_) => unreachable!("a histogram family holds histogram series"),
         }
     }
 
     /// A handle to a summary series.
     pub fn summary(&self, name: &str, values: &[&str]) -> Result<SummaryHandle, MetricsError> {
-        match self.resolve(MetricKind::Summary, name, values)? {
-            Series::Summary(s) => Ok(SummaryHandle(s)),
-            _ => unreachable!("a summary family holds summary series"),
+        match self.resolve(MetricKind::Summary, name, values)?.try_map(|s| match s {
+            Series::Summary(x) => Ok(x),
+            s => Err(s),
+        }) {
+            Ok(x) => Ok(SummaryHandle(x)),
+            Err(_) => unreachable!("a summary family holds summary series"),
         }
     }
 
@@ -537,7 +651,7 @@ struct Entry {
     start: u32,
     name_len: u32,
     end: u32,
-    series: Series,
+    series: HeldSeries,
 }
 
 impl thread_cache::Entry for Entry {
@@ -613,7 +727,7 @@ impl NameCache {
         hash: u64,
         name: &str,
         values: &[&str],
-        series: Series,
+        series: HeldSeries,
     ) {
         if self.table.epoch() != epoch {
             self.table.reset(epoch);

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use crate::registry::labels::split;
 use crate::registry::{Family, Series};
+use crate::storage::life::HasLife;
 use crate::{MetricKind, MetricsManager};
 
 /// The value of one series at the time it was read.
@@ -140,7 +141,7 @@ impl FamilyView<'_> {
 
     /// Number of series when called, of every label set (series may be created meanwhile).
     pub fn series_count(&self) -> usize {
-        self.family.variants().map(|v| v.series.len()).sum()
+        self.family.variants().map(|v| v.series.load().len()).sum()
     }
 
     /// Calls `f` for each series, label set after label set ([`Self::label_sets`]), each in the
@@ -155,7 +156,11 @@ impl FamilyView<'_> {
 
     fn walk(family: &Family, s: &mut Scratch, f: &mut impl FnMut(Labels<'_>, SeriesValue<'_>)) {
         let names = &*family.label_names;
-        for (values, series) in family.series.iter() {
+        let map = family.series.load_full();
+        for (values, series) in map.iter() {
+            if series.life().is_removed() {
+                continue;
+            }
             let labels = Labels { names, values };
             match series {
                 Series::Counter(c) => f(labels, SeriesValue::Counter(c.get())),
@@ -212,6 +217,7 @@ impl MetricsManager {
     /// assert!(seen.contains(&("hits".to_owned(), r#"{"zone": "north"}"#.to_owned(), 3)));
     /// ```
     pub fn visit(&self, mut f: impl FnMut(&mut FamilyView<'_>)) {
+        self.registry.sweep();
         let mut scratch = Scratch::default();
         let mut name = String::new();
         let suffixes = self.registry.config.unit_suffixes;

@@ -90,10 +90,11 @@ use crossbeam_utils::CachePadded;
 use metrics::{Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName, Metadata, SharedString, Unit};
 
 use crate::registry::names::{sanitize_label_key, sanitize_metric_name};
-use crate::registry::{truncate_label_value, Registry, Series, Spec, FACADE_RENAMED_METRIC};
+use crate::registry::{truncate_label_value, HeldSeries, Registry, Series, Spec, FACADE_RENAMED_METRIC};
 use crate::storage::counter::CounterCell;
 use crate::storage::gauge::GaugeCell;
 use crate::storage::histogram::HistogramCell;
+use crate::storage::life::Held;
 use crate::storage::summary::SummaryCell;
 use crate::thread_cache::{self, cache_epoch};
 use crate::{MetricKind, MetricsError, MetricsManager, LABEL_VALUE_TRUNCATED_METRIC, MAX_LABEL_VALUE_LEN};
@@ -129,15 +130,16 @@ impl MetricsManager {
     }
 }
 
-struct FacadeCounter(CachePadded<CounterCell>);
-struct FacadeGauge(CachePadded<GaugeCell>);
+// Each holds its series (see `Held`) for as long as a thread's cache or a caller keeps it.
+struct FacadeCounter(CachePadded<Held<CounterCell>>);
+struct FacadeGauge(CachePadded<Held<GaugeCell>>);
 enum Sink {
-    Histogram(HistogramCell),
-    Summary(SummaryCell),
+    Histogram(Held<HistogramCell>),
+    Summary(Held<SummaryCell>),
 }
 struct FacadeHistogram(CachePadded<Sink>);
 /// A key that cannot be recorded: every use adds one to its `mmo_metrics_facade_errors_total` series.
-struct FacadeError(CachePadded<CounterCell>);
+struct FacadeError(CachePadded<Held<CounterCell>>);
 
 impl CounterFn for FacadeCounter {
     #[inline]
@@ -372,16 +374,20 @@ impl MetricsRecorder {
     fn error(&self, key: &Key, e: MetricsError) -> Arc<FacadeError> {
         self.registry.log_once(&format!("`metrics` facade call dropped: {e}"));
         let sm = &self.registry.self_metrics().facade_errors;
-        match self.registry.series(sm, &[truncate_label_value(key.name())]) {
-            Ok(Series::Counter(c)) => Arc::new(FacadeError(CachePadded::new(c))),
+        match self
+            .registry
+            .series(sm, &[truncate_label_value(key.name())])
+            .map(counter_cell)
+        {
+            Ok(Ok(c)) => Arc::new(FacadeError(CachePadded::new(c))),
             _ => unreachable!("the facade error self-metric is a one-label counter"),
         }
     }
 
     fn resolve_counter(&self, key: &Key) -> Counter {
-        match self.resolve(MetricKind::Counter, key) {
-            Ok(Series::Counter(c)) => Counter::from_arc(Arc::new(FacadeCounter(CachePadded::new(c)))),
-            Ok(_) => Counter::from_arc(self.error(
+        match self.resolve(MetricKind::Counter, key).map(counter_cell) {
+            Ok(Ok(c)) => Counter::from_arc(Arc::new(FacadeCounter(CachePadded::new(c)))),
+            Ok(Err(_)) => Counter::from_arc(self.error(
                 key,
                 MetricsError::DefinitionConflict {
                     metric: key.name().to_owned(),
@@ -394,19 +400,34 @@ impl MetricsRecorder {
     }
 
     fn resolve_gauge(&self, key: &Key) -> Gauge {
-        match self.resolve(MetricKind::Gauge, key) {
-            Ok(Series::Gauge(g)) => Gauge::from_arc(Arc::new(FacadeGauge(CachePadded::new(g)))),
-            Ok(_) => unreachable!("a gauge family holds gauge series"),
+        let gauge = |s| match s {
+            Series::Gauge(g) => Ok(g),
+            s => Err(s),
+        };
+        match self.resolve(MetricKind::Gauge, key).map(|s| s.try_map(gauge)) {
+            Ok(Ok(g)) => Gauge::from_arc(Arc::new(FacadeGauge(CachePadded::new(g)))),
+            Ok(Err(_)) => unreachable!("a gauge family holds gauge series"),
             Err(e) => Gauge::from_arc(self.error(key, e)),
         }
     }
 
     fn resolve_histogram(&self, key: &Key) -> Histogram {
-        let sink = match self.resolve(MetricKind::Histogram, key) {
-            Ok(Series::Histogram(h)) => Sink::Histogram(h),
-            Ok(Series::Summary(s)) => Sink::Summary(s),
-            Ok(_) => unreachable!("histogram families hold histogram or summary series"),
+        let held = match self.resolve(MetricKind::Histogram, key) {
+            Ok(held) => held,
             Err(e) => return Histogram::from_arc(self.error(key, e)),
+        };
+        let sink = match held.try_map(|s| match s {
+            Series::Histogram(h) => Ok(h),
+            s => Err(s),
+        }) {
+            Ok(h) => Sink::Histogram(h),
+            Err(held) => match held.try_map(|s| match s {
+                Series::Summary(q) => Ok(q),
+                s => Err(s),
+            }) {
+                Ok(q) => Sink::Summary(q),
+                Err(_) => unreachable!("histogram families hold histogram or summary series"),
+            },
         };
         Histogram::from_arc(Arc::new(FacadeHistogram(CachePadded::new(sink))))
     }
@@ -416,7 +437,7 @@ impl MetricsRecorder {
     /// label keys are sanitised, a new label set of a facade family becomes a variant of it, and
     /// label values longer than [`MAX_LABEL_VALUE_LEN`] are cut to it (counted, logged once per
     /// metric).
-    fn resolve(&self, kind: MetricKind, key: &Key) -> Result<Series, MetricsError> {
+    fn resolve(&self, kind: MetricKind, key: &Key) -> Result<HeldSeries, MetricsError> {
         let raw = key.name();
         let name = sanitize_metric_name(raw);
         let labels: Vec<(Cow<'_, str>, &str)> =
@@ -509,6 +530,14 @@ fn generated_help(kind: MetricKind, raw: &str) -> String {
         _ => "histogram",
     };
     format!("`metrics` facade {kind} {raw}, no description given (describe_{kind}! sets one).")
+}
+
+/// The counter cells of a held series, or the series back when it is not an integer counter.
+fn counter_cell(s: HeldSeries) -> Result<Held<CounterCell>, HeldSeries> {
+    s.try_map(|s| match s {
+        Series::Counter(c) => Ok(c),
+        s => Err(s),
+    })
 }
 
 impl metrics::Recorder for MetricsRecorder {

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use super::{
-    default_buckets, lock, Origin, Registry, Series, Spec, FACADE_ERRORS_METRIC, FACADE_FAMILY_OVERFLOW_METRIC,
+    default_buckets, lock, HeldSeries, Origin, Registry, Spec, FACADE_ERRORS_METRIC, FACADE_FAMILY_OVERFLOW_METRIC,
     FACADE_OVERFLOW_COUNTER_METRIC, FACADE_OVERFLOW_GAUGE_METRIC, FACADE_OVERFLOW_HISTOGRAM_METRIC,
 };
 use crate::{MetricKind, MetricsError};
@@ -79,7 +79,7 @@ impl Registry {
     /// The series a facade call with a new name lands in past the facade family limit: the one
     /// series of the overflow family of its kind. Counted in the facade family overflow
     /// self-metric; the first time the limit is reached is logged.
-    pub(crate) fn facade_overflow(&self, kind: MetricKind) -> Result<Series, MetricsError> {
+    pub(crate) fn facade_overflow(&self, kind: MetricKind) -> Result<HeldSeries, MetricsError> {
         let (i, label, name, spec) = match kind {
             MetricKind::Counter => (0, "counter", FACADE_OVERFLOW_COUNTER_METRIC, Spec::Counter),
             MetricKind::Gauge => (1, "gauge", FACADE_OVERFLOW_GAUGE_METRIC, Spec::Gauge),

@@ -21,6 +21,7 @@
 //! appends are serialised and a walk sees a variant whole or not at all. A family has at most
 //! [`MAX_LABEL_SETS`] variants.
 
+mod expiry;
 pub(crate) mod labels;
 pub(crate) mod limits;
 pub mod names;
@@ -36,10 +37,13 @@ use limits::LogOnce;
 pub use limits::MAX_LABEL_VALUE_LEN;
 pub use series_map::SeriesMap;
 
+use arc_swap::ArcSwap;
+
 use crate::shard::ShardLayout;
 use crate::storage::counter::{CounterCell, CounterChunk, CHUNK_SERIES};
 use crate::storage::gauge::GaugeCell;
 use crate::storage::histogram::{Buckets, HistogramCell, HistogramCells};
+use crate::storage::life::{HasLife, Held, Life};
 use crate::storage::summary::{SummaryCell, SummaryCells, SummarySpec};
 use crate::{MetricKind, MetricsError};
 
@@ -76,6 +80,8 @@ pub(crate) struct Config {
     pub(crate) global_labels: Vec<(String, String)>,
     /// Whether family names are exposed with their unit as a suffix.
     pub(crate) unit_suffixes: bool,
+    /// Idle timeout of each kind's series, indexed by [`MetricKind::index`]; `None`: never idle.
+    pub(crate) idle_timeouts: [Option<Duration>; 4],
 }
 
 /// What a family's series are.
@@ -113,7 +119,8 @@ impl Spec {
     }
 }
 
-/// One series' cells.
+/// One series' cells. A `Series` does not hold the series (see [`Held`]): the family's map keeps
+/// these, and hands out held ones ([`Registry::series`]).
 #[derive(Clone)]
 pub(crate) enum Series {
     Counter(CounterCell),
@@ -124,6 +131,20 @@ pub(crate) enum Series {
     Summary(SummaryCell),
 }
 
+impl HasLife for Series {
+    fn life(&self) -> &Life {
+        match self {
+            Series::Counter(c) => c.life(),
+            Series::FloatCounter(g) | Series::Gauge(g) => g.life(),
+            Series::Histogram(h) => h.life(),
+            Series::Summary(s) => s.life(),
+        }
+    }
+}
+
+/// A series held while this value lives: recording through it is never lost to expiry.
+pub(crate) type HeldSeries = Held<Series>;
+
 /// A metric family: name, help, label names and its series.
 pub(crate) struct Family {
     /// The name as exposed, without a counter's `_total`.
@@ -132,9 +153,12 @@ pub(crate) struct Family {
     pub(crate) label_names: Box<[Box<str>]>,
     help: Mutex<Option<Arc<str>>>,
     unit: Mutex<Option<metrics::Unit>>,
-    /// Lookups and creation lock it; walks do not ([`SeriesMap::iter`]).
-    pub(crate) series: SeriesMap<Series>,
-    overflow: OnceLock<Series>,
+    /// Lookups and creation lock the current map; walks do not ([`SeriesMap::iter`]). Removal
+    /// builds a map of the series that stay and swaps it in under the old map's lock (see
+    /// [`expiry`]); a walk goes on over the map it loaded.
+    pub(crate) series: ArcSwap<SeriesMap<Series>>,
+    /// Held for the family's life: the overflow series never expires.
+    overflow: OnceLock<HeldSeries>,
     /// Counts only self-metrics: their own overflow is not counted again.
     is_self_metric: bool,
     /// Whether the `metrics` facade created the family: only those take other label sets.
@@ -180,7 +204,12 @@ impl Family {
             .is_ok()
     }
 
-    fn arity_error(&self, values: &[&str]) -> MetricsError {
+    /// Gives back `n` places under the series limit (series removed).
+    pub(crate) fn give_places(&self, n: usize) {
+        self.created.fetch_sub(n, Relaxed);
+    }
+
+    pub(crate) fn arity_error(&self, values: &[&str]) -> MetricsError {
         MetricsError::LabelArity {
             metric: self.name.to_string(),
             expected: self.label_names.join(", "),
@@ -262,6 +291,10 @@ pub(crate) struct Registry {
     facade_overflow: [OnceLock<Result<Arc<Family>, MetricsError>>; 3],
     /// Whether the facade family limit was reached (and logged).
     facade_limit_reached: AtomicBool,
+    /// Whether series were asked to be removed since the last sweep.
+    doomed: AtomicBool,
+    /// Held by the sweep: sweeps do not overlap.
+    sweeping: Mutex<()>,
 }
 
 /// The name a family is stored under: a counter's without `_total`.
@@ -379,6 +412,8 @@ impl Registry {
             self_metrics: OnceLock::new(),
             facade_overflow: Default::default(),
             facade_limit_reached: AtomicBool::new(false),
+            doomed: AtomicBool::new(false),
+            sweeping: Mutex::new(()),
         });
         let counter = |name: &str, help: &str, label: &str| {
             registry
@@ -531,7 +566,7 @@ impl Registry {
             label_names: labels.iter().map(|&l| l.into()).collect(),
             help: Mutex::new(None),
             unit: Mutex::new(None),
-            series: SeriesMap::new(),
+            series: ArcSwap::from_pointee(SeriesMap::new()),
             overflow: OnceLock::new(),
             is_self_metric: false,
             facade: true,
@@ -625,7 +660,7 @@ impl Registry {
                 _ => Some(help.into()),
             }),
             unit: Mutex::new(pending_unit),
-            series: SeriesMap::new(),
+            series: ArcSwap::from_pointee(SeriesMap::new()),
             overflow: OnceLock::new(),
             is_self_metric: origin == Origin::SelfMetric,
             facade: origin == Origin::Facade,
@@ -678,9 +713,9 @@ impl Registry {
         }
     }
 
-    /// The series of `family` with these label values (in label-name order), created on first
-    /// use; past the series limit, the family's overflow series.
-    pub(crate) fn series(&self, family: &Family, values: &[&str]) -> Result<Series, MetricsError> {
+    /// The series of `family` with these label values (in label-name order), held, created on
+    /// first use; past the series limit, the family's overflow series.
+    pub(crate) fn series(&self, family: &Family, values: &[&str]) -> Result<HeldSeries, MetricsError> {
         if values.len() != family.label_names.len() {
             return Err(family.arity_error(values));
         }
@@ -693,23 +728,22 @@ impl Registry {
             });
         }
         // A series that exists is found without a lock or an allocation.
-        if let Some(s) = family.series.get(values) {
-            return Ok(s.clone());
+        if let Some(s) = family.series.load().get(values) {
+            if let Ok(held) = Held::new(s.clone()) {
+                return Ok(held);
+            }
         }
         let mut buf = Vec::with_capacity(values.iter().map(|v| v.len() + 1).sum());
         labels::encode(values, &mut buf);
-        let mut map = family.series.lock();
-        if let Some(s) = map.get(&buf) {
-            return Ok(s.clone());
-        }
-        if family.take_place(self.config.series_limit) {
-            let s = self.new_series(family);
-            if map.insert(&buf, s.clone()) {
-                return Ok(s);
+        loop {
+            match self.find_or_create(family, &buf) {
+                Some(Ok(s)) => return Ok(s),
+                // Removed by a sweep between the lookup and the hold, or the map was swapped: the
+                // sweep is swapping in the map without it; look again there.
+                Some(Err(())) => std::thread::yield_now(),
+                None => break,
             }
-            family.created.fetch_sub(1, Relaxed);
         }
-        drop(map);
         if !family.is_self_metric {
             self.count_self(&self.self_metrics().overflow, &family.name);
         }
@@ -718,16 +752,26 @@ impl Registry {
             labels::encode(&values, &mut buf);
             // The overflow series is exposed with the others; it does not count against the limit.
             // A series that already has the overflow values (made by hand) serves as it.
-            let mut map = family.series.lock();
-            let s = match map.get(&buf) {
-                Some(existing) => existing.clone(),
-                None => {
-                    let s = self.new_series(family);
-                    map.insert(&buf, s.clone());
-                    s
+            let held = loop {
+                let map = family.series.load_full();
+                let mut w = map.lock();
+                if !Arc::ptr_eq(&map, &family.series.load()) {
+                    continue;
+                }
+                let s = match w.get(&buf) {
+                    Some(existing) => existing.clone(),
+                    None => {
+                        let s = self.new_series(family);
+                        w.insert(&buf, s.clone());
+                        s
+                    }
+                };
+                drop(w);
+                match Held::new(s) {
+                    Ok(h) => break h,
+                    Err(_) => std::thread::yield_now(),
                 }
             };
-            drop(map);
             if !family.is_self_metric {
                 tracing::warn!(
                     metric = &*family.name,
@@ -738,9 +782,36 @@ impl Registry {
                     OVERFLOW_LABEL_VALUE
                 );
             }
-            s
+            held
         });
         Ok(overflow.clone())
+    }
+
+    /// The series with encoded label values `buf` in the family's current map, created if the
+    /// series limit allows, and held: `None` past the limit, `Some(Err(()))` when the series found
+    /// was removed before it could be held.
+    fn find_or_create(&self, family: &Family, buf: &[u8]) -> Option<Result<HeldSeries, ()>> {
+        let map = family.series.load_full();
+        let mut w = map.lock();
+        // A sweep swaps the map under the old map's lock: a map that is no longer current takes
+        // no new series.
+        if !Arc::ptr_eq(&map, &family.series.load()) {
+            return Some(Err(()));
+        }
+        let s = match w.get(buf) {
+            Some(s) => s.clone(),
+            None if family.take_place(self.config.series_limit) => {
+                let s = self.new_series(family);
+                if !w.insert(buf, s.clone()) {
+                    family.give_places(1);
+                    return None;
+                }
+                s
+            }
+            None => return None,
+        };
+        drop(w);
+        Some(Held::new(s).map_err(drop))
     }
 
     /// Adds one to a self-metric counter with one label (a metric name, cut to
@@ -750,7 +821,9 @@ impl Registry {
         let label = truncate_label_value(label);
         let mut buf = Vec::with_capacity(label.len());
         labels::encode(&[label], &mut buf);
-        let mut map = family.series.lock();
+        // Self-metrics never expire: their map is never swapped.
+        let map = family.series.load();
+        let mut map = map.lock();
         if map.get(&buf).is_some() {
             return;
         }
@@ -771,8 +844,10 @@ impl Registry {
     /// Adds one to a self-metric counter with one label (a metric name, cut to
     /// [`MAX_LABEL_VALUE_LEN`] bytes).
     pub(crate) fn count_self(&self, family: &Family, label: &str) {
-        if let Ok(Series::Counter(c)) = self.series(family, &[truncate_label_value(label)]) {
-            c.add(1);
+        if let Ok(s) = self.series(family, &[truncate_label_value(label)]) {
+            if let Series::Counter(c) = &*s {
+                c.add(1);
+            }
         }
     }
 }

@@ -18,6 +18,7 @@
 use std::ptr::NonNull;
 use std::sync::Arc;
 
+use super::life::{HasLife, Life};
 use super::{add_u64, lines, Line, LINE_CELLS};
 use crate::loom::AtomicU64;
 use crate::shard::{Shard, ShardLayout};
@@ -63,6 +64,9 @@ pub struct CounterChunk {
     base: NonNull<AtomicU64>,
     /// Owns the memory `base` points into; never accessed otherwise.
     _memory: Memory,
+    /// Series `k`'s [`Life`]: 8 bytes a series, apart from the cells (written only when a handle
+    /// is made or dropped and by the sweep, never by a record).
+    lives: Box<[Life]>,
 }
 
 // SAFETY: `base` points into `_memory`, which the chunk owns and which moves with it (a mapping or
@@ -81,6 +85,7 @@ impl CounterChunk {
                     layout,
                     base,
                     _memory: Memory::Mapped(map),
+                    lives: lives(),
                 }
             }
             Err(e) => tracing::warn!(
@@ -100,8 +105,13 @@ impl CounterChunk {
             layout,
             base: heap.cast(),
             _memory: Memory::Heap(heap),
+            lives: lives(),
         }
     }
+}
+
+fn lives() -> Box<[Life]> {
+    (0..CHUNK_SERIES).map(|_| Life::new()).collect()
 }
 
 /// An anonymous mapping of `cells` zeroed `AtomicU64`s, and a pointer to the first.
@@ -136,6 +146,12 @@ unsafe impl Send for CounterCell {}
 // SAFETY: as for `Send`.
 unsafe impl Sync for CounterCell {}
 
+impl HasLife for CounterCell {
+    fn life(&self) -> &Life {
+        &self.chunk.lives[self.index()]
+    }
+}
+
 impl CounterCell {
     /// Series `k` of `chunk`.
     pub fn new(chunk: Arc<CounterChunk>, k: usize) -> Self {
@@ -148,6 +164,12 @@ impl CounterCell {
 
     pub fn layout(&self) -> ShardLayout {
         self.chunk.layout
+    }
+
+    /// The series' index `k` in its chunk.
+    fn index(&self) -> usize {
+        // SAFETY: `cell` was made as `base.add(k)` in `new`, within the chunk's allocation.
+        unsafe { self.cell.offset_from(self.chunk.base) as usize }
     }
 
     /// Shard `index`'s cell.

@@ -6,34 +6,51 @@ use std::sync::atomic::Ordering::Relaxed;
 use crossbeam_utils::CachePadded;
 
 use super::add_f64;
+use super::life::{HasLife, Life};
 use std::sync::Arc;
 
 use crate::loom::AtomicU64;
 
 /// One gauge series. Cloning shares the cell.
 #[derive(Clone)]
-pub struct GaugeCell(Arc<CachePadded<AtomicU64>>);
+pub struct GaugeCell(Arc<CachePadded<Cell>>);
+
+/// The value, and the series' [`Life`] on the same padded line (a gauge's line holds one value;
+/// the life word is written only when a handle is made or dropped and by the sweep).
+struct Cell {
+    value: AtomicU64,
+    life: Life,
+}
+
+impl HasLife for GaugeCell {
+    fn life(&self) -> &Life {
+        &self.0.life
+    }
+}
 
 impl GaugeCell {
     pub fn new() -> Self {
-        Self(Arc::new(CachePadded::new(AtomicU64::new(0f64.to_bits()))))
+        Self(Arc::new(CachePadded::new(Cell {
+            value: AtomicU64::new(0f64.to_bits()),
+            life: Life::new(),
+        })))
     }
 
     #[inline(always)]
     pub fn set(&self, v: f64) {
-        self.0.store(v.to_bits(), Relaxed);
+        self.0.value.store(v.to_bits(), Relaxed);
     }
 
     #[inline(always)]
     pub fn add(&self, v: f64) {
-        add_f64(&self.0, v, false);
+        add_f64(&self.0.value, v, false);
     }
 
     /// Raises the value to `v` if `v` is larger (a float counter never goes down).
     pub fn raise(&self, v: f64) {
-        let mut cur = self.0.load(Relaxed);
+        let mut cur = self.0.value.load(Relaxed);
         while v > f64::from_bits(cur) {
-            match self.0.compare_exchange_weak(cur, v.to_bits(), Relaxed, Relaxed) {
+            match self.0.value.compare_exchange_weak(cur, v.to_bits(), Relaxed, Relaxed) {
                 Ok(_) => break,
                 Err(now) => cur = now,
             }
@@ -41,6 +58,6 @@ impl GaugeCell {
     }
 
     pub fn get(&self) -> f64 {
-        f64::from_bits(self.0.load(Relaxed))
+        f64::from_bits(self.0.value.load(Relaxed))
     }
 }

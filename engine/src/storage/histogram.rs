@@ -8,6 +8,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
+use super::life::{HasLife, Life};
 use super::{add_f64, add_u64, flat, lines, Line, LINE_CELLS};
 use crate::shard::{Shard, ShardLayout};
 
@@ -440,6 +441,13 @@ pub struct HistogramCells {
     /// lines.
     stride: usize,
     lines: Box<[Line]>,
+    life: Life,
+}
+
+impl HasLife for HistogramCell {
+    fn life(&self) -> &Life {
+        &self.life
+    }
 }
 
 /// One histogram series. Cloning shares the cells.
@@ -454,6 +462,7 @@ impl HistogramCells {
             buckets,
             stride: lines_per_row * LINE_CELLS,
             lines: lines(lines_per_row * layout.shards as usize),
+            life: Life::new(),
         }
     }
 

@@ -20,6 +20,7 @@ pub(crate) mod clock;
 pub(crate) mod counter;
 pub(crate) mod gauge;
 pub(crate) mod histogram;
+pub(crate) mod life;
 pub(crate) mod summary;
 
 use std::sync::atomic::Ordering::Relaxed;

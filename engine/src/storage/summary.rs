@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
+use super::life::{HasLife, Life};
 use super::{add_f64, add_u64};
 use std::sync::Arc;
 
@@ -82,6 +83,13 @@ pub struct SummaryCells {
     spec: SummarySpec,
     window_ms: u64,
     shards: Box<[AtomicPtr<ShardSketch>]>,
+    life: Life,
+}
+
+impl HasLife for SummaryCell {
+    fn life(&self) -> &Life {
+        &self.life
+    }
 }
 
 /// One summary series. Cloning shares the cells.
@@ -196,6 +204,7 @@ impl SummaryCells {
             spec,
             window_ms,
             shards: (0..layout.shards).map(|_| AtomicPtr::new(ptr::null_mut())).collect(),
+            life: Life::new(),
         }
     }
 

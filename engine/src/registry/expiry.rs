@@ -1,0 +1,186 @@
+//! Expiry and removal of series.
+//!
+//! A series is idle when nobody held it for its kind's idle timeout since its last holder let go
+//! ([`crate::MetricsManagerBuilder::idle_timeout`]): no handle, no `metrics` facade call, no
+//! by-name call (each of those holds the series while it records, see
+//! [`Life`](crate::storage::life::Life)). The sweep ([`Registry::sweep`], run before every read of
+//! the registry, so before every scrape) removes the idle ones and those the game code asked to
+//! remove ([`Registry::remove`]) that nobody holds:
+//!
+//! 1. A first pass over each family's current map, without its lock and without writing, notes
+//!    whether any series may go.
+//! 2. Only then, under the map's lock (series creation in that family waits; walks and recording do
+//!    not), each candidate is removed with one compare-exchange on its life word that fails if a
+//!    hold was taken meanwhile, and a new map of the series that stay is built and swapped in.
+//!    The old map is freed when the last walk over it ends; a series' cells are freed when the
+//!    last holder lets go (a removed series has none) and the old map is gone.
+//! 3. Every thread's facade and by-name caches are told to let go of what they hold (a cache epoch),
+//!    so a series used only through a thread's cache is held again only if that thread uses it
+//!    again before the next sweep.
+//!
+//! What was recorded into a series is never lost: a series is removed only when nobody holds it,
+//! and nothing records into a series without holding it. A series removed and then recorded into
+//! again comes back, from zero, as a new series (Prometheus sees a counter reset).
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Family, Registry, SeriesMap};
+use crate::storage::life::{clock, HasLife, Swept};
+use crate::MetricKind;
+
+/// The longest idle timeout, in ms (24.8 days): stamps are compared with wrapping arithmetic on
+/// a clock that wraps after 49.7 days, so an age must stay below half of that.
+const MAX_IDLE: u32 = i32::MAX as u32;
+
+/// Series removed by one sweep past which freed memory is handed back to the OS (`malloc_trim`):
+/// a large expiry frees many small blocks the allocator would otherwise keep.
+const TRIM_AFTER: usize = 10_000;
+
+/// A timeout in ms, rounded up, at most [`MAX_IDLE`].
+fn ticks(d: Duration) -> u32 {
+    u32::try_from(d.as_nanos().div_ceil(1_000_000)).map_or(MAX_IDLE, |t| t.min(MAX_IDLE))
+}
+
+impl Registry {
+    /// Whether any kind has an idle timeout.
+    pub(crate) fn expires(&self) -> bool {
+        self.config.idle_timeouts.iter().any(Option::is_some)
+    }
+
+    /// Stamps the series in use and removes the idle and the doomed ones nobody holds (see the
+    /// module documentation). Returns the number of series removed. Sweeps do not overlap; a
+    /// sweep asked for while one runs returns at once.
+    pub(crate) fn sweep(&self) -> usize {
+        if !self.expires() && !self.doomed.load(Relaxed) {
+            return 0;
+        }
+        let Ok(_one) = self.sweeping.try_lock() else {
+            return 0;
+        };
+        // Cleared before the pass: a removal asked for during it sets it again.
+        self.doomed.store(false, Relaxed);
+        let now = clock();
+        let mut removed = 0;
+        for family in self.all() {
+            if family.is_self_metric {
+                continue;
+            }
+            let idle = self.config.idle_timeouts[family.kind().index()].map(ticks);
+            // Each label set of a facade family is a variant with its own map.
+            for variant in family.variants() {
+                let (gone, doomed_left) = sweep_family(variant, now, idle);
+                removed += gone;
+                if doomed_left {
+                    // Still held: asked again at the next sweep.
+                    self.doomed.store(true, Relaxed);
+                }
+            }
+        }
+        if self.expires() || removed > 0 {
+            crate::thread_cache::bump_cache_epoch();
+        }
+        if removed >= TRIM_AFTER {
+            trim();
+        }
+        removed
+    }
+
+    /// Asks for the removal of every series of `family` whose label values `matches` accepts: each
+    /// is removed at once if nobody holds it, else at the first sweep after its last holder lets go
+    /// (unless it is recorded into again before that). Returns how many series matched.
+    pub(crate) fn remove(&self, family: &Family, mut matches: impl FnMut(&[u8]) -> bool) -> usize {
+        let map = family.series.load_full();
+        let overflow = family.overflow.get().map(|h| h.life() as *const _);
+        let mut n = 0;
+        for (values, s) in map.iter() {
+            if matches(values) && !s.life().is_removed() && Some(s.life() as *const _) != overflow {
+                s.life().doom();
+                n += 1;
+            }
+        }
+        if n > 0 {
+            // Caches let go, so that series held only by a cache can go at the next sweep.
+            crate::thread_cache::bump_cache_epoch();
+            let now = clock();
+            let idle = self.config.idle_timeouts[family.kind().index()].map(ticks);
+            let _one = self.sweeping.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if sweep_family(family, now, idle).1 {
+                self.doomed.store(true, Relaxed);
+            }
+        }
+        n
+    }
+}
+
+/// One family's sweep: the number of series removed, and whether series asked to be removed are
+/// left (held).
+fn sweep_family(family: &Family, now: u32, idle: Option<u32>) -> (usize, bool) {
+    // Pass 1, without the lock and without writing: may any series go?
+    let map = family.series.load_full();
+    let overflow = family.overflow.get().map(|h| h.life() as *const _);
+    let mut candidates = false;
+    let mut doomed_left = false;
+    for (_, s) in map.iter() {
+        let life = s.life();
+        if Some(life as *const _) == overflow {
+            continue;
+        }
+        if life.is_idle(now, idle) {
+            candidates = true;
+        } else if life.is_doomed() {
+            doomed_left = true;
+        }
+    }
+    if !candidates {
+        return (0, doomed_left);
+    }
+    // Pass 2, under the lock: creation waits, so the map seen is the whole map.
+    let map = family.series.load_full();
+    let w = map.lock();
+    let mut removed = 0;
+    for (_, s) in map.iter() {
+        if s.life().is_removed() || s.life().sweep(now, idle) == Swept::Removed {
+            removed += 1;
+        }
+    }
+    if removed == 0 {
+        return (0, doomed_left);
+    }
+    let fresh = SeriesMap::new();
+    {
+        let mut fw = fresh.lock();
+        for (values, s) in map.iter() {
+            if !s.life().is_removed() {
+                let copied = fw.insert(values, s.clone());
+                debug_assert!(copied, "a map of fewer series than one that held them");
+            }
+        }
+    }
+    family.series.store(Arc::new(fresh));
+    drop(w);
+    family.give_places(removed);
+    (removed, doomed_left)
+}
+
+/// Hands memory the allocator keeps back to the OS, where the allocator can (glibc).
+fn trim() {
+    #[cfg(all(target_os = "linux", target_env = "gnu", not(loom)))]
+    // SAFETY: `malloc_trim` has no preconditions; it only releases free memory.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+impl MetricKind {
+    /// Position in per-kind tables: counter, gauge, histogram, summary.
+    pub(crate) fn index(self) -> usize {
+        match self {
+            MetricKind::Counter => 0,
+            MetricKind::Gauge => 1,
+            MetricKind::Histogram => 2,
+            MetricKind::Summary => 3,
+        }
+    }
+}
