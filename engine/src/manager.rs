@@ -443,6 +443,24 @@ impl MetricsManager {
     /// series of a zone that shut down: `remove_matching("zone_players", &[("zone", "7")])`), as
     /// [`Self::remove_series`] does for one. Returns how many series matched. A label the metric
     /// does not have is an error.
+    ///
+    /// ```
+    /// use mmo_metrics::MetricsManager;
+    ///
+    /// let m = MetricsManager::new();
+    /// m.register_gauge("zone_players", "Players per zone and faction.", &["zone", "faction"])?;
+    /// m.gauge("zone_players", &["7", "red"])?.set(40.0);
+    /// m.gauge("zone_players", &["8", "red"])?.set(12.0);
+    /// // Zone 7 shut down: its series go (the handle above was dropped, nobody holds it).
+    /// assert_eq!(m.remove_matching("zone_players", &[("zone", "7")])?, 1);
+    /// assert!(!mmo_metrics_text(&m).contains("zone=\"7\""));
+    /// # fn mmo_metrics_text(m: &MetricsManager) -> String {
+    /// #     let mut out = String::new();
+    /// #     m.visit(|f| f.for_each_series(|l, _| out.push_str(&format!("{:?}\n", l.iter().collect::<Vec<_>>()))));
+    /// #     out.replace("(\"zone\", \"7\")", "zone=\"7\"")
+    /// # }
+    /// # Ok::<(), mmo_metrics::MetricsError>(())
+    /// ```
     pub fn remove_matching(&self, name: &str, labels: &[(&str, &str)]) -> Result<usize, MetricsError> {
         let family = self.family(name)?;
         let mut wanted = Vec::with_capacity(labels.len());

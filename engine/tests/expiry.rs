@@ -101,6 +101,39 @@ fn idle_series_go_held_ones_stay_and_used_ones_come_back() {
 }
 
 #[test]
+fn facade_label_sets_expire_and_give_their_places_back() {
+    let m = MetricsManager::builder()
+        .idle_timeout(ALL, Duration::from_millis(20))
+        .series_limit(2)
+        .build();
+    m.register_counter("unrelated", "Keeps the by-name cache moving.", &[])
+        .unwrap();
+    let recorder = m.recorder();
+    let record = |method: &'static str, zone: &'static str| {
+        metrics::with_local_recorder(&recorder, || {
+            metrics::counter!("requests", "method" => method).increment(1);
+            metrics::counter!("requests", "method" => method, "zone" => zone).increment(1);
+        })
+    };
+    record("GET", "1");
+    record("PUT", "2");
+    // The limit of 2 is shared by both label sets: the second call folded into the overflow.
+    let sets = |m: &MetricsManager| series_of(m, "requests").into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+    assert!(sets(&m).iter().any(|k| k.contains("__overflow__")), "{:?}", sets(&m));
+    // This thread's facade cache lets go at its next facade call after a sweep.
+    sweep_until(&m, "every label set to expire", || {
+        metrics::with_local_recorder(&recorder, || metrics::counter!("unrelated").increment(1));
+        sets(&m).iter().all(|k| k.contains("__overflow__"))
+    });
+    record("POST", "3");
+    let now = sets(&m);
+    assert!(
+        now.contains(&"POST".to_owned()) && now.contains(&"POST,3".to_owned()),
+        "{now:?}"
+    );
+}
+
+#[test]
 fn every_kind_expires() {
     let m = MetricsManager::builder()
         .idle_timeout(ALL, Duration::from_millis(20))

@@ -44,43 +44,61 @@ fn mib(b: u64) -> f64 {
 /// Series per way of making them: 10^5 in all.
 const EACH: usize = 100_000 / 4;
 
-/// `each` series of each kind, from four threads that then exit (their caches are freed then, as
-/// a zone's worker threads' are).
-fn make(m: &MetricsManager, recorder: &mmo_metrics::MetricsRecorder, each: usize) {
+/// `each` series of each kind, from four threads that then exit (their caches let go then, as a
+/// zone's worker threads' do), and a handle to each: they are let go of when the result is
+/// dropped, all at once.
+fn make(m: &MetricsManager, recorder: &mmo_metrics::MetricsRecorder, each: usize) -> Vec<Box<dyn Send>> {
     std::thread::scope(|s| {
-        s.spawn(|| {
-            for i in 0..each {
-                let h = m.counter(
-                    "instance_kills",
-                    &[&format!("dungeon-{}", i / 50), &format!("player-{i}")],
-                );
-                h.unwrap().increment(1);
-            }
-        });
-        s.spawn(|| {
-            for i in 0..each {
-                m.set_gauge(
-                    "instance_hp",
-                    100.0,
-                    &[&format!("raid-{}", i / 10), &format!("boss-{i}")],
-                )
-                .unwrap();
-            }
-        });
-        s.spawn(|| {
-            for i in 0..each {
-                m.observe_histogram("instance_tick_seconds", 0.01, &[&format!("arena-{i}")])
-                    .unwrap();
-            }
-        });
-        s.spawn(|| {
+        let mut threads: Vec<std::thread::ScopedJoinHandle<'_, Box<dyn Send>>> = Vec::new();
+        threads.push(s.spawn(|| -> Box<dyn Send> {
+            let held: Vec<_> = (0..each)
+                .map(|i| {
+                    let h = m.counter(
+                        "instance_kills",
+                        &[&format!("dungeon-{}", i / 50), &format!("player-{i}")],
+                    );
+                    let h = h.unwrap();
+                    h.increment(1);
+                    h
+                })
+                .collect();
+            Box::new(held)
+        }));
+        threads.push(s.spawn(|| -> Box<dyn Send> {
+            let held: Vec<_> = (0..each)
+                .map(|i| {
+                    let labels = [format!("raid-{}", i / 10), format!("boss-{i}")];
+                    let labels = [labels[0].as_str(), labels[1].as_str()];
+                    m.set_gauge("instance_hp", 100.0, &labels).unwrap();
+                    m.gauge("instance_hp", &labels).unwrap()
+                })
+                .collect();
+            Box::new(held)
+        }));
+        threads.push(s.spawn(|| -> Box<dyn Send> {
+            let held: Vec<_> = (0..each)
+                .map(|i| {
+                    let zone = format!("arena-{i}");
+                    m.observe_histogram("instance_tick_seconds", 0.01, &[&zone]).unwrap();
+                    m.histogram("instance_tick_seconds", &[&zone]).unwrap()
+                })
+                .collect();
+            Box::new(held)
+        }));
+        threads.push(s.spawn(|| -> Box<dyn Send> {
             metrics::with_local_recorder(recorder, || {
-                for i in 0..each {
-                    metrics::counter!("facade_instance_events", "instance" => format!("pvp-{i}")).increment(1);
-                }
-            });
-        });
-    });
+                let held: Vec<_> = (0..each)
+                    .map(|i| {
+                        let c = metrics::counter!("facade_instance_events", "instance" => format!("pvp-{i}"));
+                        c.increment(1);
+                        c
+                    })
+                    .collect();
+                Box::new(held) as Box<dyn Send>
+            })
+        }));
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    })
 }
 
 /// Waits past the timeout, then scrapes once; returns the series left.
@@ -99,8 +117,7 @@ fn expired_series_give_their_memory_back() {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 128 << 10);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 10);
     }
-    // Longer than making the series takes (about 0.5 s), so none expires before the full reading.
-    let timeout = Duration::from_secs(5);
+    let timeout = Duration::from_millis(300);
     let m = MetricsManager::builder()
         .idle_timeout([MetricKind::Counter, MetricKind::Gauge, MetricKind::Histogram], timeout)
         .series_limit(1_000_000)
@@ -128,14 +145,15 @@ fn expired_series_give_their_memory_back() {
     // A first round of 100 series, expired, so what exists once per process and per thread (the
     // allocator's per-thread arenas, the first counter chunk, the code a scrape runs) is in the
     // start.
-    make(&m, &recorder, 25);
+    drop(make(&m, &recorder, 25));
     expire(&m, addr, timeout);
     let start = rss_bytes();
-    make(&m, &recorder, EACH);
+    let held = make(&m, &recorder, EACH);
     assert_eq!(client::status(addr, "/metrics"), 200);
     let mut series = 0;
     m.visit(|f| series += f.series_count());
     let full = rss_bytes();
+    drop(held);
     let left = expire(&m, addr, timeout);
     let after = rss_bytes();
     if std::env::var("PROBE").is_ok() {
