@@ -642,14 +642,28 @@ impl MetricsManager {
                 }
             })
             .unwrap_or(false);
-        if hit {
-            return Ok(());
+        match f {
+            Some(f) if !hit => self.with_series_miss(kind, name, values, hash, epoch, f),
+            _ => Ok(()),
         }
+    }
+
+    /// [`Self::with_series`] past a cache hit: resolves the series (registering nothing: the
+    /// family must exist), records, and caches it. Out of line, so the hit path stays small.
+    #[inline(never)]
+    fn with_series_miss(
+        &self,
+        kind: MetricKind,
+        name: &str,
+        values: &[&str],
+        hash: u64,
+        epoch: u64,
+        f: impl FnOnce(&Series),
+    ) -> Result<(), MetricsError> {
         thread_cache::count_resolve();
         let series = self.resolve(kind, name, values)?;
-        if let Some(f) = f.take() {
-            f(&series);
-        }
+        f(&series);
+        let id = self.registry.id;
         let _ = CACHE.try_with(|c| c.borrow_mut().insert(id, epoch, kind, hash, name, values, series));
         Ok(())
     }

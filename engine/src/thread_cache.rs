@@ -11,9 +11,11 @@
 //! Every entry records the [`cache_epoch`] loaded before its series was resolved, and is used only
 //! while the epoch is still that value: [`bump_cache_epoch`] makes every thread's next lookup of
 //! every key a miss that resolves it again (and a thread that inserts after a bump clears its whole
-//! table first). Code that removes series from a family bumps the epoch afterwards. A lookup loads
-//! the epoch `Relaxed`: a thread may go on using an entry for a short while after a bump (until its
-//! load sees the new value), so removal must tolerate a record that lands in a series just removed.
+//! table first, letting go of the series its entries held). The expiry sweep bumps it, so that a
+//! series only a thread's cache holds can become idle (see `registry::expiry`). A lookup loads the
+//! epoch `Relaxed`: a thread may go on using an entry for a short while after a bump (until its load
+//! sees the new value), which is harmless: an entry holds its series, and a held series is never
+//! removed.
 //!
 //! # Table
 //!

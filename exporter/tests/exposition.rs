@@ -6,12 +6,14 @@
 //! The external tools are installed by `scripts/test.sh`. Without them these tests print a notice
 //! and pass, unless `MMO_REQUIRE_TOOLS` is set (as `scripts/test.sh` does): then they fail.
 
+mod tools;
+
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
 use mmo_metrics::{MetricsManager, DEFAULT_BUCKETS, DEFAULT_QUANTILES, OVERFLOW_LABEL_VALUE, SUMMARY_RELATIVE_ERROR};
 use mmo_metrics_exporter::encode_text;
+use tools::{run_with_stdin, tool_missing};
 
 type Labels = BTreeMap<String, String>;
 
@@ -276,33 +278,6 @@ fn rich_registry() -> (MetricsManager, Expected) {
     (m, e)
 }
 
-/// Whether a missing tool fails the test (`MMO_REQUIRE_TOOLS` set) or skips it with a notice.
-fn tool_missing(what: &str) {
-    if std::env::var_os("MMO_REQUIRE_TOOLS").is_some_and(|v| !v.is_empty() && v != "0") {
-        panic!("{what} is required (MMO_REQUIRE_TOOLS is set); scripts/test.sh installs it");
-    }
-    eprintln!("NOTICE: {what} not available; test skipped (run scripts/test.sh to install it)");
-}
-
-/// Runs `cmd` with `input` on stdin.
-fn run_with_stdin(cmd: &mut Command, input: &str) -> std::io::Result<Output> {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let mut stdin = child.stdin.take().expect("piped");
-    let input = input.to_owned();
-    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-    let out = child.wait_with_output()?;
-    writer.join().expect("stdin writer").expect("write to child stdin");
-    Ok(out)
-}
-
-fn python() -> String {
-    std::env::var("MMO_PYTHON").unwrap_or_else(|_| "python3".to_owned())
-}
-
 /// Prints each sample the Python parser finds as JSON: family, type, name, labels, value (as text,
 /// so NaN and infinities survive JSON).
 const PARSE_SCRIPT: &str = r#"
@@ -356,7 +331,7 @@ fn promtool_accepts_the_rich_exposition() {
 fn python_parser_reads_back_what_was_recorded() {
     let (m, expected) = rich_registry();
     let text = encode_text(&m);
-    let py = python();
+    let py = tools::python();
     match Command::new(&py)
         .args(["-c", "import prometheus_client.parser"])
         .output()

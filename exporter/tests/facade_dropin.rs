@@ -14,9 +14,10 @@
 //! `prometheus_client` parser; without them (installed by `scripts/test.sh`) those checks print
 //! a notice, unless `MMO_REQUIRE_TOOLS` is set.
 
+mod tools;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 
 use metrics::{counter, describe_counter, describe_histogram, gauge, histogram, Unit};
@@ -24,6 +25,7 @@ use metrics_exporter_prometheus::PrometheusBuilder;
 use metrics_util::layers::{FilterLayer, Layer, PrefixLayer};
 use mmo_metrics::MetricsManager;
 use mmo_metrics_exporter::encode_text;
+use tools::{run_with_stdin, tool_missing};
 
 type LabelSet = BTreeMap<String, String>;
 
@@ -311,7 +313,7 @@ fn facade_output_passes_promtool_lint_and_the_python_parser() {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => tool_missing("promtool"),
         Err(e) => panic!("cannot run promtool: {e}"),
     }
-    let py = std::env::var("MMO_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let py = tools::python();
     let script = "import sys\nfrom prometheus_client.parser import text_string_to_metric_families\n\
                   names = [f.name for f in text_string_to_metric_families(sys.stdin.read())]\n\
                   assert len(names) == len(set(names)), names\nprint(len(names))\n";
@@ -330,27 +332,4 @@ fn facade_output_passes_promtool_lint_and_the_python_parser() {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => tool_missing("python3"),
         Err(e) => panic!("cannot run {py}: {e}"),
     }
-}
-
-/// Whether a missing tool fails the test (`MMO_REQUIRE_TOOLS` set) or skips it with a notice.
-fn tool_missing(what: &str) {
-    if std::env::var_os("MMO_REQUIRE_TOOLS").is_some_and(|v| !v.is_empty() && v != "0") {
-        panic!("{what} is required (MMO_REQUIRE_TOOLS is set); scripts/test.sh installs it");
-    }
-    eprintln!("NOTICE: {what} not available; check skipped (run scripts/test.sh to install it)");
-}
-
-/// Runs `cmd` with `input` on stdin.
-fn run_with_stdin(cmd: &mut Command, input: &str) -> std::io::Result<Output> {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let mut stdin = child.stdin.take().expect("piped");
-    let input = input.to_owned();
-    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
-    let out = child.wait_with_output()?;
-    writer.join().expect("stdin writer").expect("write to child stdin");
-    Ok(out)
 }

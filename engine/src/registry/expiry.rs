@@ -34,8 +34,9 @@ use crate::MetricKind;
 /// a clock that wraps after 49.7 days, so an age must stay below half of that.
 const MAX_IDLE: u32 = i32::MAX as u32;
 
-/// Series removed by one sweep past which freed memory is handed back to the OS (`malloc_trim`):
-/// a large expiry frees many small blocks the allocator would otherwise keep.
+/// Series removed by one sweep past which the allocator is asked to hand the free pages inside its
+/// arenas back to the OS (`malloc_trim`): a large expiry frees many small blocks among live ones,
+/// whose pages glibc would otherwise keep.
 const TRIM_AFTER: usize = 10_000;
 
 /// A timeout in ms, rounded up, at most [`MAX_IDLE`].
@@ -49,8 +50,8 @@ impl Registry {
         self.config.idle_timeouts.iter().any(Option::is_some)
     }
 
-    /// Stamps the series in use and removes the idle and the doomed ones nobody holds (see the
-    /// module documentation). Returns the number of series removed. Sweeps do not overlap; a
+    /// Removes the idle series and those asked to be removed that nobody holds (see the module
+    /// documentation). Returns the number of series removed. Sweeps do not overlap; a
     /// sweep asked for while one runs returns at once.
     pub(crate) fn sweep(&self) -> usize {
         if !self.expires() && !self.doomed.load(Relaxed) {
