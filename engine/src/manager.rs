@@ -214,8 +214,8 @@ impl MetricsManagerBuilder {
     /// or the by-name API (each thread's cache holds what it used since the last sweep). So
     /// nothing recorded is ever lost: a series goes only when nobody can record into it, and one
     /// recorded into again comes back, from zero (a counter reset to Prometheus). Idle series are
-    /// removed by the sweep that runs before every read of the registry (every scrape), or by
-    /// [`MetricsManager::expire_idle`]. Idle time counts from when the last holder let go (a
+    /// removed by the sweep that runs before a read of the registry (every scrape; at most every
+    /// 100 ms), or by [`MetricsManager::expire_idle`]. Idle time counts from when the last holder let go (a
     /// thread's cache lets go at the thread's first facade or by-name call after a sweep, or when
     /// the thread exits); a series goes at the first sweep past `timeout` after that.
     ///
@@ -485,8 +485,9 @@ impl MetricsManager {
 
     /// Runs the sweep now: removes the series idle past their kind's timeout
     /// ([`MetricsManagerBuilder::idle_timeout`]) and those asked to be removed that nobody holds
-    /// any more. Every read of the registry ([`Self::visit`], so every scrape) runs it first; call
-    /// it where nothing scrapes. Returns the number of series removed.
+    /// any more. A read of the registry ([`Self::visit`], so every scrape) runs it first when the
+    /// last sweep is 100 ms old or more; call this where nothing scrapes. Returns the number of
+    /// series removed.
     pub fn expire_idle(&self) -> usize {
         self.registry.sweep()
     }

@@ -217,7 +217,7 @@ impl MetricsManager {
     /// assert!(seen.contains(&("hits".to_owned(), r#"{"zone": "north"}"#.to_owned(), 3)));
     /// ```
     pub fn visit(&self, mut f: impl FnMut(&mut FamilyView<'_>)) {
-        self.registry.sweep();
+        self.registry.sweep_due();
         let mut scratch = Scratch::default();
         let mut name = String::new();
         let suffixes = self.registry.config.unit_suffixes;

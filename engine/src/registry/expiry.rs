@@ -3,9 +3,9 @@
 //! A series is idle when nobody held it for its kind's idle timeout since its last holder let go
 //! ([`crate::MetricsManagerBuilder::idle_timeout`]): no handle, no `metrics` facade call, no
 //! by-name call (each of those holds the series while it records, see
-//! [`Life`](crate::storage::life::Life)). The sweep ([`Registry::sweep`], run before every read of
-//! the registry, so before every scrape) removes the idle ones and those the game code asked to
-//! remove ([`Registry::remove`]) that nobody holds:
+//! [`Life`](crate::storage::life::Life)). The sweep ([`Registry::sweep`], run before a read of the
+//! registry, so before every scrape, at most every 100 ms) removes the idle ones and those the
+//! game code asked to remove ([`Registry::remove`]) that nobody holds:
 //!
 //! 1. A first pass over each family's current map, without its lock and without writing, notes
 //!    whether any series may go.
@@ -39,6 +39,9 @@ const MAX_IDLE: u32 = i32::MAX as u32;
 /// whose pages glibc would otherwise keep.
 const TRIM_AFTER: usize = 10_000;
 
+/// Reads of the registry sweep at most this often (ms); [`Registry::sweep`] itself always sweeps.
+pub(crate) const READ_SWEEP_INTERVAL_MS: u32 = 100;
+
 /// A timeout in ms, rounded up, at most [`MAX_IDLE`].
 fn ticks(d: Duration) -> u32 {
     u32::try_from(d.as_nanos().div_ceil(1_000_000)).map_or(MAX_IDLE, |t| t.min(MAX_IDLE))
@@ -48,6 +51,19 @@ impl Registry {
     /// Whether any kind has an idle timeout.
     pub(crate) fn expires(&self) -> bool {
         self.config.idle_timeouts.iter().any(Option::is_some)
+    }
+
+    /// The sweep a read of the registry runs first: at most every [`READ_SWEEP_INTERVAL_MS`], so
+    /// the reads of one scrape (an exporter reads twice: series counts, then the exposition) sweep
+    /// once.
+    pub(crate) fn sweep_due(&self) -> usize {
+        if !self.expires() && !self.doomed.load(Relaxed) {
+            return 0;
+        }
+        if clock().wrapping_sub(self.last_sweep.load(Relaxed)) < READ_SWEEP_INTERVAL_MS {
+            return 0;
+        }
+        self.sweep()
     }
 
     /// Removes the idle series and those asked to be removed that nobody holds (see the module
@@ -63,6 +79,7 @@ impl Registry {
         // Cleared before the pass: a removal asked for during it sets it again.
         self.doomed.store(false, Relaxed);
         let now = clock();
+        self.last_sweep.store(now, Relaxed);
         let mut removed = 0;
         for family in self.all() {
             if family.is_self_metric {

@@ -28,7 +28,7 @@ pub mod names;
 mod series_map;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -295,6 +295,8 @@ pub(crate) struct Registry {
     doomed: AtomicBool,
     /// Held by the sweep: sweeps do not overlap.
     sweeping: Mutex<()>,
+    /// The [`clock`](crate::storage::life::clock) at the last sweep's start.
+    last_sweep: AtomicU32,
 }
 
 /// The name a family is stored under: a counter's without `_total`.
@@ -414,6 +416,7 @@ impl Registry {
             facade_limit_reached: AtomicBool::new(false),
             doomed: AtomicBool::new(false),
             sweeping: Mutex::new(()),
+            last_sweep: AtomicU32::new(crate::storage::life::clock().wrapping_sub(expiry::READ_SWEEP_INTERVAL_MS)),
         });
         let counter = |name: &str, help: &str, label: &str| {
             registry
