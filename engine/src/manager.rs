@@ -220,7 +220,8 @@ impl MetricsManagerBuilder {
     /// the thread exits); a series goes at the first sweep past `timeout` after that.
     ///
     /// `MetricKind::Histogram` covers facade histograms rendered as summaries too. Timeouts are
-    /// kept in milliseconds, rounded up, at most 24.8 days (longer ones are that).
+    /// kept in milliseconds, rounded up, from 1 ms to 24.8 days (shorter and longer ones are
+    /// those).
     ///
     /// ```
     /// use std::time::Duration;

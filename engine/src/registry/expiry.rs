@@ -42,9 +42,10 @@ const TRIM_AFTER: usize = 10_000;
 /// Reads of the registry sweep at most this often (ms); [`Registry::sweep`] itself always sweeps.
 pub(crate) const READ_SWEEP_INTERVAL_MS: u32 = 100;
 
-/// A timeout in ms, rounded up, at most [`MAX_IDLE`].
+/// A timeout in ms, rounded up, at least 1 (a series is made, then held by its creator: with no
+/// idle time a sweep between the two could remove it again and again), at most [`MAX_IDLE`].
 fn ticks(d: Duration) -> u32 {
-    u32::try_from(d.as_nanos().div_ceil(1_000_000)).map_or(MAX_IDLE, |t| t.min(MAX_IDLE))
+    u32::try_from(d.as_nanos().div_ceil(1_000_000)).map_or(MAX_IDLE, |t| t.clamp(1, MAX_IDLE))
 }
 
 impl Registry {
