@@ -135,6 +135,12 @@ fn summary_lazy_install() {
     });
 }
 
+/// A model thread with an 8 MiB stack: the series map's models go deeper than loom's default
+/// stack allows.
+fn spawn_large<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> thread::JoinHandle<T> {
+    thread::Builder::new().stack_size(8 << 20).spawn(f).unwrap()
+}
+
 /// One thread creates series (the mutex holder, as `Registry::series`) while another walks the
 /// family: the walk sees a prefix of the creations, each whole (label bytes and handle), with no
 /// lock. Under loom the first entry segment holds one entry and the first byte segment four
@@ -150,31 +156,25 @@ fn series_map_walk_during_creation() {
         let map = Arc::new(SeriesMap::<String>::new());
         let reader = {
             let map = Arc::clone(&map);
-            thread::Builder::new()
-                .stack_size(8 << 20)
-                .spawn(move || {
-                    let mut seen = 0;
-                    for (i, (values, series)) in map.iter().enumerate() {
-                        assert_eq!(values, VALUES[i]);
-                        assert_eq!(*series, format!("series{i}"));
-                        seen += 1;
-                    }
-                    seen
-                })
-                .unwrap()
+            spawn_large(move || {
+                let mut seen = 0;
+                for (i, (values, series)) in map.iter().enumerate() {
+                    assert_eq!(values, VALUES[i]);
+                    assert_eq!(*series, format!("series{i}"));
+                    seen += 1;
+                }
+                seen
+            })
         };
         let writer = {
             let map = Arc::clone(&map);
-            thread::Builder::new()
-                .stack_size(8 << 20)
-                .spawn(move || {
-                    for (i, v) in VALUES.iter().enumerate() {
-                        let mut locked = map.lock();
-                        assert!(locked.get(v).is_none());
-                        assert!(locked.insert(v, format!("series{i}")));
-                    }
-                })
-                .unwrap()
+            spawn_large(move || {
+                for (i, v) in VALUES.iter().enumerate() {
+                    let mut locked = map.lock();
+                    assert!(locked.get(v).is_none());
+                    assert!(locked.insert(v, format!("series{i}")));
+                }
+            })
         };
         writer.join().unwrap();
         let seen = reader.join().unwrap();
@@ -200,33 +200,27 @@ fn series_map_lock_free_get_during_creation() {
         let map = Arc::new(SeriesMap::<String>::new());
         let reader = {
             let map = Arc::clone(&map);
-            thread::Builder::new()
-                .stack_size(8 << 20)
-                .spawn(move || {
-                    let mut found = 0;
-                    for (i, v) in VALUES.iter().enumerate().rev() {
-                        if let Some(s) = map.get(&[v]) {
-                            assert_eq!(*s, format!("series{i}"));
-                            found += 1;
-                        }
+            spawn_large(move || {
+                let mut found = 0;
+                for (i, v) in VALUES.iter().enumerate().rev() {
+                    if let Some(s) = map.get(&[v]) {
+                        assert_eq!(*s, format!("series{i}"));
+                        found += 1;
                     }
-                    found
-                })
-                .unwrap()
+                }
+                found
+            })
         };
         let writer = {
             let map = Arc::clone(&map);
-            thread::Builder::new()
-                .stack_size(8 << 20)
-                .spawn(move || {
-                    let mut buf = Vec::new();
-                    for (i, v) in VALUES.iter().enumerate() {
-                        buf.clear();
-                        buf.extend_from_slice(v.as_bytes());
-                        assert!(map.lock().insert(&buf, format!("series{i}")));
-                    }
-                })
-                .unwrap()
+            spawn_large(move || {
+                let mut buf = Vec::new();
+                for (i, v) in VALUES.iter().enumerate() {
+                    buf.clear();
+                    buf.extend_from_slice(v.as_bytes());
+                    assert!(map.lock().insert(&buf, format!("series{i}")));
+                }
+            })
         };
         writer.join().unwrap();
         assert!(reader.join().unwrap() <= VALUES.len());
