@@ -10,12 +10,15 @@
 //! [`fmt`].
 
 pub(crate) mod fmt;
+pub mod proto;
+mod protobuf;
 mod text;
 
 use std::sync::Arc;
 
 use mmo_metrics::{Labels, MetricKind, MetricsManager, SeriesValue};
 
+pub use protobuf::{encode_protobuf_with, PROTOBUF_CONTENT_TYPE};
 pub use text::{encode_text, encode_text_into, encode_text_with, TEXT_CONTENT_TYPE};
 
 /// Label names no global label may take: every histogram sample has `le`, every summary
