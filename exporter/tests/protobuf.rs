@@ -232,7 +232,17 @@ fn canonical_floats(families: &mut [Family]) {
 fn assert_same(text: &str, protobuf: &[u8]) {
     let mut want = parse_text(text);
     canonical_floats(&mut want);
-    let got = from_protobuf(&decode_all(protobuf));
+    let decoded = decode_all(protobuf);
+    // The bytes are prost's own encoding of the messages they decode to.
+    let mut reencoded = Vec::new();
+    for family in &decoded {
+        family.encode_length_delimited(&mut reencoded).unwrap();
+    }
+    assert!(
+        reencoded == protobuf,
+        "the exposition is not prost's encoding of its messages"
+    );
+    let got = from_protobuf(&decoded);
     let names = |fs: &[Family]| fs.iter().map(|f| f.name.clone()).collect::<Vec<_>>();
     assert_eq!(names(&got), names(&want), "families in protobuf vs text");
     for (g, w) in got.iter().zip(&want) {

@@ -9,9 +9,12 @@
 //! A classic histogram has one bucket per finite upper bound and no `+Inf` bucket: the format
 //! makes it optional and Prometheus takes `+Inf` from `sample_count`, as client_golang writes it.
 //!
-//! Encoding reuses its allocations: one [`MetricFamily`] value for every family, and the
-//! [`Metric`] values of families already written, with their label strings and bucket vectors,
-//! for the series of the next family of the same kind.
+//! Each family is one `MetricFamily` message, streamed: every series is a [`Metric`] encoded by
+//! prost as field 4 of the family into a buffer, and the family's other fields and its length go
+//! before it once the family ends. The bytes are those prost writes for the whole message, without
+//! holding a `Metric` per series: one `Metric` value per kind is refilled for every series, its
+//! label strings and vectors reused, so a scrape allocates only for its longest labels and largest
+//! family.
 
 use mmo_metrics::{MetricKind, MetricsManager, SeriesValue};
 use prost::Message;
@@ -54,23 +57,32 @@ pub const PROTOBUF_CONTENT_TYPE: &str =
 pub fn encode_protobuf_with(manager: &MetricsManager, global_labels: &[(String, String)], out: &mut Vec<u8>) {
     let mut encoder = Protobuf {
         out,
-        family: MetricFamily::default(),
+        head: MetricFamily::default(),
+        head_bytes: Vec::new(),
+        metrics: Vec::new(),
         slot: None,
-        spare: Default::default(),
+        metric: Default::default(),
     };
     walk(manager, global_labels, &mut encoder);
     encoder.finish_family();
 }
 
+/// The key of `MetricFamily.metric` (field 4, wire type 2: length-delimited): what precedes each
+/// encoded `Metric` in a family.
+const METRIC_FIELD_KEY: u8 = (4 << 3) | 2;
+
 struct Protobuf<'a> {
     out: &'a mut Vec<u8>,
-    /// The family being filled; written out when the next one begins or the walk ends.
-    family: MetricFamily,
-    /// Index in `spare` of the family's kind; `None` for a kind this format has no type for.
+    /// Name, help and type of the family being written; its `metric` stays empty.
+    head: MetricFamily,
+    head_bytes: Vec<u8>,
+    /// The family's metrics so far, each as field 4 of `MetricFamily`.
+    metrics: Vec<u8>,
+    /// Index in `metric` of the family's kind; `None` for a kind this format has no type for.
     slot: Option<usize>,
-    /// `Metric` values of written families, by the kind they held (counter, gauge, histogram,
-    /// summary), so that a series reuses a metric of its own kind, with its vectors.
-    spare: [Vec<Metric>; 4],
+    /// One `Metric` per kind (counter, gauge, histogram, summary), refilled for every series of
+    /// that kind.
+    metric: [Metric; 4],
 }
 
 impl Format for Protobuf<'_> {
@@ -81,37 +93,30 @@ impl Format for Protobuf<'_> {
             MetricKind::Gauge => (1, MetricType::Gauge),
             MetricKind::Histogram => (2, MetricType::Histogram),
             MetricKind::Summary => (3, MetricType::Summary),
-            _ => {
-                self.slot = None;
-                return;
-            }
+            _ => return,
         };
         self.slot = Some(slot);
-        let name = self.family.name.get_or_insert_with(String::new);
+        let name = self.head.name.get_or_insert_with(String::new);
         name.clear();
         name.push_str(family.name);
         if family.kind == MetricKind::Counter {
             name.push_str("_total");
         }
         match &family.help {
-            Some(help) => {
-                let text = self.family.help.get_or_insert_with(String::new);
-                text.clear();
-                text.push_str(help);
-            }
-            None => self.family.help = None,
+            Some(help) => set_str(&mut self.head.help, help),
+            None => self.head.help = None,
         }
-        self.family.set_type(metric_type);
+        self.head.set_type(metric_type);
     }
 
     fn series(&mut self, labels: SeriesLabels<'_>, value: SeriesValue<'_>) {
         let Some(slot) = self.slot else { return };
-        let mut metric = self.spare[slot].pop().unwrap_or_default();
+        let metric = &mut self.metric[slot];
         match value {
-            SeriesValue::Counter(v) => set_counter(&mut metric, v as f64),
-            SeriesValue::FloatCounter(v) => set_counter(&mut metric, v),
+            SeriesValue::Counter(v) => set_counter(metric, v as f64),
+            SeriesValue::FloatCounter(v) => set_counter(metric, v),
             SeriesValue::Gauge(v) => {
-                clear_value(&mut metric);
+                clear_value(metric);
                 metric.gauge = Some(Gauge { value: Some(v) });
             }
             SeriesValue::Histogram {
@@ -121,7 +126,7 @@ impl Format for Protobuf<'_> {
                 count,
                 ..
             } => {
-                let histogram = take_histogram(&mut metric);
+                let histogram = take_histogram(metric);
                 histogram.sample_count = Some(count);
                 histogram.sample_sum = Some(sum);
                 histogram
@@ -138,7 +143,7 @@ impl Format for Protobuf<'_> {
                 sum,
                 count,
             } => {
-                let summary = take_summary(&mut metric);
+                let summary = take_summary(metric);
                 summary.sample_count = Some(count);
                 summary.sample_sum = Some(sum);
                 summary
@@ -149,27 +154,33 @@ impl Format for Protobuf<'_> {
                     }));
             }
             // A kind of value this format has no message for.
-            _ => {
-                self.spare[slot].push(metric);
-                return;
-            }
+            _ => return,
         }
-        set_labels(&mut metric, labels);
-        self.family.metric.push(metric);
+        set_labels(metric, labels);
+        self.metrics.push(METRIC_FIELD_KEY);
+        metric
+            .encode_length_delimited(&mut self.metrics)
+            .expect("a Vec<u8> grows to take any message");
     }
 }
 
 impl Protobuf<'_> {
-    /// Writes the family filled so far, if it has series, and keeps its metrics for reuse.
+    /// Writes the family begun last, if it has series: its length, its name, help and type, then
+    /// its metrics.
     fn finish_family(&mut self) {
-        let Some(slot) = self.slot.take() else { return };
-        if self.family.metric.is_empty() {
+        if self.slot.take().is_none() || self.metrics.is_empty() {
+            self.metrics.clear();
             return;
         }
-        self.family
-            .encode_length_delimited(&mut *self.out)
+        self.head_bytes.clear();
+        self.head
+            .encode(&mut self.head_bytes)
             .expect("a Vec<u8> grows to take any message");
-        self.spare[slot].append(&mut self.family.metric);
+        prost::encode_length_delimiter(self.head_bytes.len() + self.metrics.len(), &mut *self.out)
+            .expect("a Vec<u8> grows to take any length");
+        self.out.extend_from_slice(&self.head_bytes);
+        self.out.extend_from_slice(&self.metrics);
+        self.metrics.clear();
     }
 }
 
