@@ -1,7 +1,9 @@
 //! # mmo-metrics-exporter
 //!
 //! Exposition of an [`mmo_metrics::MetricsManager`] for Prometheus: [`encode_text`] renders the
-//! text format 0.0.4, [`serve`] answers `GET /metrics` and `GET /health` from one exporter thread.
+//! text format 0.0.4, [`encode_openmetrics`] OpenMetrics 1.0, [`serve`] answers `GET /metrics`
+//! (in the format the scraper's `Accept` header asks for, see [`negotiate`]) and `GET /health`
+//! from one exporter thread.
 //!
 //! ```
 //! use mmo_metrics::MetricsManager;
@@ -29,7 +31,10 @@
 mod encode;
 mod http;
 
-pub use encode::{encode_text, encode_text_into, encode_text_with, RESERVED_GLOBAL_LABELS, TEXT_CONTENT_TYPE};
+pub use encode::{
+    encode_openmetrics, encode_openmetrics_with, encode_text, encode_text_into, encode_text_with, negotiate,
+    ExpositionFormat, OPENMETRICS_CONTENT_TYPE, PROTOBUF_CONTENT_TYPE, RESERVED_GLOBAL_LABELS, TEXT_CONTENT_TYPE,
+};
 pub use http::{
     serve, validate_global_labels, Exporter, ExporterBuilder, ExporterError, ACCEPT_ERRORS_METRIC, CONNECTIONS_METRIC,
     CONNECTION_LIMIT_METRIC, SCRAPES_IN_FLIGHT_METRIC, SCRAPES_METRIC, SCRAPE_DURATION_METRIC, SERIES_METRIC,

@@ -193,6 +193,7 @@ impl ExporterBuilder {
             slots: limits::Slots::new(self.max_in_flight, metrics.in_flight.clone()),
             metrics: Arc::clone(&metrics),
             request_timeout: self.request_timeout,
+            offered: scrape::offered(),
         }));
         let conns = limits::Connections::new(self.max_connections, Arc::clone(&metrics), addr);
         let conn_limits = server::ConnLimits {
