@@ -35,17 +35,19 @@ pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; versio
 /// m.observe_histogram("tick_seconds", 0.02, &[])?;
 /// assert_eq!(
 ///     mmo_metrics_exporter::encode_openmetrics(&m),
-///     "# TYPE logins counter\n\
-///      # HELP logins Logins.\n\
-///      logins_total{zone=\"north\"} 2\n\
-///      # TYPE tick_seconds histogram\n\
-///      # HELP tick_seconds Tick \\\"time\\\".\n\
-///      tick_seconds_bucket{le=\"0.05\"} 1\n\
-///      tick_seconds_bucket{le=\"1.0\"} 1\n\
-///      tick_seconds_bucket{le=\"+Inf\"} 1\n\
-///      tick_seconds_count 1\n\
-///      tick_seconds_sum 0.02\n\
-///      # EOF\n"
+///     concat!(
+///         "# TYPE logins counter\n",
+///         "# HELP logins Logins.\n",
+///         "logins_total{zone=\"north\"} 2\n",
+///         "# TYPE tick_seconds histogram\n",
+///         "# HELP tick_seconds Tick \\\"time\\\".\n",
+///         "tick_seconds_bucket{le=\"0.05\"} 1\n",
+///         "tick_seconds_bucket{le=\"1.0\"} 1\n",
+///         "tick_seconds_bucket{le=\"+Inf\"} 1\n",
+///         "tick_seconds_count 1\n",
+///         "tick_seconds_sum 0.02\n",
+///         "# EOF\n",
+///     )
 /// );
 /// # Ok::<(), mmo_metrics::MetricsError>(())
 /// ```
