@@ -21,8 +21,10 @@
 //! ## Layout
 //!
 //! - `encode/`: the exposition formats, each a thin writer over one format-neutral walk of the
-//!   engine's read API, sharing the number and escape helpers.
-//! - `http/`: the server: routes, content negotiation, and the limits that bound every client.
+//!   engine's read API, sharing the number and escape helpers; and the negotiation of which one
+//!   a scrape gets from its `Accept` header.
+//! - `http/`: the server: routes, the scrapes (one shared encode per format, gzip), and the
+//!   limits that bound every client.
 //! - `bin/metrics/` (feature `service`): the `metrics` collection service and its demo game
 //!   server; its command-line dependencies stay out of the library.
 #![deny(missing_docs)]

@@ -28,6 +28,7 @@ fn encoder(format: ExpositionFormat) -> Option<Encoder> {
     match format {
         ExpositionFormat::Text => Some(|m, g, out| text_encoder(encode_text_with, m, g, out)),
         ExpositionFormat::OpenMetrics => Some(|m, g, out| text_encoder(encode_openmetrics_with, m, g, out)),
+        // Not offered: this crate has no protobuf encoder.
         ExpositionFormat::Protobuf => None,
     }
 }
@@ -89,16 +90,19 @@ fn gzip(text: &[u8]) -> Bytes {
 /// The encode in progress of one format, which concurrent scrapes wait for.
 type Pending = Option<watch::Receiver<Option<Arc<Exposition>>>>;
 
+/// Number of formats: the length of the per-format arrays of [`Scraper`].
+const FORMATS: usize = ExpositionFormat::ALL.len();
+
 /// Encodes the registry for scrapes.
 pub(crate) struct Scraper {
     manager: MetricsManager,
     global_labels: Vec<(String, String)>,
     /// Per format ([`ExpositionFormat::index`]): the encode in progress, which concurrent scrapes
     /// of that format wait for instead of starting their own.
-    pending: Mutex<[Pending; 3]>,
+    pending: Mutex<[Pending; FORMATS]>,
     /// Per format: length of the last exposition; the next one's buffer starts that large, so
     /// the encode does not copy its output as it grows.
-    last_len: [AtomicUsize; 3],
+    last_len: [AtomicUsize; FORMATS],
 }
 
 impl Scraper {
@@ -106,7 +110,7 @@ impl Scraper {
         Self {
             manager,
             global_labels,
-            pending: Mutex::new([None, None, None]),
+            pending: Mutex::new(std::array::from_fn(|_| None)),
             last_len: std::array::from_fn(|_| AtomicUsize::new(64 * 1024)),
         }
     }
@@ -210,5 +214,36 @@ impl Body for ExpositionBody {
 
     fn size_hint(&self) -> SizeHint {
         SizeHint::with_exact(self.data.len() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn one_exposition_per_format() {
+        let m = MetricsManager::new();
+        m.register_counter("hits", "Hits.", &[]).unwrap();
+        m.increment_counter("hits", 1, &[]).unwrap();
+        assert_eq!(offered(), [ExpositionFormat::Text, ExpositionFormat::OpenMetrics]);
+        let scraper = Arc::new(Scraper::new(m, Vec::new()));
+        let (text, om) = tokio::join!(
+            scraper.exposition(ExpositionFormat::Text),
+            scraper.exposition(ExpositionFormat::OpenMetrics)
+        );
+        let (text, om) = (text.unwrap(), om.unwrap());
+        assert!(text
+            .body
+            .starts_with(b"# HELP hits_total Hits.\n# TYPE hits_total counter\n"));
+        assert!(om.body.starts_with(b"# TYPE hits counter\n") && om.body.ends_with(b"# EOF\n"));
+        let unzipped = {
+            use std::io::Read;
+            let z = om.gzip().await.unwrap();
+            let mut s = Vec::new();
+            flate2::read::GzDecoder::new(&z[..]).read_to_end(&mut s).unwrap();
+            s
+        };
+        assert_eq!(unzipped, om.body);
     }
 }
