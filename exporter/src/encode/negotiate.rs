@@ -174,7 +174,7 @@ pub fn negotiate(accept: &str, offered: &[ExpositionFormat]) -> ExpositionFormat
 struct MediaRange<'a> {
     ty: &'a str,
     subtype: &'a str,
-    /// `name=value` parameters, `q` excluded, untrimmed of nothing but whitespace.
+    /// The `name=value` parameters as written, `q` among them.
     params: &'a str,
     q: f64,
 }
