@@ -1,8 +1,10 @@
 //! # mmo-metrics-exporter
 //!
 //! Exposition of an [`mmo_metrics::MetricsManager`] for Prometheus: [`encode_text`] renders the
-//! text format 0.0.4, [`encode_protobuf_with`] the protobuf format (its messages in [`proto`]),
-//! [`serve`] answers `GET /metrics` and `GET /health` from one exporter thread.
+//! text format 0.0.4, [`encode_openmetrics`] OpenMetrics 1.0,
+//! [`encode_protobuf_with`] the protobuf format (its messages in [`proto`]), [`serve`] answers `GET /metrics`
+//! (in the format the scraper's `Accept` header asks for, see [`negotiate`]) and `GET /health`
+//! from one exporter thread.
 //!
 //! ```
 //! use mmo_metrics::MetricsManager;
@@ -20,8 +22,10 @@
 //! ## Layout
 //!
 //! - `encode/`: the exposition formats, each a thin writer over one format-neutral walk of the
-//!   engine's read API, sharing the number and escape helpers.
-//! - `http/`: the server: routes, content negotiation, and the limits that bound every client.
+//!   engine's read API, sharing the number and escape helpers; and the negotiation of which one
+//!   a scrape gets from its `Accept` header.
+//! - `http/`: the server: routes, the scrapes (one shared encode per format, gzip), and the
+//!   limits that bound every client.
 //! - `bin/metrics/` (feature `service`): the `metrics` collection service and its demo game
 //!   server; its command-line dependencies stay out of the library.
 #![deny(missing_docs)]
@@ -31,8 +35,9 @@ mod encode;
 mod http;
 
 pub use encode::{
-    encode_protobuf_with, encode_text, encode_text_into, encode_text_with, proto, PROTOBUF_CONTENT_TYPE,
-    RESERVED_GLOBAL_LABELS, TEXT_CONTENT_TYPE,
+    encode_openmetrics, encode_openmetrics_with, encode_protobuf_with, encode_text, encode_text_into, encode_text_with,
+    negotiate, proto, ExpositionFormat, OPENMETRICS_CONTENT_TYPE, PROTOBUF_CONTENT_TYPE, RESERVED_GLOBAL_LABELS,
+    TEXT_CONTENT_TYPE,
 };
 pub use http::{
     serve, validate_global_labels, Exporter, ExporterBuilder, ExporterError, ACCEPT_ERRORS_METRIC, CONNECTIONS_METRIC,

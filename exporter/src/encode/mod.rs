@@ -10,6 +10,8 @@
 //! [`fmt`].
 
 pub(crate) mod fmt;
+mod negotiate;
+mod openmetrics;
 pub mod proto;
 mod protobuf;
 mod text;
@@ -18,6 +20,8 @@ use std::sync::Arc;
 
 use mmo_metrics::{Labels, MetricKind, MetricsManager, SeriesValue};
 
+pub use negotiate::{negotiate, ExpositionFormat};
+pub use openmetrics::{encode_openmetrics, encode_openmetrics_with, OPENMETRICS_CONTENT_TYPE};
 pub use protobuf::{encode_protobuf_with, PROTOBUF_CONTENT_TYPE};
 pub use text::{encode_text, encode_text_into, encode_text_with, TEXT_CONTENT_TYPE};
 
@@ -31,6 +35,8 @@ pub(crate) struct FamilyMeta<'a> {
     pub(crate) name: &'a str,
     pub(crate) kind: MetricKind,
     pub(crate) help: Option<Arc<str>>,
+    /// The unit given through `describe_*!` (`metrics::Unit::as_str`: `seconds`, `bytes`, …).
+    pub(crate) unit: Option<&'static str>,
 }
 
 /// The labels of one series as exposed: its own, then the global labels it does not carry.
@@ -84,6 +90,7 @@ pub(crate) fn walk(manager: &MetricsManager, global: &[(String, String)], format
             name: family.name(),
             kind: family.kind(),
             help: family.help(),
+            unit: family.unit().map(|u| u.as_str()),
         });
         family.for_each_series(|own, value| format.series(SeriesLabels { own, global }, value));
     });

@@ -16,8 +16,9 @@
 //!
 //! A scrape's in-flight slot is held by a guard that lives in its response body, so whatever
 //! ends the scrape (the body sent, the client gone, a timeout) gives it back. Scrapes that arrive
-//! while an encode runs share it, and all their responses share its bytes: a client that stops
-//! reading pins no copy of its own.
+//! while an encode of their format runs share it (the format is negotiated from `Accept`, see
+//! [`crate::negotiate`]), and all their responses share its bytes: a client that stops reading
+//! pins no copy of its own.
 
 mod limits;
 mod routes;
@@ -193,6 +194,7 @@ impl ExporterBuilder {
             slots: limits::Slots::new(self.max_in_flight, metrics.in_flight.clone()),
             metrics: Arc::clone(&metrics),
             request_timeout: self.request_timeout,
+            offered: scrape::offered(),
         }));
         let conns = limits::Connections::new(self.max_connections, Arc::clone(&metrics), addr);
         let conn_limits = server::ConnLimits {

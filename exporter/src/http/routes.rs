@@ -1,5 +1,5 @@
-//! Routes: `GET /metrics` (the exposition, gzip when asked), `GET /health`, the live view at
-//! `GET /`, 404 and 405 for the rest.
+//! Routes: `GET /metrics` (the exposition in the format the `Accept` header negotiates, gzip when
+//! asked), `GET /health`, the live view at `GET /`, 404 and 405 for the rest.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +14,7 @@ use axum::Router;
 use super::limits::Slots;
 use super::scrape::{ExpositionBody, Scraper};
 use super::self_metrics::SelfMetrics;
-use crate::encode::TEXT_CONTENT_TYPE;
+use crate::encode::{negotiate, ExpositionFormat};
 
 /// The live view at `GET /`: one self-contained page that polls `/metrics` and draws charts.
 const LIVE_VIEW: &str = include_str!("../assets/live.html");
@@ -25,6 +25,8 @@ pub(crate) struct App {
     pub(crate) slots: Arc<Slots>,
     pub(crate) metrics: Arc<SelfMetrics>,
     pub(crate) request_timeout: Duration,
+    /// The formats the scraper can encode ([`super::scrape::offered`]).
+    pub(crate) offered: Vec<ExpositionFormat>,
 }
 
 pub(crate) fn router(app: Arc<App>) -> Router {
@@ -54,14 +56,15 @@ async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
         return (StatusCode::SERVICE_UNAVAILABLE, "too many scrapes in flight\n").into_response();
     };
     let gzip = accepts_gzip(&headers);
+    let format = negotiate_format(&headers, &app.offered);
     let body = tokio::time::timeout(app.request_timeout, async {
-        let exposition = app.scraper.exposition().await?;
+        let exposition = app.scraper.exposition(format).await?;
         if gzip {
             if let Some(z) = exposition.gzip().await {
                 return Some((z, true));
             }
         }
-        Some((exposition.text.clone(), false))
+        Some((exposition.body.clone(), false))
     })
     .await;
     if let Some(h) = &app.metrics.scrape_duration {
@@ -72,8 +75,8 @@ async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
             app.metrics.scrape("200");
             let mut response = Response::new(Body::new(ExpositionBody::new(data, slot)));
             let h = response.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(TEXT_CONTENT_TYPE));
-            h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+            h.insert(header::VARY, HeaderValue::from_static("accept, accept-encoding"));
             if gzipped {
                 h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
             }
@@ -94,6 +97,23 @@ async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
                 ),
             )
                 .into_response()
+        }
+    }
+}
+
+/// The format to answer in, from every `Accept` header of the request (several are one list).
+fn negotiate_format(headers: &HeaderMap, offered: &[ExpositionFormat]) -> ExpositionFormat {
+    let mut values = headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok());
+    match (values.next(), values.next()) {
+        (None, _) => negotiate("", offered),
+        (Some(one), None) => negotiate(one, offered),
+        (Some(first), Some(second)) => {
+            let mut joined = format!("{first},{second}");
+            for v in values {
+                joined.push(',');
+                joined.push_str(v);
+            }
+            negotiate(&joined, offered)
         }
     }
 }
@@ -132,5 +152,20 @@ mod tests {
         assert!(!h("gzip;q=0"));
         assert!(!h("br, identity"));
         assert!(!accepts_gzip(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn accept_headers_are_one_list() {
+        let offered = [ExpositionFormat::OpenMetrics, ExpositionFormat::Text];
+        let mut m = HeaderMap::new();
+        assert_eq!(negotiate_format(&m, &offered), ExpositionFormat::Text);
+        m.append(header::ACCEPT, HeaderValue::from_static("text/plain;q=0.5"));
+        assert_eq!(negotiate_format(&m, &offered), ExpositionFormat::Text);
+        m.append(header::ACCEPT, HeaderValue::from_static("image/png"));
+        m.append(
+            header::ACCEPT,
+            HeaderValue::from_static("application/openmetrics-text;q=0.9"),
+        );
+        assert_eq!(negotiate_format(&m, &offered), ExpositionFormat::OpenMetrics);
     }
 }

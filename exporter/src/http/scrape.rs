@@ -1,7 +1,7 @@
-//! Scrapes of `/metrics`: one encode shared by every scrape that arrives while it runs, one
-//! gzip of it shared by every scrape that asks for gzip, both on the runtime's blocking pool, and
-//! a response body that shares the encoded bytes and holds the scrape's in-flight slot until it
-//! has been handed to the connection in full (or the connection ends).
+//! Scrapes of `/metrics`: one encode per format shared by every scrape of that format that arrives
+//! while it runs, one gzip of it shared by every scrape that asks for gzip, both on the runtime's
+//! blocking pool, and a response body that shares the encoded bytes and holds the scrape's
+//! in-flight slot until it has been handed to the connection in full (or the connection ends).
 
 use std::convert::Infallible;
 use std::io::Write;
@@ -17,7 +17,44 @@ use tokio::sync::{watch, OnceCell};
 
 use super::limits::Slot;
 use super::self_metrics::SERIES_METRIC;
-use crate::encode::encode_text_with;
+use crate::encode::{encode_openmetrics_with, encode_protobuf_with, encode_text_with, ExpositionFormat};
+
+/// Writes one format's exposition of a manager, with global labels, into a buffer.
+type Encoder = fn(&MetricsManager, &[(String, String)], &mut Vec<u8>);
+
+/// The encoder of `format`, or `None` when this server does not offer it. [`offered`] follows
+/// from this: a format is negotiated only when it has an encoder here.
+fn encoder(format: ExpositionFormat) -> Option<Encoder> {
+    match format {
+        ExpositionFormat::Text => Some(|m, g, out| text_encoder(encode_text_with, m, g, out)),
+        ExpositionFormat::OpenMetrics => Some(|m, g, out| text_encoder(encode_openmetrics_with, m, g, out)),
+        ExpositionFormat::Protobuf => Some(|m, g, out| {
+            out.clear();
+            encode_protobuf_with(m, g, out);
+        }),
+    }
+}
+
+/// The formats this server offers, in [`ExpositionFormat::ALL`] order.
+pub(crate) fn offered() -> Vec<ExpositionFormat> {
+    ExpositionFormat::ALL
+        .into_iter()
+        .filter(|f| encoder(*f).is_some())
+        .collect()
+}
+
+/// Runs a text format's encoder on `out`'s allocation.
+fn text_encoder(
+    encode: fn(&MetricsManager, &[(String, String)], &mut String),
+    manager: &MetricsManager,
+    global_labels: &[(String, String)],
+    out: &mut Vec<u8>,
+) {
+    out.clear();
+    let mut text = String::from_utf8(std::mem::take(out)).expect("an empty buffer is UTF-8");
+    encode(manager, global_labels, &mut text);
+    *out = text.into_bytes();
+}
 
 /// Bytes a response body hands the connection at a time. The connection asks for more only when
 /// it has written most of what it holds, so a client that stops reading keeps the body, and with
@@ -26,17 +63,18 @@ const BODY_CHUNK: usize = 64 * 1024;
 
 /// One encoded exposition, shared by every response made from it.
 pub(crate) struct Exposition {
-    pub(crate) text: Bytes,
+    /// The encoded bytes, in the format it was encoded for.
+    pub(crate) body: Bytes,
     gzip: OnceCell<Bytes>,
 }
 
 impl Exposition {
-    /// The gzip of the text, compressed once on the blocking pool by the first scrape that asks.
+    /// The gzip of the body, compressed once on the blocking pool by the first scrape that asks.
     /// `None` if the compression task failed.
     pub(crate) async fn gzip(&self) -> Option<Bytes> {
-        let text = self.text.clone();
+        let body = self.body.clone();
         self.gzip
-            .get_or_try_init(|| async move { tokio::task::spawn_blocking(move || gzip(&text)).await })
+            .get_or_try_init(|| async move { tokio::task::spawn_blocking(move || gzip(&body)).await })
             .await
             .ok()
             .cloned()
@@ -51,15 +89,22 @@ fn gzip(text: &[u8]) -> Bytes {
     Bytes::from(enc.finish().expect("writing to a Vec cannot fail"))
 }
 
+/// The encode in progress of one format, which concurrent scrapes wait for.
+type Pending = Option<watch::Receiver<Option<Arc<Exposition>>>>;
+
+/// Number of formats: the length of the per-format arrays of [`Scraper`].
+const FORMATS: usize = ExpositionFormat::ALL.len();
+
 /// Encodes the registry for scrapes.
 pub(crate) struct Scraper {
     manager: MetricsManager,
     global_labels: Vec<(String, String)>,
-    /// The encode in progress, which concurrent scrapes wait for instead of starting their own.
-    pending: Mutex<Option<watch::Receiver<Option<Arc<Exposition>>>>>,
-    /// Length of the last exposition: the next one's buffer starts that large, so the encode
-    /// does not copy its output as it grows.
-    last_len: AtomicUsize,
+    /// Per format ([`ExpositionFormat::index`]): the encode in progress, which concurrent scrapes
+    /// of that format wait for instead of starting their own.
+    pending: Mutex<[Pending; FORMATS]>,
+    /// Per format: length of the last exposition; the next one's buffer starts that large, so
+    /// the encode does not copy its output as it grows.
+    last_len: [AtomicUsize; FORMATS],
 }
 
 impl Scraper {
@@ -67,12 +112,13 @@ impl Scraper {
         Self {
             manager,
             global_labels,
-            pending: Mutex::new(None),
-            last_len: AtomicUsize::new(64 * 1024),
+            pending: Mutex::new(std::array::from_fn(|_| None)),
+            last_len: std::array::from_fn(|_| AtomicUsize::new(64 * 1024)),
         }
     }
 
-    fn encode(&self) -> Exposition {
+    /// Encodes `format`, which must have an [`encoder`].
+    fn encode(&self, format: ExpositionFormat) -> Exposition {
         let kinds = [
             MetricKind::Counter,
             MetricKind::Gauge,
@@ -88,21 +134,24 @@ impl Scraper {
         for (kind, n) in kinds.iter().zip(counts) {
             let _ = self.manager.set_gauge(SERIES_METRIC, n as f64, &[kind.as_str()]);
         }
-        let want = self.last_len.load(Ordering::Relaxed);
-        let mut out = String::with_capacity(want + want / 8);
-        encode_text_with(&self.manager, &self.global_labels, &mut out);
-        self.last_len.store(out.len(), Ordering::Relaxed);
+        let encode = encoder(format).expect("only offered formats are negotiated");
+        let last_len = &self.last_len[format.index()];
+        let want = last_len.load(Ordering::Relaxed);
+        let mut out = Vec::with_capacity(want + want / 8);
+        encode(&self.manager, &self.global_labels, &mut out);
+        last_len.store(out.len(), Ordering::Relaxed);
         Exposition {
-            text: Bytes::from(out),
+            body: Bytes::from(out),
             gzip: OnceCell::new(),
         }
     }
 
-    /// The exposition, from a new encode or from the one already running. `None` if the encode
-    /// task failed.
-    pub(crate) async fn exposition(self: &Arc<Self>) -> Option<Arc<Exposition>> {
+    /// The exposition in `format` (an offered one), from a new encode or from the one of that
+    /// format already running. `None` if the encode task failed.
+    pub(crate) async fn exposition(self: &Arc<Self>, format: ExpositionFormat) -> Option<Arc<Exposition>> {
         let mut rx = {
             let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            let pending = &mut pending[format.index()];
             match &*pending {
                 Some(rx) => rx.clone(),
                 None => {
@@ -113,8 +162,8 @@ impl Scraper {
                     // and clears `pending` itself, by a guard: neither a cancelled scrape nor a
                     // panicking encode can leave it set (the waiters of a panicked one get 500).
                     tokio::task::spawn_blocking(move || {
-                        let _clear = ClearPending(&me);
-                        let exposition = Arc::new(me.encode());
+                        let _clear = ClearPending(&me, format);
+                        let exposition = Arc::new(me.encode(format));
                         let _ = tx.send(Some(exposition));
                     });
                     rx
@@ -126,12 +175,12 @@ impl Scraper {
     }
 }
 
-/// Clears [`Scraper::pending`] when the encode that set it ends, however it ends.
-struct ClearPending<'a>(&'a Scraper);
+/// Clears a format's [`Scraper::pending`] when the encode that set it ends, however it ends.
+struct ClearPending<'a>(&'a Scraper, ExpositionFormat);
 
 impl Drop for ClearPending<'_> {
     fn drop(&mut self) {
-        *self.0.pending.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        self.0.pending.lock().unwrap_or_else(PoisonError::into_inner)[self.1.index()] = None;
     }
 }
 
@@ -167,5 +216,39 @@ impl Body for ExpositionBody {
 
     fn size_hint(&self) -> SizeHint {
         SizeHint::with_exact(self.data.len() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn one_exposition_per_format() {
+        let m = MetricsManager::new();
+        m.register_counter("hits", "Hits.", &[]).unwrap();
+        m.increment_counter("hits", 1, &[]).unwrap();
+        assert_eq!(offered(), ExpositionFormat::ALL);
+        let scraper = Arc::new(Scraper::new(m, Vec::new()));
+        let (text, om, pb) = tokio::join!(
+            scraper.exposition(ExpositionFormat::Text),
+            scraper.exposition(ExpositionFormat::OpenMetrics),
+            scraper.exposition(ExpositionFormat::Protobuf)
+        );
+        let (text, om, pb) = (text.unwrap(), om.unwrap(), pb.unwrap());
+        let family = <crate::proto::MetricFamily as prost::Message>::decode_length_delimited(&pb.body[..]).unwrap();
+        assert_eq!(family.name.as_deref(), Some("hits_total"));
+        assert!(text
+            .body
+            .starts_with(b"# HELP hits_total Hits.\n# TYPE hits_total counter\n"));
+        assert!(om.body.starts_with(b"# TYPE hits counter\n") && om.body.ends_with(b"# EOF\n"));
+        let unzipped = {
+            use std::io::Read;
+            let z = om.gzip().await.unwrap();
+            let mut s = Vec::new();
+            flate2::read::GzDecoder::new(&z[..]).read_to_end(&mut s).unwrap();
+            s
+        };
+        assert_eq!(unzipped, om.body);
     }
 }
