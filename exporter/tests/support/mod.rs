@@ -129,6 +129,12 @@ pub struct Prometheus {
 impl Prometheus {
     /// Starts it scraping `target`, and waits until `up{job="mmo_server"}` is 1.
     pub fn start(binary: &std::path::Path, target: SocketAddr) -> Self {
+        Self::start_with(binary, target, &[])
+    }
+
+    /// [`Prometheus::start`] with more command-line flags (e.g.
+    /// `--enable-feature=native-histograms`).
+    pub fn start_with(binary: &std::path::Path, target: SocketAddr, flags: &[&str]) -> Self {
         let dir = tempdir();
         let config = dir.join("prometheus.yml");
         std::fs::write(
@@ -145,6 +151,7 @@ impl Prometheus {
                 .arg(format!("--config.file={}", config.display()))
                 .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
                 .arg(format!("--web.listen-address={addr}"))
+                .args(flags)
                 .stdout(log.try_clone().unwrap())
                 .stderr(log)
                 .spawn()
