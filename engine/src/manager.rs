@@ -459,8 +459,10 @@ impl MetricsManager {
     /// for v in [0.25, 0.3, 1.0, -2.0, 0.0] {
     ///     m.observe_histogram("rpc_seconds", v, &[])?;
     /// }
+    /// let mut seen = 0;
     /// m.visit(|f| f.for_each_series(|_, v| {
     ///     if let SeriesValue::Histogram { count, cumulative, native: Some(n), .. } = v {
+    ///         seen += 1;
     ///         assert_eq!((count, cumulative), (5, &[5][..]));
     ///         assert_eq!((n.schema, n.zero_count), (3, 1));
     ///         // 0.25 = 2^(-16/8): key -16; 0.3: key -13; 1.0: key 0.
@@ -470,6 +472,7 @@ impl MetricsManager {
     ///         assert_eq!(n.negative_spans[0].offset, 8);
     ///     }
     /// }));
+    /// assert_eq!(seen, 1);
     /// # Ok::<(), mmo_metrics::MetricsError>(())
     /// ```
     pub fn register_native_histogram(

@@ -140,14 +140,14 @@ impl NativeConfig {
             found,
             expected: expected.to_owned(),
         };
-        if !(self.bucket_factor > 1.0) || self.bucket_factor.is_infinite() {
+        if !(self.bucket_factor.is_finite() && self.bucket_factor > 1.0) {
             return Err(err(
                 "bucket_factor",
                 self.bucket_factor.to_string(),
                 "a finite factor above 1",
             ));
         }
-        if !(self.zero_threshold >= 0.0) || self.zero_threshold.is_infinite() {
+        if !(self.zero_threshold.is_finite() && self.zero_threshold >= 0.0) {
             return Err(err(
                 "zero_threshold",
                 self.zero_threshold.to_string(),

@@ -392,7 +392,7 @@ fn concurrent_moves_lose_nothing() {
     let value = |t: usize, i: usize| -> f64 {
         let x = ((i * 7919 + t * 104_729) % 100_003) as f64 / 100_003.0;
         let v = (x * 120.0 - 60.0).exp2();
-        if i % 5 == t { -v } else if i % 97 == 0 { 0.0 } else { v }
+        if i % 5 == t { -v } else if i.is_multiple_of(97) { 0.0 } else { v }
     };
     let shards = [(0, true), (1, true), (3, false), (3, false)];
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
