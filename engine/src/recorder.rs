@@ -89,12 +89,12 @@ use std::thread::LocalKey;
 use crossbeam_utils::CachePadded;
 use metrics::{Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName, Metadata, SharedString, Unit};
 
+use crate::manager::HistogramSeries;
 use crate::registry::names::{sanitize_label_key, sanitize_metric_name};
 use crate::registry::{truncate_label_value, HeldSeries, Registry, Series, Spec, FACADE_RENAMED_METRIC};
 use crate::storage::counter::CounterCell;
 use crate::storage::gauge::GaugeCell;
 use crate::storage::histogram::HistogramCell;
-use crate::manager::HistogramSeries;
 use crate::storage::life::Held;
 use crate::storage::native::NativeCell;
 use crate::storage::summary::SummaryCell;

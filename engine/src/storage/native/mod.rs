@@ -9,7 +9,7 @@
 //! | cells | what |
 //! |---|---|
 //! | `SEQ`, `GATE` | the move protocol (below) |
-//! | `SCHEMA` | the shard's schema, as `s - MIN_SCHEMA` |
+//! | `SCHEMA` | the shard's schema (its shifts and itself, `index::schema_word`) |
 //! | `POS`, `NEG` | each sign's window: key of its first cell, length, index of its first cell |
 //! | `SUM`, `ZERO`, `NAN` | sum (`f64` bits), zero-bucket count, NaN observations |
 //! | then `nb` cells | the classic part's counts, one per finite bound, when there is one |
@@ -216,6 +216,8 @@ const SIGN: u64 = 1 << 63;
 pub struct NativeCells {
     layout: ShardLayout,
     spec: Arc<NativeSpec>,
+    /// `spec.classic`, here so a record reaches it through one pointer fewer.
+    classic: Option<Arc<Buckets>>,
     /// Classic finite bounds (0 without a classic part).
     nb: usize,
     /// Native cells per row.
@@ -297,6 +299,7 @@ impl NativeCells {
         let fast_lo = (spec.zero_threshold.to_bits() + 1).max(MIN_NORMAL_BITS);
         let cells = Self {
             layout,
+            classic: spec.classic.clone(),
             nb,
             cap,
             max_buckets,
@@ -308,10 +311,9 @@ impl NativeCells {
             life: Life::new(),
             spec,
         };
-        let si = (cells.spec.schema - MIN_SCHEMA) as u64;
         for s in 0..layout.shards as usize {
             let row = cells.row(s);
-            row[SCHEMA].store(si, Relaxed);
+            row[SCHEMA].store(index::schema_word(cells.spec.schema), Relaxed);
             // Empty windows: the first bucket of each shard places them.
             row[POS + 2].store((CLASSIC + nb) as u64, Relaxed);
             row[NEG + 2].store((CLASSIC + nb) as u64, Relaxed);
@@ -332,7 +334,12 @@ impl NativeCells {
 
     #[inline(always)]
     fn row(&self, shard: usize) -> &[AtomicU64] {
-        &flat(&self.lines)[shard * self.stride..(shard + 1) * self.stride]
+        debug_assert!(shard < self.layout.shards as usize);
+        let cells = flat(&self.lines);
+        // SAFETY: there are `layout.shards` rows of `stride` cells, and `shard` is one of them:
+        // every `Shard` of this layout is (`ShardLayout::pick` and the exclusive slots are below
+        // `layout.shards`).
+        unsafe { cells.get_unchecked(shard * self.stride..(shard + 1) * self.stride) }
     }
 
     /// Records from the current thread.
@@ -371,11 +378,19 @@ impl NativeCells {
         let abs = bits & !SIGN;
         if shard.exclusive && abs.wrapping_sub(self.fast_lo) < self.fast_len {
             let row = self.row(shard.index);
-            let key = index::key_normal(abs, row[SCHEMA].load(Relaxed) as usize);
+            // SAFETY: a row has `stride >= CLASSIC` cells. (The header indexes below are then
+            // known in range: `w + 2 <= NEG + 2 < CLASSIC`.)
+            let head = unsafe { row.get_unchecked(..CLASSIC) };
+            let key = index::key_normal(abs, head[SCHEMA].load(Relaxed));
             let w = POS + 3 * (bits >> 63) as usize;
-            let d = i64::from(key).wrapping_sub(row[w].load(Relaxed) as i64) as u64;
-            if d < row[w + 1].load(Relaxed) {
-                add_u64(&row[row[w + 2].load(Relaxed) as usize + d as usize], n, true);
+            let d = i64::from(key).wrapping_sub(head[w].load(Relaxed) as i64) as u64;
+            if d < head[w + 1].load(Relaxed) {
+                let i = head[w + 2].load(Relaxed) as usize + d as usize;
+                debug_assert!(i < row.len());
+                // SAFETY: a window's cells lie inside the row (`relayout` places both windows in
+                // the `cap` native cells), and `d` is below the window's length. The owner of an
+                // exclusive shard reads its own header, which only it writes: never torn.
+                add_u64(unsafe { row.get_unchecked(i) }, n, true);
                 self.finish(row, v, n, true);
                 return;
             }
@@ -387,7 +402,7 @@ impl NativeCells {
     #[inline(always)]
     fn finish(&self, row: &[AtomicU64], v: f64, n: u64, exclusive: bool) {
         add_f64(&row[SUM], if n == 1 { v } else { v * n as f64 }, exclusive);
-        if let Some(classic) = &self.spec.classic {
+        if let Some(classic) = &self.classic {
             let b = classic.bucket(v);
             if b < self.nb {
                 add_u64_release(&row[CLASSIC + b], n, exclusive);
@@ -441,7 +456,7 @@ impl NativeCells {
     }
 
     fn add_in_window(row: &[AtomicU64], abs: u64, neg: bool, n: u64, exclusive: bool) -> Try {
-        let s = row[SCHEMA].load(Relaxed) as i32 + MIN_SCHEMA;
+        let s = index::word_schema(row[SCHEMA].load(Relaxed));
         match Self::slot(row, index::key(abs, s), neg) {
             Some(cell) => {
                 add_u64(&row[cell], n, exclusive);
@@ -471,7 +486,7 @@ impl NativeCells {
                 yield_now();
             }
         }
-        let s = row[SCHEMA].load(Relaxed) as i32 + MIN_SCHEMA;
+        let s = index::word_schema(row[SCHEMA].load(Relaxed));
         let k = index::key(abs, s);
         // Another writer of a shared shard may have made room meanwhile.
         if Self::slot(row, k, neg).is_none() {
@@ -505,7 +520,8 @@ impl NativeCells {
         };
         let width = |r: Option<(i32, i32)>| r.map_or(0, |(lo, hi)| (hi - lo + 1) as usize);
         let mut d = 0;
-        while s - (d as i32) > MIN_SCHEMA && width(range(&buckets[0], d)) + width(range(&buckets[1], d)) > self.max_buckets
+        while s - (d as i32) > MIN_SCHEMA
+            && width(range(&buckets[0], d)) + width(range(&buckets[1], d)) > self.max_buckets
         {
             d += 1;
         }
@@ -532,7 +548,7 @@ impl NativeCells {
         for c in &row[first..first + self.cap] {
             c.store(0, Relaxed);
         }
-        row[SCHEMA].store((ns - MIN_SCHEMA) as u64, Relaxed);
+        row[SCHEMA].store(index::schema_word(ns), Relaxed);
         let windows = [(POS, bp, lp, first + ln), (NEG, bn, ln, first)];
         for (w, base, len, start) in windows {
             row[w].store(base as i64 as u64, Relaxed);
@@ -589,7 +605,7 @@ impl NativeCells {
                     continue;
                 }
                 out.raw.truncate(mark);
-                let ss = row[SCHEMA].load(Relaxed) as i32 + MIN_SCHEMA;
+                let ss = index::word_schema(row[SCHEMA].load(Relaxed));
                 let mut torn = !(MIN_SCHEMA..=index::MAX_SCHEMA).contains(&ss);
                 for (w, neg) in [(POS, false), (NEG, true)] {
                     let (base, len, start) = Self::window(row, w);
