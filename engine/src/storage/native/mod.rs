@@ -321,6 +321,21 @@ impl NativeCells {
         cells
     }
 
+    /// A native-only series of `config` (for the loom models).
+    #[cfg(loom)]
+    pub fn for_model(layout: ShardLayout, config: NativeConfig) -> Self {
+        Self::new(layout, Arc::new(config.check("model", None).expect("valid config")))
+    }
+
+    /// A read as `(schema, count, zero bucket, sum of the native buckets)` (for the loom models).
+    #[cfg(loom)]
+    pub fn model_read(&self) -> (i32, u64, u64, u64) {
+        let mut scratch = NativeScratch::default();
+        let r = self.snapshot(&mut scratch);
+        let buckets = scratch.positive_counts.iter().chain(&scratch.negative_counts).sum();
+        (r.schema, r.count, r.zero_count, buckets)
+    }
+
     /// The classic part's finite bounds (empty without one).
     pub(crate) fn bounds(&self) -> &[f64] {
         self.spec.classic.as_ref().map_or(&[], |b| b.bounds())
