@@ -66,6 +66,10 @@
 //! - **Packing.** Counter cells of 16 series share a line per shard, and a thread still writes only
 //!   lines no other thread writes. The cells are in memory the OS backs on first write, so a series
 //!   costs 8 bytes for each shard that writes it, not for each shard that exists.
+//! - **Native histograms.** Prometheus' exponential buckets ([`NativeConfig`]), recorded like the
+//!   classic ones into a per-shard window of bucket cells; a value outside the window moves the
+//!   window or halves the resolution, so memory never grows
+//!   ([`MetricsManager::register_native_histogram`], [`SeriesValue::Histogram`]'s `native`).
 //! - **Bounded memory.** Histograms are fixed bucket arrays; summaries are mergeable log-linear
 //!   sketches (relative error ≤ 0.78 %) over a sliding window; each metric has a series limit past
 //!   which label sets fold into one `__overflow__` series, counted in

@@ -60,7 +60,8 @@
 //! # Memory
 //!
 //! A series takes `shards × ceil((12 + classic bounds + cap) / 16) × 128` bytes of cells plus
-//! about 200 bytes of header, whether or not a shard is written. At the defaults (`max_buckets`
+//! 120 bytes for the struct in its `Arc` (and its entry in the family's map, as every series),
+//! whether or not a shard is written. At the defaults (`max_buckets`
 //! 160, zero threshold `2^-128`, so `cap` = 160) a native-only series has 11 lines per shard,
 //! 1,408 bytes: 5,632 bytes of cells with the 4 shards the default gives this 2-core machine
 //! (`native_memory_per_series` measures it), 90 KiB with 64 shards (32 cores or more). A zero
