@@ -414,7 +414,8 @@ fn classic_and_native() {
 
 /// Writers on two exclusive shards and two on a shared one, with values spread so wide that
 /// shards move and halve all the time, while a reader checks every read: the count is the zero
-/// bucket plus the buckets, never goes down, the classic part stays cumulative under it. At the
+/// bucket plus the buckets and never goes down, the schema never goes up, the classic part stays
+/// cumulative under the count. At the
 /// end, the totals are exact.
 #[test]
 fn concurrent_moves_lose_nothing() {
@@ -440,11 +441,13 @@ fn concurrent_moves_lose_nothing() {
     let reader = {
         let (h, done) = (Arc::clone(&h), Arc::clone(&done));
         std::thread::spawn(move || {
-            let (mut last, mut reads) = (0, 0);
+            let (mut last, mut reads, mut schema) = (0, 0, 3);
             while !done.load(Relaxed) || reads == 0 {
                 let r = read(&h);
                 assert_eq!(r.count, r.zero + r.buckets.values().sum::<u64>(), "read {reads}");
                 assert!(r.count >= last, "count went down: {last} -> {}", r.count);
+                assert!(r.schema <= schema, "schema went up: {schema} -> {}", r.schema);
+                schema = r.schema;
                 assert!(r.cumulative.windows(2).all(|w| w[0] <= w[1]), "{:?}", r.cumulative);
                 assert_eq!(*r.cumulative.last().unwrap(), r.count);
                 last = r.count;
