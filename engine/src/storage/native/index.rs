@@ -14,8 +14,8 @@
 //! the bound's real value). The count `c` is found as the classic histogram finds a bucket: the
 //! mantissa range is split into 512 equal intervals, narrower than the narrowest gap between two
 //! bounds of schema 8, so an interval holds at most one bound of any schema; a table per schema
-//! gives the bounds below each interval's start and where the one inside is, and one compare
-//! finishes. For `s <= 0`, the key at schema 0 is rounded up to a multiple of `2^-s` and
+//! gives the bounds below each interval's start and where the one inside is, packed so that one
+//! add tells whether the value is above it ([`below`]). For `s <= 0`, the key at schema 0 is rounded up to a multiple of `2^-s` and
 //! divided.
 //!
 //! client_golang computes the same key with `math.Frexp` and a binary search in its
@@ -302,16 +302,14 @@ pub(crate) static OCTAVE_256: [u64; 256] = [
 /// Mantissa bits below an interval of the lookup: the mantissa range is split into 512 equal
 /// intervals, narrower than the narrowest gap between two bounds of schema 8 (so of any schema),
 /// so an interval holds at most one bound.
-const LOW: u64 = (1 << 43) - 1;
+pub(crate) const LOW: u64 = (1 << 43) - 1;
 
 /// The lookup of one schema `s' >= 0`: for each of the 512 intervals, the number of the schema's
-/// bounds below its start (bits 43 and up), and where in the interval the one bound that may lie
-/// in it is (bits 0–42; `LOW` when none does, which no mantissa is above). One load per lookup.
-pub(crate) struct Octave {
-    entries: [u64; 512],
-}
-
-const fn octave(sp: u32) -> Octave {
+/// bounds below its start (bits 43 and up), and `LOW - p` in bits 0–42, where `p` is the position
+/// in the interval of the one bound that may lie in it (`LOW` when none does). Adding a
+/// mantissa's low 43 bits then carries into bit 43 exactly when the mantissa is above that bound:
+/// `(entry + (m & LOW)) >> 43` is the number of bounds below `m`, in one load, an add and a shift.
+const fn octave(sp: u32) -> [u64; 512] {
     let n = 1usize << sp;
     let mut entries = [0u64; 512];
     let mut j = 0;
@@ -326,13 +324,13 @@ const fn octave(sp: u32) -> Octave {
         } else {
             LOW
         };
-        entries[j] = (b as u64) << 43 | inside;
+        entries[j] = (b as u64) << 43 | (LOW - inside);
         j += 1;
     }
-    Octave { entries }
+    entries
 }
 
-static OCTAVES: [Octave; 9] = [
+static OCTAVES: [[u64; 512]; 9] = [
     octave(0),
     octave(1),
     octave(2),
@@ -343,6 +341,17 @@ static OCTAVES: [Octave; 9] = [
     octave(7),
     octave(8),
 ];
+
+/// The number of bounds of schema `sp` (`0..=8`) below the mantissa in `bits`' low 52 bits (the
+/// exponent and sign bits above them are ignored).
+#[inline(always)]
+pub(crate) fn below(bits: u64, sp: usize) -> i32 {
+    debug_assert!(sp <= MAX_SCHEMA as usize);
+    // SAFETY: callers pass `sp <= 8` (a schema word's `s'`, or a row's `OCT` cell, which holds
+    // one), and there are 9 octaves; the interval index is masked below 512.
+    let e = unsafe { *OCTAVES.get_unchecked(sp).get_unchecked(((bits >> 43) & 511) as usize) };
+    ((e + (bits & LOW)) >> 43) as i32
+}
 
 /// A schema as a row stores it: `s' = max(s, 0)` in bits 0–7, `r = max(-s, 0)` in bits 8–15,
 /// `s - MIN_SCHEMA` in bits 16–23, `2^r - 1` in bits 24–31, `2^s'` in bits 32–47, so a record
@@ -359,26 +368,26 @@ pub(crate) fn word_schema(w: u64) -> i32 {
 }
 
 /// The key of a value `x · 2^o`, `m` the mantissa bits of `x`, at the schema of `word` (a
-/// [`schema_word`]): `o · 2^s'` plus the bounds of schema `s'` below `x` (one table load, one
-/// compare), then for `s < 0` a division by `2^r`, rounding up. No shift by a variable amount on
-/// the way for `s >= 0` (each is several micro-operations on x86 without BMI2).
+/// [`schema_word`]): `o · 2^s'` plus the bounds of schema `s'` below `x` ([`below`]), then for
+/// `s < 0` a division by `2^r`, rounding up.
 #[inline(always)]
 fn key_parts(o: i32, m: u64, word: u64) -> i32 {
     let sp = (word & 0xff) as usize;
-    debug_assert!(sp <= MAX_SCHEMA as usize, "a schema word");
-    // SAFETY: `word` is a `schema_word` (rows store nothing else in their schema cell), whose
-    // `s'` is at most 8, and there are 9 octaves.
-    let oct = unsafe { OCTAVES.get_unchecked(sp) };
-    // `m < 2^52`, so the interval is below 512.
-    let e = oct.entries[(m >> 43) as usize & 511];
-    let c = (e >> 43) as i32 + i32::from(m & LOW > e & LOW);
-    let i0 = o * ((word >> 32) & 0x1ff) as i32 + c;
+    let i0 = o * ((word >> 32) & 0x1ff) as i32 + below(m, sp);
     let r = ((word >> 8) & 0xff) as u32;
     if r == 0 {
         i0
     } else {
         (i0 + ((word >> 24) & 0xff) as i32) >> r
     }
+}
+
+/// The key of a positive normal finite value's bits at schema `2^mul`'s, `mul >= 1` (`sp` its
+/// octave): the record's fast path, with what [`key_parts`] decodes from the schema word already
+/// at hand.
+#[inline(always)]
+pub(crate) fn key_fast(bits: u64, mul: i32, sp: usize) -> i32 {
+    ((bits >> 52) as i32 - 1023) * mul + below(bits, sp)
 }
 
 /// The key of a value whose absolute value's bits `abs` are of a normal finite number

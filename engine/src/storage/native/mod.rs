@@ -12,13 +12,16 @@
 //! | `SCHEMA` | the shard's schema (its shifts and itself, `index::schema_word`) |
 //! | `POS`, `NEG` | each sign's window: key of its first cell, length, index of its first cell |
 //! | `SUM`, `ZERO`, `NAN` | sum (`f64` bits), zero-bucket count, NaN observations |
+//! | `MUL`, `OCT` | the schema as the fast path uses it: `2^s` (0 for `s < 0`), `max(s, 0)` |
 //! | then `nb` cells | the classic part's counts, one per finite bound, when there is one |
 //! | then `cap` cells | native bucket counts: the negative window, then the positive one |
 //!
 //! The native cells cover a contiguous range of keys per sign (a *window*), so a record into a
 //! bucket inside it is the classic record plus a few shifts: the key from the value's bits (a
-//! table load and a compare, [`index::key_normal`]), a subtraction and an unsigned compare
-//! against the window, one add to the bucket's count, one to the sum. No lock, no allocation, no
+//! table load, an add and a shift, [`index::key_fast`]), a subtraction and an unsigned compare
+//! against the window, one add to the bucket's count, one to the sum. That path takes positive
+//! values at schemas `>= 0` (latencies and sizes at any useful resolution); negative values and
+//! schemas below 0 take the same steps out of line. No lock, no allocation, no
 //! shared write. The windows of one shard together span at most `max_buckets` keys (at schema
 //! −4, the lowest, `cap` keys: enough for every value above the zero threshold, so a value always
 //! finds a place). Memory never grows: a value outside its sign's window *moves* the shard (the
@@ -59,7 +62,7 @@
 //!
 //! # Memory
 //!
-//! A series takes `shards × ceil((12 + classic bounds + cap) / 16) × 128` bytes of cells plus
+//! A series takes `shards × ceil((14 + classic bounds + cap) / 16) × 128` bytes of cells plus
 //! 120 bytes for the struct in its `Arc` (and its entry in the family's map, as every series),
 //! whether or not a shard is written. At the defaults (`max_buckets`
 //! 160, zero threshold `2^-128`, so `cap` = 160) a native-only series has 11 lines per shard,
@@ -78,7 +81,7 @@ use super::life::{HasLife, Life};
 use super::{add_f64, add_u64, flat, lines, Line, LINE_CELLS};
 use crate::loom::{fence, yield_now, AtomicU64, Mutex};
 use crate::shard::{Shard, ShardLayout};
-use crate::storage::histogram::Buckets;
+use crate::storage::histogram::{Buckets, Index};
 use crate::{BucketSpan, MetricsError};
 use index::{MIN_NORMAL_BITS, MIN_SCHEMA};
 
@@ -206,8 +209,12 @@ const NEG: usize = 6;
 const SUM: usize = 9;
 const ZERO: usize = 10;
 const NAN: usize = 11;
+/// `2^s` for a schema `s >= 0`, 0 below (which the fast path leaves to the slow one).
+const MUL: usize = 12;
+/// `max(s, 0)`: the octave of the key lookup.
+const OCT: usize = 13;
 /// The classic counts start here.
-const CLASSIC: usize = 12;
+const CLASSIC: usize = 14;
 
 /// `GATE` bit: a move of the shard is under way; the other bits count writers inside.
 const MOVING: u64 = 1 << 63;
@@ -217,15 +224,17 @@ const SIGN: u64 = 1 << 63;
 pub struct NativeCells {
     layout: ShardLayout,
     spec: Arc<NativeSpec>,
-    /// `spec.classic`, here so a record reaches it through one pointer fewer.
+    /// `spec.classic`, here so a record reaches it through one pointer fewer, and its lookup's
+    /// [`Index`] (as the classic histogram keeps it beside its cells).
     classic: Option<Arc<Buckets>>,
+    classic_index: Option<Index>,
     /// Classic finite bounds (0 without a classic part).
     nb: usize,
     /// Native cells per row.
     cap: usize,
     /// The most keys a row's windows span above the lowest schema.
     max_buckets: usize,
-    /// Absolute-value bits of the fast path: `fast_lo <= abs < fast_lo + fast_len` is a normal,
+    /// Bits of the fast path: `fast_lo <= bits < fast_lo + fast_len` is a positive, normal,
     /// finite value above the zero threshold.
     fast_lo: u64,
     fast_len: u64,
@@ -301,6 +310,7 @@ impl NativeCells {
         let cells = Self {
             layout,
             classic: spec.classic.clone(),
+            classic_index: spec.classic.as_ref().map(|b| b.index()),
             nb,
             cap,
             max_buckets,
@@ -314,7 +324,7 @@ impl NativeCells {
         };
         for s in 0..layout.shards as usize {
             let row = cells.row(s);
-            row[SCHEMA].store(index::schema_word(cells.spec.schema), Relaxed);
+            Self::store_schema(row, cells.spec.schema);
             // Empty windows: the first bucket of each shard places them.
             row[POS + 2].store((CLASSIC + nb) as u64, Relaxed);
             row[NEG + 2].store((CLASSIC + nb) as u64, Relaxed);
@@ -391,24 +401,25 @@ impl NativeCells {
     #[inline(always)]
     pub fn record_n_at(&self, shard: Shard, v: f64, n: u64) {
         let bits = v.to_bits();
-        let abs = bits & !SIGN;
-        if shard.exclusive && abs.wrapping_sub(self.fast_lo) < self.fast_len {
+        if shard.exclusive && bits.wrapping_sub(self.fast_lo) < self.fast_len {
             let row = self.row(shard.index);
             // SAFETY: a row has `stride >= CLASSIC` cells. (The header indexes below are then
-            // known in range: `w + 2 <= NEG + 2 < CLASSIC`.)
+            // known in range.)
             let head = unsafe { row.get_unchecked(..CLASSIC) };
-            let key = index::key_normal(abs, head[SCHEMA].load(Relaxed));
-            let w = POS + 3 * (bits >> 63) as usize;
-            let d = i64::from(key).wrapping_sub(head[w].load(Relaxed) as i64) as u64;
-            if d < head[w + 1].load(Relaxed) {
-                let i = head[w + 2].load(Relaxed) as usize + d as usize;
-                debug_assert!(i < row.len());
-                // SAFETY: a window's cells lie inside the row (`relayout` places both windows in
-                // the `cap` native cells), and `d` is below the window's length. The owner of an
-                // exclusive shard reads its own header, which only it writes: never torn.
-                add_u64(unsafe { row.get_unchecked(i) }, n, true);
-                self.finish(row, v, n, true);
-                return;
+            let mul = head[MUL].load(Relaxed) as i32;
+            if mul != 0 {
+                let key = index::key_fast(bits, mul, head[OCT].load(Relaxed) as usize);
+                let d = i64::from(key).wrapping_sub(head[POS].load(Relaxed) as i64) as u64;
+                if d < head[POS + 1].load(Relaxed) {
+                    let i = head[POS + 2].load(Relaxed) as usize + d as usize;
+                    debug_assert!(i < row.len());
+                    // SAFETY: a window's cells lie inside the row (`relayout` places both windows
+                    // in the `cap` native cells), and `d` is below the window's length. The owner
+                    // of an exclusive shard reads its own header, which only it writes: never torn.
+                    add_u64(unsafe { row.get_unchecked(i) }, n, true);
+                    self.finish(row, v, n, true);
+                    return;
+                }
             }
         }
         self.record_other(shard, v, n);
@@ -417,9 +428,11 @@ impl NativeCells {
     /// The sum, then the classic count (last, with `Release`: see the module docs).
     #[inline(always)]
     fn finish(&self, row: &[AtomicU64], v: f64, n: u64, exclusive: bool) {
-        add_f64(&row[SUM], if n == 1 { v } else { v * n as f64 }, exclusive);
-        if let Some(classic) = &self.classic {
-            let b = classic.bucket(v);
+        // SAFETY: a row has `stride >= CLASSIC` cells.
+        let head = unsafe { row.get_unchecked(..CLASSIC) };
+        add_f64(&head[SUM], if n == 1 { v } else { v * n as f64 }, exclusive);
+        if let (Some(classic), Some(ix)) = (&self.classic, self.classic_index) {
+            let b = classic.bucket_in(ix, v);
             if b < self.nb {
                 add_u64_release(&row[CLASSIC + b], n, exclusive);
             }
@@ -564,7 +577,7 @@ impl NativeCells {
         for c in &row[first..first + self.cap] {
             c.store(0, Relaxed);
         }
-        row[SCHEMA].store(index::schema_word(ns), Relaxed);
+        Self::store_schema(row, ns);
         let windows = [(POS, bp, lp, first + ln), (NEG, bn, ln, first)];
         for (w, base, len, start) in windows {
             row[w].store(base as i64 as u64, Relaxed);
@@ -581,6 +594,13 @@ impl NativeCells {
         }
         // Release: pairs with the readers' `Acquire` load of the sequence number.
         row[SEQ].store(seq + 2, Release);
+    }
+
+    /// Sets a row's schema cells.
+    fn store_schema(row: &[AtomicU64], s: i32) {
+        row[SCHEMA].store(index::schema_word(s), Relaxed);
+        row[MUL].store(if s >= 0 { 1 << s } else { 0 }, Relaxed);
+        row[OCT].store(s.max(0) as u64, Relaxed);
     }
 
     /// A window's first key, length and first cell, as stored (a reader may see a torn one
