@@ -63,12 +63,19 @@
 //! # Memory
 //!
 //! A series takes `shards × ceil((14 + classic bounds + cap) / 16) × 128` bytes of cells plus
-//! 120 bytes for the struct in its `Arc` (and its entry in the family's map, as every series),
-//! whether or not a shard is written. At the defaults (`max_buckets`
-//! 160, zero threshold `2^-128`, so `cap` = 160) a native-only series has 11 lines per shard,
-//! 1,408 bytes: 5,632 bytes of cells with the 4 shards the default gives this 2-core machine
+//! 144 bytes for the struct in its `Arc` (and its entry in the family's map, as every series),
+//! whether or not a shard is written. At the defaults (`max_buckets` 160, zero threshold
+//! `2^-128`, so `cap` = 160) a native-only series has 11 lines per shard, 1,408 bytes: 5,632
+//! bytes of cells with the 4 shards the default gives this 2-core machine
 //! (`native_memory_per_series` measures it), 90 KiB with 64 shards (32 cores or more). A zero
-//! threshold of 0 lets subnormals in and raises `cap` to 266 (2,240 bytes per shard).
+//! threshold of 0 lets subnormals in and raises `cap` to 266 (2,304 bytes per shard).
+//!
+//! # Cost
+//!
+//! The fast path is about 45 instructions against the classic record's 35; a 1-thread loop of 50
+//! million records on this machine (2-core Xeon, default buckets against the default native
+//! config, values in order and scattered) measured the native record at 1.2× the classic one,
+//! and a classic + native record at about 2× (it does both lookups).
 
 mod index;
 #[cfg(all(test, not(loom)))]
