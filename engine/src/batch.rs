@@ -199,7 +199,7 @@ impl TickBatch {
             let start = PendingHistogram::start(p);
             let len = (*p).next.offset_from(start) as usize;
             (*p).next = start;
-            (*p).handle.0.record_slice(std::slice::from_raw_parts(start, len));
+            (*p).handle.record_slice(std::slice::from_raw_parts(start, len));
         }
     }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::registry::{check_summary, Spec};
 use crate::storage::histogram::Buckets;
+use crate::storage::native::NativeSpec;
 use crate::MetricsError;
 
 /// The quantiles of a facade histogram rendered as a summary when none are set: those of
@@ -66,6 +67,9 @@ impl Matcher {
 pub(crate) struct FacadeHistograms {
     /// Buckets per name pattern, in the order set.
     pub(crate) overrides: Vec<(Matcher, Arc<Buckets>)>,
+    /// Native buckets per name pattern, in the order set (their `classic` is unset: the classic
+    /// part comes from `overrides`).
+    pub(crate) native: Vec<(Matcher, Arc<NativeSpec>)>,
     /// Buckets of a histogram no matcher matches, unless `summaries`.
     pub(crate) buckets: Arc<Buckets>,
     /// Whether a histogram no matcher matches is a summary.
@@ -78,6 +82,7 @@ impl FacadeHistograms {
     pub(crate) fn new() -> Self {
         Self {
             overrides: Vec::new(),
+            native: Vec::new(),
             buckets: crate::registry::default_buckets(),
             summaries: false,
             quantiles: FACADE_SUMMARY_QUANTILES.into(),
@@ -86,12 +91,16 @@ impl FacadeHistograms {
 
     /// The spec of a new facade histogram family named `name` (sanitised); a summary spec uses the
     /// manager's summary window.
+    ///
+    /// A name a native matcher matches is a native histogram, with the classic buckets of the
+    /// bucket matcher that matches it too, if one does (classic + native), else without classic
+    /// buckets.
     pub(crate) fn spec(&self, name: &str, window: (std::time::Duration, u32)) -> Result<Spec, MetricsError> {
-        let mut best: Option<&(Matcher, Arc<Buckets>)> = None;
-        for o in self.overrides.iter().filter(|(m, _)| m.matches(name)) {
-            if best.is_none_or(|(b, _)| o.0.rank() > b.rank()) {
-                best = Some(o);
-            }
+        let best = best_match(&self.overrides, name);
+        if let Some((_, native)) = best_match(&self.native, name) {
+            let mut spec = NativeSpec::clone(native);
+            spec.classic = best.map(|(_, b)| Arc::clone(b));
+            return Ok(Spec::Native(Arc::new(spec)));
         }
         match best {
             Some((_, b)) => Ok(Spec::Histogram(Arc::clone(b))),
@@ -99,6 +108,17 @@ impl FacadeHistograms {
             None => Ok(Spec::Histogram(Arc::clone(&self.buckets))),
         }
     }
+}
+
+/// The entry whose matcher matches `name` and wins over the others that do (see [`Matcher`]).
+fn best_match<'a, T>(entries: &'a [(Matcher, T)], name: &str) -> Option<&'a (Matcher, T)> {
+    let mut best: Option<&(Matcher, T)> = None;
+    for o in entries.iter().filter(|(m, _)| m.matches(name)) {
+        if best.is_none_or(|(b, _)| o.0.rank() > b.rank()) {
+            best = Some(o);
+        }
+    }
+    best
 }
 
 /// Appends `unit` to `name` as metrics-exporter-prometheus' `with_recommended_naming` does

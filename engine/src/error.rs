@@ -100,6 +100,18 @@ pub enum MetricsError {
         /// What is wrong.
         reason: String,
     },
+    /// A native histogram setting out of its range.
+    #[error("native histogram `{metric}`: {setting} must be {expected}, got {found}")]
+    InvalidNativeHistogram {
+        /// The metric (or which facade histograms the setting was for).
+        metric: String,
+        /// The setting: `bucket_factor`, `zero_threshold` or `max_buckets`.
+        setting: String,
+        /// The value given.
+        found: String,
+        /// What it must be.
+        expected: String,
+    },
     /// Bad summary quantiles or window.
     #[error("summary `{metric}`: {reason}, got {found}")]
     InvalidSummary {

@@ -66,6 +66,10 @@
 //! - **Packing.** Counter cells of 16 series share a line per shard, and a thread still writes only
 //!   lines no other thread writes. The cells are in memory the OS backs on first write, so a series
 //!   costs 8 bytes for each shard that writes it, not for each shard that exists.
+//! - **Native histograms.** Prometheus' exponential buckets ([`NativeConfig`]), recorded like the
+//!   classic ones into a per-shard window of bucket cells; a value outside the window moves the
+//!   window or halves the resolution, so memory never grows
+//!   ([`MetricsManager::register_native_histogram`], [`SeriesValue::Histogram`]'s `native`).
 //! - **Bounded memory.** Histograms are fixed bucket arrays; summaries are mergeable log-linear
 //!   sketches (relative error ≤ 0.78 %) over a sliding window; each metric has a series limit past
 //!   which label sets fold into one `__overflow__` series, counted in
@@ -114,7 +118,7 @@ pub use compat::{Matcher, FACADE_SUMMARY_QUANTILES};
 pub use error::MetricsError;
 pub use kind::MetricKind;
 pub use manager::{CounterHandle, GaugeHandle, HistogramHandle, MetricsManager, MetricsManagerBuilder, SummaryHandle};
-pub use read::{FamilyView, Labels, SeriesValue};
+pub use read::{BucketSpan, FamilyView, Labels, NativeBuckets, SeriesValue};
 pub use recorder::MetricsRecorder;
 pub use registry::names::{
     check_label_names as validate_label_names, check_metric_name as validate_metric_name, sanitize_label_key,
@@ -126,6 +130,7 @@ pub use registry::{
     FACADE_RENAMED_METRIC, LABEL_VALUE_TRUNCATED_METRIC, MAX_LABEL_SETS, MAX_LABEL_VALUE_LEN, OVERFLOW_LABEL_VALUE,
     SERIES_OVERFLOW_METRIC,
 };
+pub use storage::native::{NativeConfig, MAX_NATIVE_BUCKETS};
 pub use storage::summary::SUMMARY_RELATIVE_ERROR;
 
 /// Internals exposed to the loom models in `tests/loom.rs` only.
@@ -137,5 +142,6 @@ pub mod __loom {
     pub use crate::storage::counter::{CounterCell, CounterChunk};
     pub use crate::storage::gauge::GaugeCell;
     pub use crate::storage::histogram::{Buckets, HistogramCells};
+    pub use crate::storage::native::{NativeCells, NativeConfig};
     pub use crate::storage::summary::{SummaryCells, SummarySpec};
 }

@@ -13,6 +13,7 @@ use crate::storage::counter::CounterCell;
 use crate::storage::gauge::GaugeCell;
 use crate::storage::histogram::HistogramCell;
 use crate::storage::life::Held;
+use crate::storage::native::{NativeCell, NativeConfig};
 use crate::storage::summary::SummaryCell;
 use crate::thread_cache;
 use crate::{MetricKind, MetricsError};
@@ -127,6 +128,38 @@ impl MetricsManagerBuilder {
     pub fn set_buckets_for_metric(mut self, matcher: crate::Matcher, buckets: &[f64]) -> Result<Self, MetricsError> {
         let b = builder_buckets(&format!("matching {matcher:?}"), buckets)?;
         self.config.facade_histograms.overrides.push((matcher.sanitized(), b));
+        Ok(self)
+    }
+
+    /// Makes the `metrics` facade histograms whose name `matcher` matches native histograms (see
+    /// [`NativeConfig`]), with the same precedence among native matchers as
+    /// [`Self::set_buckets_for_metric`]'s. A matched histogram that a
+    /// [`Self::set_buckets_for_metric`] matcher matches too has those classic buckets as well
+    /// (classic + native, as client_golang with both configured); otherwise it has no classic
+    /// buckets (the text formats show its `_bucket{le="+Inf"}`, `_sum`, `_count`), whatever
+    /// [`Self::set_buckets`] and [`Self::histograms_as_summaries`] say. Applies to families the
+    /// facade creates; a histogram registered through the manager keeps its own definition.
+    ///
+    /// ```
+    /// use mmo_metrics::{Matcher, MetricsManager, NativeConfig};
+    ///
+    /// let m = MetricsManager::builder()
+    ///     .set_native_histogram_for_metric(Matcher::Suffix("_seconds".into()), NativeConfig::default())?
+    ///     .set_buckets_for_metric(Matcher::Full("db_query_seconds".into()), &[0.01, 0.1, 1.0])?
+    ///     .build();
+    /// # let _ = m;
+    /// # Ok::<(), mmo_metrics::MetricsError>(())
+    /// ```
+    pub fn set_native_histogram_for_metric(
+        mut self,
+        matcher: crate::Matcher,
+        config: NativeConfig,
+    ) -> Result<Self, MetricsError> {
+        let spec = config.check(&format!("matching {matcher:?}"), None)?;
+        self.config
+            .facade_histograms
+            .native
+            .push((matcher.sanitized(), Arc::new(spec)));
         Ok(self)
     }
 
@@ -308,20 +341,41 @@ impl GaugeHandle {
     }
 }
 
-/// A resolved histogram series.
+/// A resolved histogram series: classic, native, or both.
 #[derive(Clone)]
-pub struct HistogramHandle(pub(crate) Held<HistogramCell>);
+pub struct HistogramHandle(pub(crate) HistogramSeries);
+
+/// The cells of a histogram series, of either storage.
+#[derive(Clone)]
+pub(crate) enum HistogramSeries {
+    Classic(Held<HistogramCell>),
+    Native(Held<NativeCell>),
+}
 
 impl HistogramHandle {
     /// Records one observation.
     #[inline]
     pub fn record(&self, v: f64) {
-        self.0.record(v);
+        match &self.0 {
+            HistogramSeries::Classic(h) => h.record(v),
+            HistogramSeries::Native(h) => h.record(v),
+        }
     }
 
     /// Records `n` observations of `v`.
     pub fn record_many(&self, v: f64, n: u64) {
-        self.0.record_n(v, n);
+        match &self.0 {
+            HistogramSeries::Classic(h) => h.record_n(v, n),
+            HistogramSeries::Native(h) => h.record_n(v, n),
+        }
+    }
+
+    /// Records many observations (a [`crate::TickBatch`] flush).
+    pub(crate) fn record_slice(&self, values: &[f64]) {
+        match &self.0 {
+            HistogramSeries::Classic(h) => h.record_slice(values),
+            HistogramSeries::Native(h) => h.record_slice(values),
+        }
     }
 }
 
@@ -390,6 +444,65 @@ impl MetricsManager {
     ) -> Result<(), MetricsError> {
         let b = check_buckets(name, buckets)?;
         self.registry.register(name, help, labels, Spec::Histogram(b)).map(drop)
+    }
+
+    /// Registers a native histogram (exponential buckets, see [`NativeConfig`]) without classic
+    /// buckets. Recorded like any histogram ([`Self::observe_histogram`], [`Self::histogram`]).
+    /// The protobuf exposition carries its native buckets; the text formats, which have no
+    /// native histograms, show its `_bucket{le="+Inf"}`, `_sum` and `_count`.
+    ///
+    /// ```
+    /// use mmo_metrics::{MetricsManager, NativeConfig, SeriesValue};
+    ///
+    /// let m = MetricsManager::new();
+    /// m.register_native_histogram("rpc_seconds", "RPC latency.", &[], NativeConfig::default())?;
+    /// for v in [0.25, 0.3, 1.0, -2.0, 0.0] {
+    ///     m.observe_histogram("rpc_seconds", v, &[])?;
+    /// }
+    /// let mut seen = 0;
+    /// m.visit(|f| f.for_each_series(|_, v| {
+    ///     if let SeriesValue::Histogram { count, cumulative, native: Some(n), .. } = v {
+    ///         seen += 1;
+    ///         assert_eq!((count, cumulative), (5, &[5][..]));
+    ///         assert_eq!((n.schema, n.zero_count), (3, 1));
+    ///         // 0.25 = 2^(-16/8): key -16; 0.3: key -13; 1.0: key 0.
+    ///         assert_eq!(n.positive_counts.iter().sum::<u64>(), 3);
+    ///         assert_eq!(n.positive_spans[0].offset, -16);
+    ///         assert_eq!(n.negative_counts, &[1]); // |-2.0| = 2^(8/8): key 8
+    ///         assert_eq!(n.negative_spans[0].offset, 8);
+    ///     }
+    /// }));
+    /// assert_eq!(seen, 1);
+    /// # Ok::<(), mmo_metrics::MetricsError>(())
+    /// ```
+    pub fn register_native_histogram(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        config: NativeConfig,
+    ) -> Result<(), MetricsError> {
+        let spec = config.check(name, None)?;
+        self.registry
+            .register(name, help, labels, Spec::Native(Arc::new(spec)))
+            .map(drop)
+    }
+
+    /// Registers a histogram with classic buckets (empty: Prometheus' default buckets) and native
+    /// buckets, as client_golang does when both are configured: every observation counts in
+    /// both; the text formats show the classic part, the protobuf exposition both.
+    pub fn register_histogram_with_native(
+        &self,
+        name: &str,
+        help: &str,
+        labels: &[&str],
+        buckets: &[f64],
+        config: NativeConfig,
+    ) -> Result<(), MetricsError> {
+        let spec = config.check(name, Some(check_buckets(name, buckets)?))?;
+        self.registry
+            .register(name, help, labels, Spec::Native(Arc::new(spec)))
+            .map(drop)
     }
 
     /// Registers a summary with these quantiles (empty: 0.5, 0.9, 0.95, 0.99) over the manager's
@@ -536,10 +649,7 @@ impl MetricsManager {
 
     /// A handle to a histogram series.
     pub fn histogram(&self, name: &str, values: &[&str]) -> Result<HistogramHandle, MetricsError> {
-        match self.resolve(MetricKind::Histogram, name, values)?.try_map(|s| match s {
-            Series::Histogram(x) => Ok(x),
-            s => Err(s),
-        }) {
+        match histogram_series(self.resolve(MetricKind::Histogram, name, values)?) {
             Ok(x) => Ok(HistogramHandle(x)),
             Err(_) => unreachable!("a histogram family holds histogram series"),
         }
@@ -599,10 +709,10 @@ impl MetricsManager {
 
     /// Records an observation in a histogram series.
     pub fn observe_histogram(&self, name: &str, value: f64, values: &[&str]) -> Result<(), MetricsError> {
-        self.with_series(MetricKind::Histogram, name, values, |s| {
-            if let Series::Histogram(h) = s {
-                h.record(value);
-            }
+        self.with_series(MetricKind::Histogram, name, values, |s| match s {
+            Series::Histogram(h) => h.record(value),
+            Series::Native(h) => h.record(value),
+            _ => {}
         })
     }
 
@@ -669,6 +779,22 @@ impl MetricsManager {
         let _ = CACHE.try_with(|c| c.borrow_mut().insert(id, epoch, kind, hash, name, values, series));
         Ok(())
     }
+}
+
+/// The histogram cells of a held series, or the series back when it is not a histogram.
+pub(crate) fn histogram_series(held: HeldSeries) -> Result<HistogramSeries, HeldSeries> {
+    let held = match held.try_map(|s| match s {
+        Series::Histogram(h) => Ok(h),
+        s => Err(s),
+    }) {
+        Ok(h) => return Ok(HistogramSeries::Classic(h)),
+        Err(held) => held,
+    };
+    held.try_map(|s| match s {
+        Series::Native(h) => Ok(h),
+        s => Err(s),
+    })
+    .map(HistogramSeries::Native)
 }
 
 /// A series resolved by name, in this thread's [`NameCache`].

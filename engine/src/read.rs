@@ -17,11 +17,12 @@ use std::sync::Arc;
 use crate::registry::labels::split;
 use crate::registry::{Family, Series};
 use crate::storage::life::HasLife;
+use crate::storage::native::NativeScratch;
 use crate::{MetricKind, MetricsManager};
 
 /// The value of one series at the time it was read.
 ///
-/// New kinds of value (native histograms) may be added: match with a wildcard arm.
+/// New kinds of value may be added: match with a wildcard arm.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub enum SeriesValue<'a> {
@@ -31,16 +32,23 @@ pub enum SeriesValue<'a> {
     FloatCounter(f64),
     /// A gauge's value.
     Gauge(f64),
-    /// A histogram.
+    /// A histogram: classic, native, or both.
+    ///
+    /// A native-only histogram has no bounds and `cumulative == [count]`, so the text formats,
+    /// which show the classic part, expose `_bucket{le="+Inf"}`, `_sum` and `_count`.
     Histogram {
-        /// Upper bounds, ascending, without `+Inf`.
+        /// Upper bounds of the classic buckets, ascending, without `+Inf` (empty for a
+        /// native-only histogram).
         bounds: &'a [f64],
         /// Cumulative counts: one per bound, then `+Inf` (equal to `count`).
         cumulative: &'a [u64],
         /// Sum of observations.
         sum: f64,
-        /// Number of observations.
+        /// Number of observations. With native buckets, `zero_count` plus every native bucket's
+        /// count plus the NaN observations (which are in no native bucket and make `sum` NaN).
         count: u64,
+        /// The native (exponential) buckets, for a histogram that has them.
+        native: Option<NativeBuckets<'a>>,
     },
     /// A summary.
     Summary {
@@ -53,6 +61,48 @@ pub enum SeriesValue<'a> {
         /// Number of all observations.
         count: u64,
     },
+}
+
+/// A native histogram's buckets, as Prometheus' protobuf exposition lays them out
+/// (`io.prometheus.client.Histogram`'s `schema`, `zero_threshold`, `zero_count`, spans; its
+/// `positive_delta`/`negative_delta` are the differences of consecutive counts here).
+///
+/// Bucket `i` of schema `s` holds the observations `v` with `2^((i-1)·2^-s) < |v| <= 2^(i·2^-s)`,
+/// positive ones in the positive buckets, negative ones in the negative buckets (by their absolute
+/// value), and those with `|v| <= zero_threshold` in the zero bucket.
+///
+/// A histogram with no observation has no span; client_golang exposes such a histogram with a
+/// zero threshold of 0 with one empty positive span (`offset 0, length 0`) so that scrapers see
+/// it as native: a protobuf encoder should do the same.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NativeBuckets<'a> {
+    /// Resolution, `-4..=8`: `2^s` buckets per power of two (one bucket per `2^-s` powers of two
+    /// for `s < 0`). It may be below the configured one: the resolution halves when more buckets
+    /// than allowed are populated.
+    pub schema: i32,
+    /// Observations with `|v|` at most this count in the zero bucket.
+    pub zero_threshold: f64,
+    /// Observations in the zero bucket.
+    pub zero_count: u64,
+    /// Where the positive buckets are (see [`BucketSpan`]).
+    pub positive_spans: &'a [BucketSpan],
+    /// Counts (not deltas) of the positive buckets the spans cover, in order; a span may cover up
+    /// to two empty buckets (count 0) between populated ones.
+    pub positive_counts: &'a [u64],
+    /// Where the negative buckets are.
+    pub negative_spans: &'a [BucketSpan],
+    /// Counts of the negative buckets the spans cover, in order.
+    pub negative_counts: &'a [u64],
+}
+
+/// A run of consecutive native buckets: Prometheus' `BucketSpan`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BucketSpan {
+    /// For the first span, the index of its first bucket; for the others, the number of empty
+    /// buckets between the end of the previous span and this one's start.
+    pub offset: i32,
+    /// Number of buckets in the span.
+    pub length: u32,
 }
 
 /// Label names and values of one series, in the order of its label set (a facade family may have
@@ -102,6 +152,7 @@ struct Scratch {
     u64s: Vec<u64>,
     f64s: Vec<f64>,
     sketch: Vec<u64>,
+    native: NativeScratch,
 }
 
 impl FamilyView<'_> {
@@ -176,6 +227,29 @@ impl FamilyView<'_> {
                             cumulative: &s.u64s,
                             sum,
                             count,
+                            native: None,
+                        },
+                    );
+                }
+                Series::Native(h) => {
+                    let r = h.snapshot(&mut s.native);
+                    let n = &s.native;
+                    f(
+                        labels,
+                        SeriesValue::Histogram {
+                            bounds: h.bounds(),
+                            cumulative: &n.cumulative,
+                            sum: r.sum,
+                            count: r.count,
+                            native: Some(NativeBuckets {
+                                schema: r.schema,
+                                zero_threshold: h.zero_threshold(),
+                                zero_count: r.zero_count,
+                                positive_spans: &n.positive_spans,
+                                positive_counts: &n.positive_counts,
+                                negative_spans: &n.negative_spans,
+                                negative_counts: &n.negative_counts,
+                            }),
                         },
                     );
                 }

@@ -89,12 +89,14 @@ use std::thread::LocalKey;
 use crossbeam_utils::CachePadded;
 use metrics::{Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName, Metadata, SharedString, Unit};
 
+use crate::manager::HistogramSeries;
 use crate::registry::names::{sanitize_label_key, sanitize_metric_name};
 use crate::registry::{truncate_label_value, HeldSeries, Registry, Series, Spec, FACADE_RENAMED_METRIC};
 use crate::storage::counter::CounterCell;
 use crate::storage::gauge::GaugeCell;
 use crate::storage::histogram::HistogramCell;
 use crate::storage::life::Held;
+use crate::storage::native::NativeCell;
 use crate::storage::summary::SummaryCell;
 use crate::thread_cache::{self, cache_epoch};
 use crate::{MetricKind, MetricsError, MetricsManager, LABEL_VALUE_TRUNCATED_METRIC, MAX_LABEL_VALUE_LEN};
@@ -135,6 +137,7 @@ struct FacadeCounter(CachePadded<Held<CounterCell>>);
 struct FacadeGauge(CachePadded<Held<GaugeCell>>);
 enum Sink {
     Histogram(Held<HistogramCell>),
+    Native(Held<NativeCell>),
     Summary(Held<SummaryCell>),
 }
 struct FacadeHistogram(CachePadded<Sink>);
@@ -174,6 +177,7 @@ impl HistogramFn for FacadeHistogram {
     fn record(&self, value: f64) {
         match &*self.0 {
             Sink::Histogram(h) => h.record(value),
+            Sink::Native(h) => h.record(value),
             Sink::Summary(s) => s.observe(value),
         }
     }
@@ -181,6 +185,7 @@ impl HistogramFn for FacadeHistogram {
     fn record_many(&self, value: f64, count: usize) {
         match &*self.0 {
             Sink::Histogram(h) => h.record_n(value, count as u64),
+            Sink::Native(h) => h.record_n(value, count as u64),
             Sink::Summary(s) => (0..count).for_each(|_| s.observe(value)),
         }
     }
@@ -416,11 +421,9 @@ impl MetricsRecorder {
             Ok(held) => held,
             Err(e) => return Histogram::from_arc(self.error(key, e)),
         };
-        let sink = match held.try_map(|s| match s {
-            Series::Histogram(h) => Ok(h),
-            s => Err(s),
-        }) {
-            Ok(h) => Sink::Histogram(h),
+        let sink = match crate::manager::histogram_series(held) {
+            Ok(HistogramSeries::Classic(h)) => Sink::Histogram(h),
+            Ok(HistogramSeries::Native(h)) => Sink::Native(h),
             Err(held) => match held.try_map(|s| match s {
                 Series::Summary(q) => Ok(q),
                 s => Err(s),

@@ -230,3 +230,40 @@ fn series_map_lock_free_get_during_creation() {
         assert_eq!(map.get(&["x"]), None);
     });
 }
+
+/// A shared shard whose second key does not fit its window: one writer moves the shard (halving
+/// the resolution) while the other records into it and a reader reads it. The reader sees the
+/// shard before or after the move, never between (count = zero bucket + buckets), and nothing is
+/// lost or counted twice.
+#[test]
+fn native_move_on_a_shared_shard() {
+    let mut model = loom::model::Builder::new();
+    model.max_branches = 1_000_000;
+    model.check(|| {
+        let layout = ShardLayout::new(1);
+        let config = NativeConfig {
+            max_buckets: 1,
+            ..NativeConfig::default()
+        };
+        let h = Arc::new(NativeCells::for_model(layout, config));
+        let shared = Shard {
+            index: 0,
+            exclusive: false,
+        };
+        let writers: Vec<_> = [1.0, 1000.0]
+            .into_iter()
+            .map(|v| {
+                let h = Arc::clone(&h);
+                spawn_large(move || h.record_n_at(shared, v, 1))
+            })
+            .collect();
+        let (_, count, zero, buckets) = h.model_read();
+        assert_eq!(count, zero + buckets, "a read between the two halves of a move");
+        for w in writers {
+            w.join().unwrap();
+        }
+        let (schema, count, zero, buckets) = h.model_read();
+        assert_eq!((count, zero, buckets), (2, 0, 2));
+        assert!(schema < 3, "the second key halved the resolution");
+    });
+}

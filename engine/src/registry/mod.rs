@@ -44,6 +44,7 @@ use crate::storage::counter::{CounterCell, CounterChunk, CHUNK_SERIES};
 use crate::storage::gauge::GaugeCell;
 use crate::storage::histogram::{Buckets, HistogramCell, HistogramCells};
 use crate::storage::life::{HasLife, Held, Life};
+use crate::storage::native::{NativeCell, NativeCells, NativeSpec};
 use crate::storage::summary::{SummaryCell, SummaryCells, SummarySpec};
 use crate::{MetricKind, MetricsError};
 
@@ -92,6 +93,8 @@ pub(crate) enum Spec {
     FloatCounter,
     Gauge,
     Histogram(Arc<Buckets>),
+    /// A native histogram, with a classic part when [`NativeSpec::classic`] is set.
+    Native(Arc<NativeSpec>),
     Summary(SummarySpec),
 }
 
@@ -100,7 +103,7 @@ impl Spec {
         match self {
             Spec::Counter | Spec::FloatCounter => MetricKind::Counter,
             Spec::Gauge => MetricKind::Gauge,
-            Spec::Histogram(_) => MetricKind::Histogram,
+            Spec::Histogram(_) | Spec::Native(_) => MetricKind::Histogram,
             Spec::Summary(_) => MetricKind::Summary,
         }
     }
@@ -108,6 +111,7 @@ impl Spec {
     fn describe(&self) -> String {
         match self {
             Spec::Histogram(b) => format!("buckets {b:?}"),
+            Spec::Native(n) => n.describe(),
             Spec::FloatCounter => "a float counter".into(),
             Spec::Counter => "an integer counter".into(),
             Spec::Summary(s) => format!(
@@ -128,6 +132,8 @@ pub(crate) enum Series {
     FloatCounter(GaugeCell),
     Gauge(GaugeCell),
     Histogram(HistogramCell),
+    /// A native (or classic + native) histogram.
+    Native(NativeCell),
     Summary(SummaryCell),
 }
 
@@ -137,6 +143,7 @@ impl HasLife for Series {
             Series::Counter(c) => c.life(),
             Series::FloatCounter(g) | Series::Gauge(g) => g.life(),
             Series::Histogram(h) => h.life(),
+            Series::Native(h) => h.life(),
             Series::Summary(s) => s.life(),
         }
     }
@@ -712,6 +719,7 @@ impl Registry {
             Spec::Gauge => Series::Gauge(GaugeCell::new()),
             Spec::FloatCounter => Series::FloatCounter(GaugeCell::new()),
             Spec::Histogram(b) => Series::Histogram(Arc::new(HistogramCells::new(self.layout, Arc::clone(b)))),
+            Spec::Native(n) => Series::Native(Arc::new(NativeCells::new(self.layout, Arc::clone(n)))),
             Spec::Summary(s) => Series::Summary(Arc::new(SummaryCells::new(self.layout, s.clone()))),
         }
     }

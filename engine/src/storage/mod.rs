@@ -21,6 +21,7 @@ pub(crate) mod counter;
 pub(crate) mod gauge;
 pub(crate) mod histogram;
 pub(crate) mod life;
+pub(crate) mod native;
 pub(crate) mod summary;
 
 use std::sync::atomic::Ordering::Relaxed;

@@ -92,11 +92,13 @@ impl Format for Text<'_> {
                 push_f64(self.out, v);
                 self.out.push('\n');
             }
+            // Text 0.0.4 has no native histograms: their classic part (or `+Inf` alone) is shown.
             SeriesValue::Histogram {
                 bounds,
                 cumulative,
                 sum,
                 count,
+                ..
             } => {
                 // The bounds are the family's: format them once per family, not per series.
                 if self.le.len() != bounds.len() + 1 || self.le_of != bounds.as_ptr() {
