@@ -2,7 +2,7 @@
 //! `database_errors_total{operation}`.
 
 use super::{Timer, SECONDS_BUCKETS};
-use crate::{CounterHandle, HistogramHandle, MetricsError, MetricsManager};
+use crate::{CounterHandle, HistogramHandle, MetricsError, MetricsManager, NativeConfig};
 
 /// Database metrics.
 #[derive(Clone, Debug)]
@@ -27,17 +27,38 @@ impl std::fmt::Debug for DatabaseOp {
 impl DatabaseMetrics {
     /// Registers the family.
     pub fn register(m: &MetricsManager) -> Result<Self, MetricsError> {
+        Self::register_with(m, None)
+    }
+
+    /// Registers the family with `database_query_time` as a classic and a native histogram (see
+    /// [`MetricsManager::register_histogram_with_native`]): Prometheus with native histograms
+    /// enabled stores the native part, others the classic buckets. Recording into both costs
+    /// about twice a classic record.
+    pub fn register_with_native(m: &MetricsManager, native: NativeConfig) -> Result<Self, MetricsError> {
+        Self::register_with(m, Some(native))
+    }
+
+    fn register_with(m: &MetricsManager, native: Option<NativeConfig>) -> Result<Self, MetricsError> {
         m.register_counter(
             "database_operations_total",
             "Database operations by operation and table.",
             &["operation", "table"],
         )?;
-        m.register_histogram(
-            "database_query_time",
-            "Database query time in seconds.",
-            &["operation", "table"],
-            &SECONDS_BUCKETS,
-        )?;
+        match native {
+            Some(native) => m.register_histogram_with_native(
+                "database_query_time",
+                "Database query time in seconds.",
+                &["operation", "table"],
+                &SECONDS_BUCKETS,
+                native,
+            )?,
+            None => m.register_histogram(
+                "database_query_time",
+                "Database query time in seconds.",
+                &["operation", "table"],
+                &SECONDS_BUCKETS,
+            )?,
+        }
         m.register_counter("database_errors_total", "Database errors by operation.", &["operation"])?;
         Ok(Self { manager: m.clone() })
     }

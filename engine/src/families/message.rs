@@ -2,7 +2,7 @@
 //! `message_process_time{msg_type}`.
 
 use super::{Timer, SECONDS_BUCKETS, SIZE_BUCKETS};
-use crate::{CounterHandle, HistogramHandle, MetricsError, MetricsManager};
+use crate::{CounterHandle, HistogramHandle, MetricsError, MetricsManager, NativeConfig};
 
 /// Which way a message went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -46,6 +46,18 @@ impl std::fmt::Debug for MessageHandles {
 impl MessageMetrics {
     /// Registers the family.
     pub fn register(m: &MetricsManager) -> Result<Self, MetricsError> {
+        Self::register_with(m, None)
+    }
+
+    /// Registers the family with `message_process_time` as a classic and a native histogram (see
+    /// [`MetricsManager::register_histogram_with_native`]): Prometheus with native histograms
+    /// enabled stores the native part, others the classic buckets. Recording into both costs
+    /// about twice a classic record.
+    pub fn register_with_native(m: &MetricsManager, native: NativeConfig) -> Result<Self, MetricsError> {
+        Self::register_with(m, Some(native))
+    }
+
+    fn register_with(m: &MetricsManager, native: Option<NativeConfig>) -> Result<Self, MetricsError> {
         m.register_counter(
             "messages_total",
             "Messages handled, by direction and type.",
@@ -57,12 +69,21 @@ impl MessageMetrics {
             &["direction"],
             &SIZE_BUCKETS,
         )?;
-        m.register_histogram(
-            "message_process_time",
-            "Time to process a message, in seconds.",
-            &["msg_type"],
-            &SECONDS_BUCKETS,
-        )?;
+        match native {
+            Some(native) => m.register_histogram_with_native(
+                "message_process_time",
+                "Time to process a message, in seconds.",
+                &["msg_type"],
+                &SECONDS_BUCKETS,
+                native,
+            )?,
+            None => m.register_histogram(
+                "message_process_time",
+                "Time to process a message, in seconds.",
+                &["msg_type"],
+                &SECONDS_BUCKETS,
+            )?,
+        }
         Ok(Self { manager: m.clone() })
     }
 

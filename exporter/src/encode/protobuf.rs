@@ -16,10 +16,12 @@
 //! label strings and vectors reused, so a scrape allocates only for its longest labels and largest
 //! family.
 
-use mmo_metrics::{MetricKind, MetricsManager, SeriesValue};
+use mmo_metrics::{MetricKind, MetricsManager, NativeBuckets, SeriesValue};
 use prost::Message;
 
-use super::proto::{Bucket, Counter, Gauge, Histogram, Metric, MetricFamily, MetricType, Quantile, Summary};
+use super::proto::{
+    Bucket, BucketSpan, Counter, Gauge, Histogram, Metric, MetricFamily, MetricType, Quantile, Summary,
+};
 use super::{walk, FamilyMeta, Format, SeriesLabels};
 
 /// The Content-Type of [`encode_protobuf_with`]'s output.
@@ -124,7 +126,7 @@ impl Format for Protobuf<'_> {
                 cumulative,
                 sum,
                 count,
-                ..
+                native,
             } => {
                 let histogram = take_histogram(metric);
                 histogram.sample_count = Some(count);
@@ -136,6 +138,9 @@ impl Format for Protobuf<'_> {
                         upper_bound: Some(bound),
                         ..Bucket::default()
                     }));
+                if let Some(native) = native {
+                    set_native(histogram, &native);
+                }
             }
             SeriesValue::Summary {
                 quantiles,
@@ -181,6 +186,46 @@ impl Protobuf<'_> {
         self.out.extend_from_slice(&self.head_bytes);
         self.out.extend_from_slice(&self.metrics);
         self.metrics.clear();
+    }
+}
+
+/// Fills the native part of `histogram`: schema, zero bucket, spans, and the counts as deltas
+/// (each bucket's count minus the previous bucket's, across spans, as the format defines them).
+fn set_native(histogram: &mut Histogram, native: &NativeBuckets<'_>) {
+    histogram.schema = Some(native.schema);
+    histogram.zero_threshold = Some(native.zero_threshold);
+    histogram.zero_count = Some(native.zero_count);
+    let spans = |out: &mut Vec<BucketSpan>, spans: &[mmo_metrics::BucketSpan]| {
+        out.extend(spans.iter().map(|s| BucketSpan {
+            offset: Some(s.offset),
+            length: Some(s.length),
+        }));
+    };
+    let deltas = |out: &mut Vec<i64>, counts: &[u64]| {
+        let mut previous = 0i64;
+        out.extend(counts.iter().map(|&c| {
+            let c = c as i64;
+            let delta = c.wrapping_sub(previous);
+            previous = c;
+            delta
+        }));
+    };
+    spans(&mut histogram.positive_span, native.positive_spans);
+    deltas(&mut histogram.positive_delta, native.positive_counts);
+    spans(&mut histogram.negative_span, native.negative_spans);
+    deltas(&mut histogram.negative_delta, native.negative_counts);
+    // Prometheus reads a histogram as native when it has a span, a zero threshold or a zero count
+    // above zero; one with none of them (no observation, threshold 0) gets an empty span, as
+    // client_golang writes it, so it is not taken for a classic one.
+    if histogram.positive_span.is_empty()
+        && histogram.negative_span.is_empty()
+        && native.zero_threshold == 0.0
+        && native.zero_count == 0
+    {
+        histogram.positive_span.push(BucketSpan {
+            offset: Some(0),
+            length: Some(0),
+        });
     }
 }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use mmo_metrics::families::{
     ConnectionMetrics, DatabaseMetrics, Direction, MessageHandles, MessageMetrics, RedisMetrics,
 };
-use mmo_metrics::{MetricsError, MetricsManager};
+use mmo_metrics::{MetricsError, MetricsManager, NativeConfig};
 use rand::Rng;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -75,7 +75,7 @@ impl Drop for Demo {
 /// registered as the `demo` tokio runtime (so `system_goroutines` counts its tasks). Returns the
 /// families for a collector to update (`ConnectionMetrics::update_rate`).
 pub fn start(manager: &MetricsManager, players: usize) -> Result<(Demo, ConnectionMetrics), MetricsError> {
-    let msgs = MessageMetrics::register(manager)?;
+    let msgs = MessageMetrics::register_with_native(manager, NativeConfig::default())?;
     let handles = |d| {
         TYPES
             .iter()
@@ -87,7 +87,7 @@ pub fn start(manager: &MetricsManager, players: usize) -> Result<(Demo, Connecti
         inbound: handles(Direction::In)?,
         outbound: handles(Direction::Out)?,
         redis: RedisMetrics::register(manager)?,
-        db: DatabaseMetrics::register(manager)?,
+        db: DatabaseMetrics::register_with_native(manager, NativeConfig::default())?,
         redis_active: Arc::new(AtomicU32::new(0)),
     };
     fam.redis.set_pool(0, REDIS_POOL, REDIS_POOL);
