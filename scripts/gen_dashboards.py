@@ -116,6 +116,11 @@ service = dashboard("mmo-service", "MMO / Service", [
         ("Processing time p99 by type", "s", [q(
             f"histogram_quantile(0.99, sum by (le, msg_type) (rate(message_process_time_bucket{{{SEL}}}[{RATE}])))",
             "{{msg_type}}")]),
+        # The native part of message_process_time: only a Prometheus with
+        # --enable-feature=native-histograms stores it (and then not the classic buckets).
+        ("Processing time p99 by type (native histogram)", "s", [q(
+            f"histogram_quantile(0.99, sum by (msg_type) (rate(message_process_time{{{SEL}}}[{RATE}])))",
+            "{{msg_type}}")]),
     ]),
     ("Redis", [
         ("Redis operations", "ops", [q(f"sum by (command) (rate(redis_operations_total{{{SEL}}}[{RATE}]))", "{{command}}")]),

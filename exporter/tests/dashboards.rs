@@ -92,21 +92,30 @@ fn dashboards_are_importable() {
 fn every_query_returns_data_from_the_demo() {
     let Some(prometheus) = tool("prometheus") else { return };
     let (_service, addr) = start(&["--demo", "--demo-players", "30", "--interval", "1s"]);
-    let prom = Prometheus::start(&prometheus, addr);
-    let mut pending: Vec<(String, String, String)> = Vec::new();
+    // A Prometheus with native histograms stores the native part of a histogram that has both
+    // and not its classic buckets: the native panels are checked against one, the rest against
+    // one without the feature (which scrapes OpenMetrics).
+    let classic = Prometheus::start(&prometheus, addr);
+    let native = Prometheus::start_with(&prometheus, addr, &["--enable-feature=native-histograms"]);
+    let mut pending: Vec<(String, String, String, std::net::SocketAddr)> = Vec::new();
+    let mut native_panels = 0;
     for name in DASHBOARDS {
         for (title, e) in exprs(&load(name)) {
             let q = e
                 .replace("$job", "mmo_server")
                 .replace("$instance", ".*")
                 .replace("$__rate_interval", "5s");
-            pending.push((name.to_owned(), title, q));
+            let over_native = q.contains("histogram_quantile(") && !q.contains("_bucket{");
+            native_panels += usize::from(over_native);
+            let prom = if over_native { native.addr } else { classic.addr };
+            pending.push((name.to_owned(), title, q, prom));
         }
     }
+    assert!(native_panels > 0, "a panel shows a native histogram");
     let deadline = Instant::now() + Duration::from_secs(60);
     while !pending.is_empty() {
-        pending.retain(|(_, _, q)| {
-            let r = query(prom.addr, q);
+        pending.retain(|(_, _, q, prom)| {
+            let r = query(*prom, q);
             assert_eq!(r["status"], "success", "{q}: {r}");
             r["data"]["result"].as_array().is_none_or(|a| a.is_empty())
         });
@@ -115,8 +124,9 @@ fn every_query_returns_data_from_the_demo() {
         }
         assert!(
             Instant::now() < deadline,
-            "no data after 60 s for:\n{pending:#?}\n{}",
-            prom.log()
+            "no data after 60 s for:\n{pending:#?}\n{}\n{}",
+            classic.log(),
+            native.log()
         );
         std::thread::sleep(Duration::from_secs(1));
     }
