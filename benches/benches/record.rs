@@ -62,7 +62,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion};
 use metrics::Recorder;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
-use mmo_metrics::{MetricsManager, DEFAULT_BUCKETS};
+use mmo_metrics::{MetricsManager, NativeConfig, DEFAULT_BUCKETS};
 use mmo_metrics_benches::{value, MEP, MMO, MMO_MANAGER, PCLIENT, TIKV};
 
 /// Bench id of the `metrics` macros over `metrics::NoopRecorder` (the facade's own cost).
@@ -685,6 +685,76 @@ where
     g.finish(c);
 }
 
+/// Bench id of our classic histogram inside the native groups, for the native/classic ratio
+/// measured in the same run.
+const MMO_CLASSIC: &str = "mmo-classic";
+
+fn native_histogram(c: &mut Criterion) {
+    native_histogram_group(c, "native_histogram", ALL, value);
+}
+
+/// Native histograms at the usual defaults (bucket factor 1.1, i.e. schema 3; zero threshold
+/// 2^-128; 160 buckets): ours native-only, metrics-exporter-prometheus'
+/// `set_native_histogram_for_metric` (raw samples buffered until upkeep, as its classic
+/// histogram), prometheus-client's `Histogram::new_native`; tikv has none. `mmo-classic` is our
+/// classic histogram with the default buckets, for the native/classic ratio.
+fn native_histogram_group<V>(c: &mut Criterion, name: &'static str, configs: &[Threads], value: V)
+where
+    V: Fn(u64) -> f64 + Copy + Sync,
+{
+    let m = MetricsManager::new();
+    m.register_native_histogram("bench_native", "Bench native histogram.", &["s"], NativeConfig::default())
+        .expect("register");
+    m.register_histogram("bench_classic", "Bench histogram.", &["s"], &[])
+        .expect("register");
+    let ours = [
+        m.histogram("bench_native", &["a"]).unwrap(),
+        m.histogram("bench_native", &["b"]).unwrap(),
+    ];
+    let classic = [
+        m.histogram("bench_classic", &["a"]).unwrap(),
+        m.histogram("bench_classic", &["b"]).unwrap(),
+    ];
+    let mep = PrometheusBuilder::new()
+        .set_native_histogram_for_metric(
+            metrics_exporter_prometheus::Matcher::Full("bench_native".into()),
+            metrics_exporter_prometheus::NativeHistogramConfig::new(1.1, 160, 2f64.powi(-128)).expect("valid"),
+        )
+        .build_recorder();
+    let mep_handle = mep.handle();
+    let peer = metrics::with_local_recorder(&mep, || {
+        [
+            metrics::histogram!("bench_native", "s" => "a"),
+            metrics::histogram!("bench_native", "s" => "b"),
+        ]
+    });
+    let upkeep = move || mep_handle.run_upkeep();
+    let pf = PcHistFamily::new_with_constructor(pc_native);
+    let pc = [
+        pf.get_or_create_owned(&[("s", "a")]),
+        pf.get_or_create_owned(&[("s", "b")]),
+    ];
+
+    let mut g = Group::new(name);
+    g.handles(configs, MMO, None, &ours, |h, i| {
+        h.record(value(black_box(i)));
+    });
+    g.handles(configs, MMO_CLASSIC, None, &classic, |h, i| {
+        h.record(value(black_box(i)));
+    });
+    g.handles(configs, MEP, Some(&upkeep), &peer, |h, i| {
+        h.record(value(black_box(i)));
+    });
+    g.handles(configs, PCLIENT, None, &pc, |h, i| {
+        h.observe(value(black_box(i)));
+    });
+    g.finish(c);
+}
+
+fn pc_native() -> PcHistogram {
+    PcHistogram::new_native(prometheus_client::metrics::histogram::NativeHistogramConfig::new(1.1))
+}
+
 fn summary(c: &mut Criterion) {
     summary_group(c, "summary", ALL, value);
     summary_group(c, "summary_fixed", ONE_TWO, fixed);
@@ -729,6 +799,7 @@ criterion_group!(
     working_set,
     gauge_set,
     histogram,
+    native_histogram,
     summary
 );
 criterion_main!(benches);
