@@ -94,6 +94,7 @@ mod batch;
 mod collector;
 mod compat;
 mod error;
+pub mod exemplar;
 pub mod families;
 mod kind;
 mod loom;
@@ -112,9 +113,10 @@ pub use collector::{
 };
 pub use compat::{Matcher, FACADE_SUMMARY_QUANTILES};
 pub use error::MetricsError;
+pub use exemplar::{Exemplar, MAX_EXEMPLAR_LABELS_CHARS};
 pub use kind::MetricKind;
 pub use manager::{CounterHandle, GaugeHandle, HistogramHandle, MetricsManager, MetricsManagerBuilder, SummaryHandle};
-pub use read::{FamilyView, Labels, SeriesValue};
+pub use read::{FamilyView, Labels, Sample, SeriesValue};
 pub use recorder::MetricsRecorder;
 pub use registry::names::{
     check_label_names as validate_label_names, check_metric_name as validate_metric_name, sanitize_label_key,
