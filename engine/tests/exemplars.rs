@@ -93,8 +93,8 @@ fn histogram_keeps_the_latest_exemplar_of_each_bucket() {
     h.record_with_exemplar(f64::INFINITY, &[("trace_id", "d")]).unwrap();
     let s = &samples(&m, "latency")[0];
     assert!(s.1.contains("cumulative: [3, 4, 5]"), "{}", s.1);
-    let got: Vec<Option<(Vec<(String, String)>, f64)>> =
-        s.4.iter().map(|e| e.clone().map(|(l, v, _)| (l, v))).collect();
+    type LabelsAndValue = (Vec<(String, String)>, f64);
+    let got: Vec<Option<LabelsAndValue>> = s.4.iter().map(|e| e.clone().map(|(l, v, _)| (l, v))).collect();
     assert_eq!(
         got,
         [
