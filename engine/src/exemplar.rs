@@ -11,7 +11,9 @@
 //!   [`MetricsManager::observe_histogram_with_exemplar`];
 //! - from `counter!` and `histogram!` call sites, unchanged, while this thread has a *current
 //!   exemplar* ([`set_current`]): a game server sets the trace id of the message it handles, and
-//!   every facade counter increment and histogram observation of that message carries it.
+//!   every facade counter increment and histogram observation of that message carries it;
+//! - with the `tracing` feature, from the `trace_id` field of the `tracing` spans entered on the
+//!   thread (`ExemplarLayer`, a `tracing_subscriber` layer).
 //!
 //! Exemplar labels follow OpenMetrics: label names as metric labels (`[a-zA-Z_][a-zA-Z0-9_]*`,
 //! not starting with `__`, no duplicates) and at most [`MAX_EXEMPLAR_LABELS_CHARS`] (128) UTF-8
@@ -57,6 +59,9 @@ use std::sync::Arc;
 
 use crate::storage::exemplar::StoredExemplar;
 use crate::MetricsError;
+
+#[cfg(feature = "tracing")]
+pub use crate::exemplar_tracing::ExemplarLayer;
 
 /// The most UTF-8 characters an exemplar's label names and values may have together
 /// (OpenMetrics 1.0, "Exemplars").
@@ -188,12 +193,16 @@ thread_local! {
 ///
 /// A guard leaked with `mem::forget` leaves its labels current for the rest of the thread's life.
 pub fn set_current(labels: &[(&str, &str)]) -> Result<CurrentExemplar, MetricsError> {
-    let labels = ExemplarLabels::new(labels)?;
+    Ok(set_current_labels(ExemplarLabels::new(labels)?))
+}
+
+/// [`set_current`] with labels already checked.
+pub(crate) fn set_current_labels(labels: ExemplarLabels) -> CurrentExemplar {
     let raw = NonNull::new(Arc::into_raw(labels.0).cast_mut()).expect("an Arc is never null");
-    Ok(CurrentExemplar {
+    CurrentExemplar {
         prev: CURRENT.with(|c| c.replace(Some(raw))),
         _thread: PhantomData,
-    })
+    }
 }
 
 /// Restores the previous current exemplar when dropped (see [`set_current`]). Not `Send`: it

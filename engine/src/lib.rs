@@ -95,6 +95,8 @@ mod collector;
 mod compat;
 mod error;
 pub mod exemplar;
+#[cfg(feature = "tracing")]
+mod exemplar_tracing;
 pub mod families;
 mod kind;
 mod loom;

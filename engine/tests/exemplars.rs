@@ -415,3 +415,43 @@ fn for_each_series_sees_what_for_each_sample_sees() {
     assert_eq!(series.len(), 2, "{series:?}");
     assert_eq!(series, samples);
 }
+
+#[cfg(feature = "tracing")]
+#[test]
+fn entered_spans_with_a_trace_id_are_the_current_exemplar() {
+    use mmo_metrics::exemplar::ExemplarLayer;
+    use tracing_subscriber::prelude::*;
+
+    let m = MetricsManager::new();
+    m.register_histogram("work", "", &[], &[1.0, 2.0, 3.0]).unwrap();
+    let layer = ExemplarLayer::with_fields(&["trace_id", "span_id"]).unwrap();
+    let subscriber = tracing_subscriber::registry().with(layer.clone());
+    tracing::subscriber::with_default(subscriber, || {
+        metrics::with_local_recorder(&m.recorder(), || {
+            let record = |v: f64| metrics::histogram!("work").record(v);
+            let outer = tracing::info_span!("message", trace_id = "t-outer");
+            outer.in_scope(|| {
+                record(0.5);
+                tracing::info_span!("step", span_id = 7u64).in_scope(|| record(1.5));
+                tracing::info_span!("untraced").in_scope(|| record(2.5)); // the outer one still
+            });
+            record(3.5); // outside every span: no exemplar
+            let long = "x".repeat(200);
+            tracing::info_span!("too_long", trace_id = long.as_str()).in_scope(|| record(3.6));
+            assert!(ExemplarLayer::with_fields(&["bad-name"]).is_err());
+        })
+    });
+    assert_eq!(layer.refused(), 1);
+    let h = &samples(&m, "work")[0];
+    let got: Vec<Option<Vec<(String, String)>>> = h.4.iter().map(|e| e.as_ref().map(|e| e.0.clone())).collect();
+    assert_eq!(
+        got,
+        [
+            Some(trace("t-outer")),
+            Some(vec![("span_id".into(), "7".into())]), // the inner span's fields only
+            Some(trace("t-outer")),
+            None,
+            None,
+        ]
+    );
+}

@@ -200,18 +200,18 @@ impl CounterCell {
 
     /// Adds `v` and makes `labels` (with value `v`) the series' latest exemplar. The add is
     /// [`CounterCell::add`]'s; the exemplar is stored after it.
-    pub fn add_with_exemplar(&self, v: u64, labels: &ExemplarLabels) {
+    pub(crate) fn add_with_exemplar(&self, v: u64, labels: &ExemplarLabels) {
         self.add(v);
         self.set_exemplar(v, labels);
     }
 
     /// Makes `labels` (with value `v`) the series' latest exemplar.
-    pub fn set_exemplar(&self, v: u64, labels: &ExemplarLabels) {
+    pub(crate) fn set_exemplar(&self, v: u64, labels: &ExemplarLabels) {
         self.chunk.extras[self.index()].exemplar.store(labels, v as f64);
     }
 
     /// The series' latest exemplar, if any.
-    pub fn exemplar(&self) -> Option<Exemplar> {
+    pub(crate) fn exemplar(&self) -> Option<Exemplar> {
         self.chunk.extras[self.index()].exemplar.load()
     }
 

@@ -481,19 +481,19 @@ impl HistogramCells {
 
     /// Records `v` as [`HistogramCells::record`] does, then makes `labels` (with value `v`) the
     /// latest exemplar of `v`'s bucket.
-    pub fn record_with_exemplar(&self, v: f64, labels: &ExemplarLabels) {
+    pub(crate) fn record_with_exemplar(&self, v: f64, labels: &ExemplarLabels) {
         self.record(v);
         self.set_exemplar(v, labels);
     }
 
     /// Makes `labels` (with value `v`) the latest exemplar of `v`'s bucket.
-    pub fn set_exemplar(&self, v: f64, labels: &ExemplarLabels) {
+    pub(crate) fn set_exemplar(&self, v: f64, labels: &ExemplarLabels) {
         let b = self.buckets.bucket_in(self.index, v);
         self.exemplars.store(self.buckets.len(), b, labels, v);
     }
 
     /// The latest exemplar of bucket `b` (`b == bounds().len()`: `+Inf`), if any.
-    pub fn exemplar(&self, b: usize) -> Option<Exemplar> {
+    pub(crate) fn exemplar(&self, b: usize) -> Option<Exemplar> {
         self.exemplars.load(b)
     }
 
