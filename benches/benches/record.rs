@@ -703,8 +703,13 @@ where
     V: Fn(u64) -> f64 + Copy + Sync,
 {
     let m = MetricsManager::new();
-    m.register_native_histogram("bench_native", "Bench native histogram.", &["s"], NativeConfig::default())
-        .expect("register");
+    m.register_native_histogram(
+        "bench_native",
+        "Bench native histogram.",
+        &["s"],
+        NativeConfig::default(),
+    )
+    .expect("register");
     m.register_histogram("bench_classic", "Bench histogram.", &["s"], &[])
         .expect("register");
     let ours = [

@@ -134,7 +134,67 @@ pub enum MetricsError {
         /// The value's length in bytes.
         found: usize,
     },
+    /// Exemplar labels longer than OpenMetrics allows: more than
+    /// [`crate::exemplar::MAX_EXEMPLAR_LABELS_CHARS`] UTF-8 characters of names and values
+    /// together. Refused, never truncated.
+    #[error(
+        "{}exemplar labels [{names}] are {found} UTF-8 characters long (label names and values together), \
+         over OpenMetrics' limit of {limit}; the exemplar is refused, not truncated",
+        metric_prefix(.metric)
+    )]
+    ExemplarLabelsTooLong {
+        /// The metric, when known (empty for a handle's exemplar).
+        metric: String,
+        /// The exemplar's label names, comma separated.
+        names: String,
+        /// Characters of the names and values together.
+        found: usize,
+        /// The limit, [`crate::exemplar::MAX_EXEMPLAR_LABELS_CHARS`].
+        limit: usize,
+    },
+    /// An exemplar label name outside `[a-zA-Z_][a-zA-Z0-9_]*`, starting with `__`, or given twice.
+    #[error("{}exemplar label name `{label}` is invalid: {reason}", metric_prefix(.metric))]
+    InvalidExemplarLabel {
+        /// The metric, when known (empty for a handle's exemplar).
+        metric: String,
+        /// The label name given.
+        label: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// `install` when a global `metrics` recorder is already set.
     #[error("a global `metrics` recorder is already installed; install() can succeed once per process")]
     AlreadyInstalled,
+}
+
+/// "metric `m`: ", or nothing for an error about no metric in particular.
+fn metric_prefix(metric: &str) -> String {
+    if metric.is_empty() {
+        String::new()
+    } else {
+        format!("metric `{metric}`: ")
+    }
+}
+
+impl MetricsError {
+    /// The error naming `metric`, for an error about an exemplar checked before its metric was
+    /// known; other errors unchanged.
+    pub(crate) fn for_metric(self, name: &str) -> Self {
+        match self {
+            Self::ExemplarLabelsTooLong {
+                names, found, limit, ..
+            } => Self::ExemplarLabelsTooLong {
+                metric: name.to_owned(),
+                names,
+                found,
+                limit,
+            },
+            Self::InvalidExemplarLabel { label, reason, .. } => Self::InvalidExemplarLabel {
+                metric: name.to_owned(),
+                label,
+                reason,
+            },
+            e => e,
+        }
+    }
 }

@@ -86,6 +86,7 @@
 //! | series per metric | 10,000 | [`MetricsManagerBuilder::series_limit`] | new label sets fold into the `__overflow__` series | `mmo_metrics_series_overflow_total{metric}` |
 //! | families the facade creates | 10,000 | [`MetricsManagerBuilder::facade_family_limit`] | new facade names land in `mmo_metrics_facade_overflow_{counter_total,gauge,histogram}` | `mmo_metrics_facade_family_overflow_total{kind}` |
 //! | label value length | [`MAX_LABEL_VALUE_LEN`] (2,048 bytes) | fixed | by-name API: [`MetricsError::LabelValueTooLong`]; facade: cut at a character boundary and recorded | `mmo_metrics_label_value_truncated_total{metric}` |
+//! | exemplar labels | [`MAX_EXEMPLAR_LABELS_CHARS`] (128 UTF-8 characters, names and values) | fixed (OpenMetrics) | refused: [`MetricsError::ExemplarLabelsTooLong`], nothing recorded | — |
 //! | counter total | `u64::MAX` | fixed | saturates (never wraps to a "reset"); histogram bucket counts too | — |
 //! | label sets per facade name | [`MAX_LABEL_SETS`] (64) | fixed | a further label set is not recorded | `mmo_metrics_facade_errors_total{metric}` |
 //! | facade problems logged one by one | 1,000 distinct | fixed | summed in one warning at most once a minute | `mmo_metrics_facade_errors_total{metric}` |
@@ -98,6 +99,9 @@ mod batch;
 mod collector;
 mod compat;
 mod error;
+pub mod exemplar;
+#[cfg(feature = "tracing")]
+mod exemplar_tracing;
 pub mod families;
 mod kind;
 mod loom;
@@ -116,9 +120,10 @@ pub use collector::{
 };
 pub use compat::{Matcher, FACADE_SUMMARY_QUANTILES};
 pub use error::MetricsError;
+pub use exemplar::{Exemplar, MAX_EXEMPLAR_LABELS_CHARS};
 pub use kind::MetricKind;
 pub use manager::{CounterHandle, GaugeHandle, HistogramHandle, MetricsManager, MetricsManagerBuilder, SummaryHandle};
-pub use read::{BucketSpan, FamilyView, Labels, NativeBuckets, SeriesValue};
+pub use read::{BucketSpan, FamilyView, Labels, NativeBuckets, Sample, SeriesValue};
 pub use recorder::MetricsRecorder;
 pub use registry::names::{
     check_label_names as validate_label_names, check_metric_name as validate_metric_name, sanitize_label_key,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use rustc_hash::FxHasher;
 
+use crate::exemplar::ExemplarLabels;
 use crate::registry::labels::split;
 use crate::registry::{self, check_buckets, check_summary, Config, HeldSeries, Registry, Series, Spec};
 use crate::storage::counter::CounterCell;
@@ -312,6 +313,31 @@ impl CounterHandle {
         self.0.add(v);
     }
 
+    /// Adds `v` and makes an exemplar of `labels` and `v` the series' latest (see
+    /// [`crate::exemplar`]), stamped with the wall clock. Labels that are refused (more than
+    /// [`crate::MAX_EXEMPLAR_LABELS_CHARS`] characters together, an invalid name) are an error and
+    /// nothing is added. [`Self::increment`] stays as fast as without exemplars: the exemplar path
+    /// (checking the labels, one allocation for them and one for the exemplar) is this one's.
+    ///
+    /// ```
+    /// use mmo_metrics::MetricsManager;
+    ///
+    /// let m = MetricsManager::new();
+    /// m.register_counter("trades", "Trades.", &[])?;
+    /// let trades = m.counter("trades", &[])?;
+    /// trades.increment_with_exemplar(1, &[("trace_id", "abc")])?;
+    /// let long = "x".repeat(200);
+    /// let err = trades.increment_with_exemplar(1, &[("trace_id", &long)]).unwrap_err();
+    /// assert!(err.to_string().starts_with("exemplar labels [trace_id] are 208 UTF-8 characters long"));
+    /// assert_eq!(trades.get(), 1);
+    /// # Ok::<(), mmo_metrics::MetricsError>(())
+    /// ```
+    pub fn increment_with_exemplar(&self, v: u64, labels: &[(&str, &str)]) -> Result<(), MetricsError> {
+        let labels = ExemplarLabels::new(labels)?;
+        self.0.add_with_exemplar(v, &labels);
+        Ok(())
+    }
+
     /// The current total (sum over shards).
     pub fn get(&self) -> u64 {
         self.0.get()
@@ -376,6 +402,19 @@ impl HistogramHandle {
             HistogramSeries::Classic(h) => h.record_slice(values),
             HistogramSeries::Native(h) => h.record_slice(values),
         }
+    }
+
+    /// Records `v` and makes an exemplar of `labels` and `v` the latest of `v`'s bucket (see
+    /// [`crate::exemplar`]), stamped with the wall clock. Labels that are refused (more than
+    /// [`crate::MAX_EXEMPLAR_LABELS_CHARS`] characters together, an invalid name) are an error and
+    /// nothing is recorded. [`Self::record`] stays as fast as without exemplars.
+    pub fn record_with_exemplar(&self, v: f64, labels: &[(&str, &str)]) -> Result<(), MetricsError> {
+        let labels = ExemplarLabels::new(labels)?;
+        match &self.0 {
+            HistogramSeries::Classic(h) => h.record_with_exemplar(v, &labels),
+            HistogramSeries::Native(h) => h.record_with_exemplar(v, &labels),
+        }
+        Ok(())
     }
 }
 
@@ -675,6 +714,33 @@ impl MetricsManager {
         })
     }
 
+    /// Adds `value` to a counter series and makes an exemplar of `exemplar` (label pairs such as
+    /// `("trace_id", id)`) and `value` its latest, as [`CounterHandle::increment_with_exemplar`]
+    /// does. Refused exemplar labels are an error naming the metric, and nothing is added; so is a
+    /// counter registered with [`Self::register_float_counter`], which keeps no exemplars.
+    pub fn increment_counter_with_exemplar(
+        &self,
+        name: &str,
+        value: u64,
+        values: &[&str],
+        exemplar: &[(&str, &str)],
+    ) -> Result<(), MetricsError> {
+        let labels = ExemplarLabels::new(exemplar).map_err(|e| e.for_metric(name))?;
+        let mut float = false;
+        self.with_series(MetricKind::Counter, name, values, |s| match s {
+            Series::Counter(c) => c.add_with_exemplar(value, &labels),
+            _ => float = true,
+        })?;
+        if float {
+            return Err(MetricsError::DefinitionConflict {
+                metric: name.to_owned(),
+                registered: "a float counter (set by a collector, without exemplars)".into(),
+                requested: "an increment with an exemplar".into(),
+            });
+        }
+        Ok(())
+    }
+
     /// Raises a counter series to `total` if it is larger: for counters kept elsewhere and read by
     /// a collector (CPU seconds, bytes from the OS). A counter never goes down, so a smaller
     /// `total` is ignored. Works on counters from [`Self::register_float_counter`] (exact `f64`)
@@ -712,6 +778,25 @@ impl MetricsManager {
         self.with_series(MetricKind::Histogram, name, values, |s| match s {
             Series::Histogram(h) => h.record(value),
             Series::Native(h) => h.record(value),
+            _ => {}
+        })
+    }
+
+    /// Records an observation in a histogram series and makes an exemplar of `exemplar` (label
+    /// pairs such as `("trace_id", id)`) and `value` the latest of its bucket, as
+    /// [`HistogramHandle::record_with_exemplar`] does. Refused exemplar labels are an error naming
+    /// the metric, and nothing is recorded.
+    pub fn observe_histogram_with_exemplar(
+        &self,
+        name: &str,
+        value: f64,
+        values: &[&str],
+        exemplar: &[(&str, &str)],
+    ) -> Result<(), MetricsError> {
+        let labels = ExemplarLabels::new(exemplar).map_err(|e| e.for_metric(name))?;
+        self.with_series(MetricKind::Histogram, name, values, |s| match s {
+            Series::Histogram(h) => h.record_with_exemplar(value, &labels),
+            Series::Native(h) => h.record_with_exemplar(value, &labels),
             _ => {}
         })
     }

@@ -10,10 +10,16 @@
 //! (`counter!("x", "method" => "GET")` and `counter!("x")`): [`FamilyView::for_each_series`] walks
 //! them all, each series with its own label names ([`Labels`]), so an encoder writes one
 //! `# HELP`/`# TYPE` block for all of them. The walk takes no lock.
+//!
+//! [`FamilyView::for_each_sample`] is the same walk with more per series ([`Sample`]): when the
+//! series was created (OpenMetrics `_created`, protobuf `created_timestamp`) and its exemplars
+//! (a counter's latest, a classic histogram's latest per bucket; see [`crate::exemplar`]), each
+//! read only when asked for, so an encoder that shows neither pays nothing for them.
 
 use std::fmt;
 use std::sync::Arc;
 
+use crate::exemplar::Exemplar;
 use crate::registry::labels::split;
 use crate::registry::{Family, Series};
 use crate::storage::life::HasLife;
@@ -199,13 +205,40 @@ impl FamilyView<'_> {
     /// order its series were created. Takes no lock: recording and the creation of series and label
     /// sets go on meanwhile, on other threads and inside `f`. Every series created before the call
     /// is visited; one created during it is visited whole or not at all.
+    ///
+    /// [`Self::for_each_sample`] with only labels and value.
     pub fn for_each_series(&mut self, mut f: impl FnMut(Labels<'_>, SeriesValue<'_>)) {
+        self.for_each_sample(|s| f(s.labels(), s.value()));
+    }
+
+    /// Calls `f` for each series as [`Self::for_each_series`] does (same order, same guarantees),
+    /// with its creation time and exemplars at hand ([`Sample`]).
+    ///
+    /// ```
+    /// use mmo_metrics::{MetricsManager, SeriesValue};
+    ///
+    /// let m = MetricsManager::new();
+    /// m.register_counter("logins", "Logins.", &["zone"])?;
+    /// m.increment_counter_with_exemplar("logins", 2, &["north"], &[("trace_id", "abc")])?;
+    /// m.visit(|family| {
+    ///     family.for_each_sample(|s| {
+    ///         assert_eq!(s.value(), SeriesValue::Counter(2));
+    ///         assert!(s.created() > 1.7e9, "Unix seconds");
+    ///         let e = s.exemplar().expect("recorded with one");
+    ///         assert_eq!(e.labels().collect::<Vec<_>>(), [("trace_id", "abc")]);
+    ///         assert_eq!(e.value(), 2.0);
+    ///         assert!(e.timestamp() >= s.created());
+    ///     })
+    /// });
+    /// # Ok::<(), mmo_metrics::MetricsError>(())
+    /// ```
+    pub fn for_each_sample(&mut self, mut f: impl FnMut(&Sample<'_>)) {
         for variant in self.family.variants() {
             Self::walk(variant, self.scratch, &mut f);
         }
     }
 
-    fn walk(family: &Family, s: &mut Scratch, f: &mut impl FnMut(Labels<'_>, SeriesValue<'_>)) {
+    fn walk(family: &Family, s: &mut Scratch, visit: &mut impl FnMut(&Sample<'_>)) {
         let names = &*family.label_names;
         let map = family.series.load_full();
         for (values, series) in map.iter() {
@@ -213,6 +246,7 @@ impl FamilyView<'_> {
                 continue;
             }
             let labels = Labels { names, values };
+            let mut f = |labels, value| visit(&Sample { labels, value, series });
             match series {
                 Series::Counter(c) => f(labels, SeriesValue::Counter(c.get())),
                 Series::Gauge(g) => f(labels, SeriesValue::Gauge(g.get())),
@@ -267,6 +301,77 @@ impl FamilyView<'_> {
                 }
             }
         }
+    }
+}
+
+/// One series during a walk ([`FamilyView::for_each_sample`]): its labels and value, and on
+/// demand when it was created and its exemplars.
+pub struct Sample<'a> {
+    labels: Labels<'a>,
+    value: SeriesValue<'a>,
+    series: &'a Series,
+}
+
+impl<'a> Sample<'a> {
+    /// Label names and values.
+    pub fn labels(&self) -> Labels<'a> {
+        self.labels
+    }
+
+    /// The value, read when the walk reached the series.
+    pub fn value(&self) -> SeriesValue<'a> {
+        self.value
+    }
+
+    /// When the series was created: wall clock, seconds since the Unix epoch, to the millisecond
+    /// (OpenMetrics `_created`, protobuf `created_timestamp`). A series removed (expired) and
+    /// recorded into again is a new series, created then, from zero. Every kind has one; the
+    /// formats show it for counters, histograms and summaries.
+    pub fn created(&self) -> f64 {
+        self.created_ms() as f64 / 1e3
+    }
+
+    /// When the series was created: wall clock, milliseconds since the Unix epoch.
+    pub fn created_ms(&self) -> u64 {
+        match self.series {
+            Series::Counter(c) => c.created_ms(),
+            Series::FloatCounter(g) | Series::Gauge(g) => g.created_ms(),
+            Series::Histogram(h) => h.created_ms(),
+            Series::Native(h) => h.created_ms(),
+            Series::Summary(q) => q.created_ms(),
+        }
+    }
+
+    /// A counter's latest exemplar (see [`crate::exemplar`]); `None` for a counter that has none,
+    /// a float counter and every other kind. Read now: it may be newer than [`Self::value`].
+    pub fn exemplar(&self) -> Option<Exemplar> {
+        match self.series {
+            Series::Counter(c) => c.exemplar(),
+            _ => None,
+        }
+    }
+
+    /// The latest exemplar of a classic histogram's bucket `i` (as in
+    /// [`SeriesValue::Histogram`]'s `cumulative`: one per bound, the last, `i == bounds.len()`,
+    /// `+Inf`), whose value lies in that bucket: above bound `i - 1`, at most bound `i`. `None`
+    /// for a bucket without one, an `i` past the buckets and every other kind. Read now: it may
+    /// be newer than [`Self::value`].
+    pub fn bucket_exemplar(&self, i: usize) -> Option<Exemplar> {
+        match self.series {
+            Series::Histogram(h) => h.exemplar(i),
+            Series::Native(h) => h.exemplar(i),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Debug for Sample<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sample")
+            .field("labels", &self.labels)
+            .field("value", &self.value)
+            .field("created", &self.created())
+            .finish_non_exhaustive()
     }
 }
 

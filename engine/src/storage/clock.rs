@@ -1,10 +1,12 @@
 //! A coarse monotonic clock for summary windows: reading it is one `Relaxed` load, where
 //! `Instant::now()` costs tens of nanoseconds. A background thread (started with the first summary)
 //! advances it every [`TICK`]; scrapes also advance it, so a scrape never sees a stale window.
+//!
+//! And the wall clock of exposed timestamps ([`unix_ms`]): series creation times and exemplars.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Once, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// How often the clock thread advances the clock.
 pub(crate) const TICK: Duration = Duration::from_millis(25);
@@ -46,4 +48,13 @@ pub fn ensure_running() {
             );
         }
     });
+}
+
+/// The wall clock in milliseconds since the Unix epoch (0 for a clock set before it): the
+/// precision of Prometheus' timestamps. Read when a series is created and when an exemplar is
+/// recorded, never when recording a value.
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -14,12 +14,18 @@
 //! creates a series writes its own shard's cell at once, so that thread pays it at creation, not
 //! when it records. Where no mapping can be made (and under loom and Miri, which model none), the
 //! chunk's cells are one zeroed heap allocation instead, all of it resident.
+//!
+//! Beside the cells, per series and apart from them (never touched by a record): its [`Life`], when
+//! it was created and its latest exemplar ([`Extra`], 16 bytes).
 
 use std::ptr::NonNull;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
+use super::exemplar::ExemplarSlot;
 use super::life::{HasLife, Life};
 use super::{add_u64, lines, Line, LINE_CELLS};
+use crate::exemplar::{Exemplar, ExemplarLabels};
 use crate::loom::AtomicU64;
 use crate::shard::{Shard, ShardLayout};
 
@@ -67,6 +73,19 @@ pub struct CounterChunk {
     /// Series `k`'s [`Life`]: 8 bytes a series, apart from the cells (written only when a handle
     /// is made or dropped and by the sweep, never by a record).
     lives: Box<[Life]>,
+    /// Series `k`'s creation time and exemplar, apart from the cells like its life.
+    extras: Box<[Extra]>,
+}
+
+/// What a counter series keeps besides its cells and life; written when the series is made and
+/// when an exemplar is recorded, never by a plain record.
+struct Extra {
+    /// Wall clock at creation, milliseconds since the Unix epoch. Stored once when the series is
+    /// made, before the series is published to any reader (by its map's lock and `Release`
+    /// store), so `Relaxed` suffices; atomic only because the chunk is shared before then. `std`'s
+    /// atomic: no loom model is about it.
+    created_ms: std::sync::atomic::AtomicU64,
+    exemplar: ExemplarSlot,
 }
 
 // SAFETY: `base` points into `_memory`, which the chunk owns and which moves with it (a mapping or
@@ -86,6 +105,7 @@ impl CounterChunk {
                     base,
                     _memory: Memory::Mapped(map),
                     lives: lives(),
+                    extras: extras(),
                 }
             }
             Err(e) => tracing::warn!(
@@ -106,12 +126,22 @@ impl CounterChunk {
             base: heap.cast(),
             _memory: Memory::Heap(heap),
             lives: lives(),
+            extras: extras(),
         }
     }
 }
 
 fn lives() -> Box<[Life]> {
     (0..CHUNK_SERIES).map(|_| Life::new()).collect()
+}
+
+fn extras() -> Box<[Extra]> {
+    (0..CHUNK_SERIES)
+        .map(|_| Extra {
+            created_ms: std::sync::atomic::AtomicU64::new(0),
+            exemplar: ExemplarSlot::new(),
+        })
+        .collect()
 }
 
 /// An anonymous mapping of `cells` zeroed `AtomicU64`s, and a pointer to the first.
@@ -153,13 +183,36 @@ impl HasLife for CounterCell {
 }
 
 impl CounterCell {
-    /// Series `k` of `chunk`.
+    /// Series `k` of `chunk`, created now (each `k` is handed out once).
     pub fn new(chunk: Arc<CounterChunk>, k: usize) -> Self {
         // `add_at` and `get` rely on it.
         assert!(k < CHUNK_SERIES, "cell {k} of a chunk of {CHUNK_SERIES}");
+        chunk.extras[k].created_ms.store(super::clock::unix_ms(), Relaxed);
         // SAFETY: `k < CHUNK_SERIES`, within shard 0's run of the chunk's cells.
         let cell = unsafe { chunk.base.add(k) };
         Self { chunk, cell }
+    }
+
+    /// When the series was created: wall clock, milliseconds since the Unix epoch.
+    pub fn created_ms(&self) -> u64 {
+        self.chunk.extras[self.index()].created_ms.load(Relaxed)
+    }
+
+    /// Adds `v` and makes `labels` (with value `v`) the series' latest exemplar. The add is
+    /// [`CounterCell::add`]'s; the exemplar is stored after it.
+    pub(crate) fn add_with_exemplar(&self, v: u64, labels: &ExemplarLabels) {
+        self.add(v);
+        self.set_exemplar(v, labels);
+    }
+
+    /// Makes `labels` (with value `v`) the series' latest exemplar.
+    pub(crate) fn set_exemplar(&self, v: u64, labels: &ExemplarLabels) {
+        self.chunk.extras[self.index()].exemplar.store(labels, v as f64);
+    }
+
+    /// The series' latest exemplar, if any.
+    pub(crate) fn exemplar(&self) -> Option<Exemplar> {
+        self.chunk.extras[self.index()].exemplar.load()
     }
 
     pub fn layout(&self) -> ShardLayout {

@@ -15,11 +15,14 @@ use crate::loom::AtomicU64;
 #[derive(Clone)]
 pub struct GaugeCell(Arc<CachePadded<Cell>>);
 
-/// The value, and the series' [`Life`] on the same padded line (a gauge's line holds one value;
-/// the life word is written only when a handle is made or dropped and by the sweep).
+/// The value, and the series' [`Life`] and creation time on the same padded line (a gauge's line
+/// holds one value; the life word is written only when a handle is made or dropped and by the
+/// sweep, the creation time only when the series is made).
 struct Cell {
     value: AtomicU64,
     life: Life,
+    /// Wall clock at creation, milliseconds since the Unix epoch.
+    created_ms: u64,
 }
 
 impl HasLife for GaugeCell {
@@ -33,7 +36,13 @@ impl GaugeCell {
         Self(Arc::new(CachePadded::new(Cell {
             value: AtomicU64::new(0f64.to_bits()),
             life: Life::new(),
+            created_ms: super::clock::unix_ms(),
         })))
+    }
+
+    /// When the series was created: wall clock, milliseconds since the Unix epoch.
+    pub fn created_ms(&self) -> u64 {
+        self.0.created_ms
     }
 
     #[inline(always)]

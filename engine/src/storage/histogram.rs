@@ -8,8 +8,10 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
+use super::exemplar::ExemplarRow;
 use super::life::{HasLife, Life};
 use super::{add_f64, add_u64, flat, lines, Line, LINE_CELLS};
+use crate::exemplar::{Exemplar, ExemplarLabels};
 use crate::shard::{Shard, ShardLayout};
 
 /// Entries of the bucket-lookup table (one byte each); bounds that would need more are searched.
@@ -442,6 +444,10 @@ pub struct HistogramCells {
     stride: usize,
     lines: Box<[Line]>,
     life: Life,
+    /// Wall clock at creation, milliseconds since the Unix epoch.
+    created_ms: u64,
+    /// The latest exemplar of each bucket, allocated by the first (never read by a record).
+    exemplars: ExemplarRow,
 }
 
 impl HasLife for HistogramCell {
@@ -463,7 +469,32 @@ impl HistogramCells {
             stride: lines_per_row * LINE_CELLS,
             lines: lines(lines_per_row * layout.shards as usize),
             life: Life::new(),
+            created_ms: super::clock::unix_ms(),
+            exemplars: ExemplarRow::new(),
         }
+    }
+
+    /// When the series was created: wall clock, milliseconds since the Unix epoch.
+    pub fn created_ms(&self) -> u64 {
+        self.created_ms
+    }
+
+    /// Records `v` as [`HistogramCells::record`] does, then makes `labels` (with value `v`) the
+    /// latest exemplar of `v`'s bucket.
+    pub(crate) fn record_with_exemplar(&self, v: f64, labels: &ExemplarLabels) {
+        self.record(v);
+        self.set_exemplar(v, labels);
+    }
+
+    /// Makes `labels` (with value `v`) the latest exemplar of `v`'s bucket.
+    pub(crate) fn set_exemplar(&self, v: f64, labels: &ExemplarLabels) {
+        let b = self.buckets.bucket_in(self.index, v);
+        self.exemplars.store(self.buckets.len(), b, labels, v);
+    }
+
+    /// The latest exemplar of bucket `b` (`b == bounds().len()`: `+Inf`), if any.
+    pub(crate) fn exemplar(&self, b: usize) -> Option<Exemplar> {
+        self.exemplars.load(b)
     }
 
     pub fn bounds(&self) -> &[f64] {

@@ -18,6 +18,7 @@
 #[cfg_attr(loom, allow(dead_code))]
 pub(crate) mod clock;
 pub(crate) mod counter;
+pub(crate) mod exemplar;
 pub(crate) mod gauge;
 pub(crate) mod histogram;
 pub(crate) mod life;

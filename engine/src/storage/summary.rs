@@ -84,6 +84,8 @@ pub struct SummaryCells {
     window_ms: u64,
     shards: Box<[AtomicPtr<ShardSketch>]>,
     life: Life,
+    /// Wall clock at creation, milliseconds since the Unix epoch.
+    created_ms: u64,
 }
 
 impl HasLife for SummaryCell {
@@ -205,7 +207,13 @@ impl SummaryCells {
             window_ms,
             shards: (0..layout.shards).map(|_| AtomicPtr::new(ptr::null_mut())).collect(),
             life: Life::new(),
+            created_ms: super::clock::unix_ms(),
         }
+    }
+
+    /// When the series was created: wall clock, milliseconds since the Unix epoch.
+    pub fn created_ms(&self) -> u64 {
+        self.created_ms
     }
 
     pub fn quantiles(&self) -> &[f64] {

@@ -84,8 +84,10 @@ mod tests;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::{Arc, PoisonError};
 
+use super::exemplar::ExemplarRow;
 use super::life::{HasLife, Life};
 use super::{add_f64, add_u64, flat, lines, Line, LINE_CELLS};
+use crate::exemplar::{Exemplar, ExemplarLabels};
 use crate::loom::{fence, yield_now, AtomicU64, Mutex};
 use crate::shard::{Shard, ShardLayout};
 use crate::storage::histogram::{Buckets, Index};
@@ -250,6 +252,11 @@ pub struct NativeCells {
     /// Held by a move.
     moving: Mutex<()>,
     life: Life,
+    /// Wall clock at creation, milliseconds since the Unix epoch.
+    created_ms: u64,
+    /// The latest exemplar of each classic bucket (`nb + 1` of them: one `+Inf` bucket for a
+    /// native-only series), allocated by the first (never read by a record).
+    exemplars: ExemplarRow,
 }
 
 /// One native histogram series. Cloning shares the cells.
@@ -327,6 +334,8 @@ impl NativeCells {
             lines,
             moving: Mutex::new(()),
             life: Life::new(),
+            created_ms: super::clock::unix_ms(),
+            exemplars: ExemplarRow::new(),
             spec,
         };
         for s in 0..layout.shards as usize {
@@ -337,6 +346,32 @@ impl NativeCells {
             row[NEG + 2].store((CLASSIC + nb) as u64, Relaxed);
         }
         cells
+    }
+
+    /// When the series was created: wall clock, milliseconds since the Unix epoch.
+    pub fn created_ms(&self) -> u64 {
+        self.created_ms
+    }
+
+    /// Records `v` and makes an exemplar of `labels` with value `v` the latest of `v`'s classic
+    /// bucket (the `+Inf` one for a native-only series).
+    pub(crate) fn record_with_exemplar(&self, v: f64, labels: &ExemplarLabels) {
+        self.record(v);
+        self.set_exemplar(v, labels);
+    }
+
+    /// Makes `labels` (with value `v`) the latest exemplar of `v`'s classic bucket.
+    pub(crate) fn set_exemplar(&self, v: f64, labels: &ExemplarLabels) {
+        let b = match (&self.classic, self.classic_index) {
+            (Some(buckets), Some(index)) => buckets.bucket_in(index, v),
+            _ => 0,
+        };
+        self.exemplars.store(self.nb + 1, b, labels, v);
+    }
+
+    /// The latest exemplar of classic bucket `b` (`b == nb`: `+Inf`), if any.
+    pub(crate) fn exemplar(&self, b: usize) -> Option<Exemplar> {
+        self.exemplars.load(b)
     }
 
     /// A native-only series of `config` (for the loom models).
