@@ -35,9 +35,9 @@ mod encode;
 mod http;
 
 pub use encode::{
-    encode_openmetrics, encode_openmetrics_with, encode_protobuf_with, encode_text, encode_text_into, encode_text_with,
-    negotiate, proto, ExpositionFormat, OPENMETRICS_CONTENT_TYPE, PROTOBUF_CONTENT_TYPE, RESERVED_GLOBAL_LABELS,
-    TEXT_CONTENT_TYPE,
+    encode_openmetrics, encode_openmetrics_with, encode_openmetrics_with_options, encode_protobuf_with, encode_text,
+    encode_text_into, encode_text_with, negotiate, proto, ExpositionFormat, OpenMetricsOptions,
+    OPENMETRICS_CONTENT_TYPE, PROTOBUF_CONTENT_TYPE, RESERVED_GLOBAL_LABELS, TEXT_CONTENT_TYPE,
 };
 pub use http::{
     serve, validate_global_labels, Exporter, ExporterBuilder, ExporterError, ACCEPT_ERRORS_METRIC, CONNECTIONS_METRIC,

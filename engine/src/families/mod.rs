@@ -37,7 +37,7 @@ pub use database::{DatabaseMetrics, DatabaseOp};
 pub use message::{Direction, MessageHandles, MessageMetrics};
 pub use redis::{RedisCommand, RedisMetrics};
 
-use crate::HistogramHandle;
+use crate::{HistogramHandle, MetricsError};
 
 /// Buckets for message sizes: 64 B … 1 MiB, powers of 4.
 pub const SIZE_BUCKETS: [f64; 8] = [64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0];
@@ -69,6 +69,16 @@ impl Timer {
     /// Records now and returns the elapsed seconds.
     pub fn finish(mut self) -> f64 {
         self.record()
+    }
+
+    /// Records now with an exemplar (e.g. `[("trace_id", id)]`, see
+    /// [`HistogramHandle::record_with_exemplar`]) and returns the elapsed seconds. Refused
+    /// exemplar labels are an error, and then nothing is recorded.
+    pub fn finish_with_exemplar(mut self, labels: &[(&str, &str)]) -> Result<f64, MetricsError> {
+        let s = self.started.elapsed().as_secs_f64();
+        self.done = true;
+        self.histogram.record_with_exemplar(s, labels)?;
+        Ok(s)
     }
 
     /// Drops the timer without recording.

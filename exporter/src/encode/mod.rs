@@ -18,10 +18,13 @@ mod text;
 
 use std::sync::Arc;
 
-use mmo_metrics::{Labels, MetricKind, MetricsManager, SeriesValue};
+use mmo_metrics::{Labels, MetricKind, MetricsManager, Sample};
 
 pub use negotiate::{negotiate, ExpositionFormat};
-pub use openmetrics::{encode_openmetrics, encode_openmetrics_with, OPENMETRICS_CONTENT_TYPE};
+pub use openmetrics::{
+    encode_openmetrics, encode_openmetrics_with, encode_openmetrics_with_options, OpenMetricsOptions,
+    OPENMETRICS_CONTENT_TYPE,
+};
 pub use protobuf::{encode_protobuf_with, PROTOBUF_CONTENT_TYPE};
 pub use text::{encode_text, encode_text_into, encode_text_with, TEXT_CONTENT_TYPE};
 
@@ -63,8 +66,9 @@ impl<'a> SeriesLabels<'a> {
 pub(crate) trait Format {
     /// A family with at least one series begins.
     fn family(&mut self, family: &FamilyMeta<'_>);
-    /// One series of the family last begun.
-    fn series(&mut self, labels: SeriesLabels<'_>, value: SeriesValue<'_>);
+    /// One series of the family last begun: its labels as exposed, and its value, creation time
+    /// and exemplars (`sample.labels()` are the series' own, without the global ones).
+    fn series(&mut self, labels: SeriesLabels<'_>, sample: &Sample<'_>);
 }
 
 /// Walks every family of `manager` that has series into `format`, adding `global` labels and
@@ -92,6 +96,12 @@ pub(crate) fn walk(manager: &MetricsManager, global: &[(String, String)], format
             help: family.help(),
             unit: family.unit().map(|u| u.as_str()),
         });
-        family.for_each_series(|own, value| format.series(SeriesLabels { own, global }, value));
+        family.for_each_sample(|sample| {
+            let labels = SeriesLabels {
+                own: sample.labels(),
+                global,
+            };
+            format.series(labels, sample);
+        });
     });
 }

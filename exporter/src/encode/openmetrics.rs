@@ -11,7 +11,7 @@
 //! of a histogram with a negative bucket bound (OpenMetrics: "MUST NOT contain a sum value"); a
 //! summary quantile whose value is negative. The buckets and the other samples are exposed.
 
-use mmo_metrics::{MetricKind, MetricsManager, SeriesValue};
+use mmo_metrics::{Exemplar, MetricKind, MetricsManager, Sample, SeriesValue};
 
 use super::fmt::{escape_label_value, push_canonical_f64, push_f64, push_u64};
 use super::{walk, FamilyMeta, Format, SeriesLabels};
@@ -62,12 +62,37 @@ pub fn encode_openmetrics(manager: &MetricsManager) -> String {
 /// be valid label names (see [`mmo_metrics::validate_label_names`]) and none of
 /// [`RESERVED_GLOBAL_LABELS`](crate::RESERVED_GLOBAL_LABELS); the values are escaped here.
 pub fn encode_openmetrics_with(manager: &MetricsManager, global_labels: &[(String, String)], out: &mut String) {
+    encode_openmetrics_with_options(manager, global_labels, OpenMetricsOptions::default(), out);
+}
+
+/// What an OpenMetrics exposition carries besides the samples: exemplars always, `_created`
+/// samples when asked for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OpenMetricsOptions {
+    /// A `_created` sample (the series' creation time, Unix seconds) after each counter, histogram
+    /// and summary series. Off by default: Prometheus 2.x stores each `_created` sample as a
+    /// series of its own (a gauge whose value never changes), which adds one series per counter,
+    /// histogram and summary series to its storage and to every query that matches the name, for
+    /// a value only newer Prometheus versions use (and then from the protobuf format's
+    /// `created_timestamp`, which that format always carries).
+    pub created: bool,
+}
+
+/// Like [`encode_openmetrics_with`], with `_created` samples when `options` asks for them.
+pub fn encode_openmetrics_with_options(
+    manager: &MetricsManager,
+    global_labels: &[(String, String)],
+    options: OpenMetricsOptions,
+    out: &mut String,
+) {
     let mut om = OpenMetrics {
         out,
         name: String::new(),
         labels: String::new(),
         le: Canonical::default(),
         quantile: Canonical::default(),
+        options,
+        stem_len: 0,
     };
     walk(manager, global_labels, &mut om);
     om.out.push_str("# EOF\n");
@@ -83,6 +108,9 @@ struct OpenMetrics<'a> {
     le: Canonical,
     /// `quantile` values of the current summary family.
     quantile: Canonical,
+    options: OpenMetricsOptions,
+    /// Length of the family name in `name` (which has `_total` after it for a counter).
+    stem_len: usize,
 }
 
 /// Canonical renderings of one family's bounds or quantiles, kept while they stay the same (every
@@ -95,7 +123,11 @@ struct Canonical {
 
 impl Canonical {
     fn get(&mut self, values: &[f64], with_inf: bool) -> &[String] {
-        let same = self.of.len() == values.len() && self.of.iter().zip(values).all(|(a, b)| a.to_bits() == b.to_bits());
+        // The text's length tells a rendering of no values from none yet (an empty `of` either
+        // way): a native-only histogram has no bounds and still needs its `+Inf`.
+        let same = self.text.len() == values.len() + usize::from(with_inf)
+            && self.of.len() == values.len()
+            && self.of.iter().zip(values).all(|(a, b)| a.to_bits() == b.to_bits());
         if !same {
             self.of.clear();
             self.of.extend_from_slice(values);
@@ -149,12 +181,16 @@ impl Format for OpenMetrics<'_> {
             escape_label_value(self.out, help);
             self.out.push('\n');
         }
+        self.stem_len = self.name.len();
         if family.kind == MetricKind::Counter {
             self.name.push_str("_total");
         }
     }
 
-    fn series(&mut self, labels: SeriesLabels<'_>, value: SeriesValue<'_>) {
+    /// Exemplars follow a counter's `_total` sample and a histogram's `_bucket` samples (one
+    /// per bucket at most), as OpenMetrics allows them nowhere else.
+    fn series(&mut self, labels: SeriesLabels<'_>, sample: &Sample<'_>) {
+        let value = sample.value();
         self.labels.clear();
         for (i, (k, v)) in labels.iter().enumerate() {
             if i > 0 {
@@ -169,9 +205,17 @@ impl Format for OpenMetrics<'_> {
             SeriesValue::Counter(v) => {
                 self.sample("", None);
                 push_u64(self.out, v);
+                self.exemplar(sample.exemplar());
                 self.out.push('\n');
+                self.created(sample);
             }
-            SeriesValue::Gauge(v) | SeriesValue::FloatCounter(v) => {
+            SeriesValue::FloatCounter(v) => {
+                self.sample("", None);
+                push_f64(self.out, v);
+                self.out.push('\n');
+                self.created(sample);
+            }
+            SeriesValue::Gauge(v) => {
                 self.sample("", None);
                 push_f64(self.out, v);
                 self.out.push('\n');
@@ -184,9 +228,10 @@ impl Format for OpenMetrics<'_> {
                 ..
             } => {
                 let mut le = std::mem::take(&mut self.le);
-                for (c, le) in cumulative.iter().zip(le.get(bounds, true)) {
+                for (i, (c, le)) in cumulative.iter().zip(le.get(bounds, true)).enumerate() {
                     self.sample("_bucket", Some(("le", le)));
                     push_u64(self.out, *c);
+                    self.exemplar(sample.bucket_exemplar(i));
                     self.out.push('\n');
                 }
                 self.le = le;
@@ -194,6 +239,7 @@ impl Format for OpenMetrics<'_> {
                 if bounds.first().is_none_or(|b| *b >= 0.0) && sum >= 0.0 {
                     self.count_sum(count, sum);
                 }
+                self.created(sample);
             }
             SeriesValue::Summary {
                 quantiles,
@@ -221,6 +267,7 @@ impl Format for OpenMetrics<'_> {
                     push_f64(self.out, sum);
                     self.out.push('\n');
                 }
+                self.created(sample);
             }
             // A kind of value this format has no samples for.
             _ => {}
@@ -229,6 +276,38 @@ impl Format for OpenMetrics<'_> {
 }
 
 impl OpenMetrics<'_> {
+    /// ` # {labels} value timestamp` after a sample's value, when there is an exemplar.
+    fn exemplar(&mut self, exemplar: Option<Exemplar>) {
+        let Some(e) = exemplar else { return };
+        self.out.push_str(" # {");
+        for (i, (k, v)) in e.labels().enumerate() {
+            if i > 0 {
+                self.out.push(',');
+            }
+            self.out.push_str(k);
+            self.out.push_str("=\"");
+            escape_label_value(self.out, v);
+            self.out.push('"');
+        }
+        self.out.push_str("} ");
+        push_f64(self.out, e.value());
+        self.out.push(' ');
+        push_unix_seconds(self.out, e.timestamp_ms());
+    }
+
+    /// The series' `_created` sample, when the options ask for it.
+    fn created(&mut self, sample: &Sample<'_>) {
+        if !self.options.created {
+            return;
+        }
+        // `_created` follows the family name, not a counter's `_total`.
+        let total = self.name.split_off(self.stem_len);
+        self.sample("_created", None);
+        push_unix_seconds(self.out, sample.created_ms());
+        self.out.push('\n');
+        self.name.push_str(&total);
+    }
+
     /// A histogram's `_count` and `_sum`, which OpenMetrics parsers want together.
     fn count_sum(&mut self, count: u64, sum: f64) {
         self.sample("_count", None);
@@ -259,6 +338,16 @@ impl OpenMetrics<'_> {
         }
         self.out.push(' ');
     }
+}
+
+/// Unix milliseconds as seconds with three decimals (`1700000000.123`).
+fn push_unix_seconds(out: &mut String, ms: u64) {
+    push_u64(out, ms / 1000);
+    out.push('.');
+    let frac = ms % 1000;
+    out.push(char::from(b'0' + (frac / 100) as u8));
+    out.push(char::from(b'0' + (frac / 10 % 10) as u8));
+    out.push(char::from(b'0' + (frac % 10) as u8));
 }
 
 #[cfg(test)]

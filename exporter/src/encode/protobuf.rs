@@ -16,11 +16,13 @@
 //! label strings and vectors reused, so a scrape allocates only for its longest labels and largest
 //! family.
 
-use mmo_metrics::{MetricKind, MetricsManager, NativeBuckets, SeriesValue};
+use mmo_metrics::{MetricKind, MetricsManager, NativeBuckets, Sample, SeriesValue};
 use prost::Message;
+use prost_types::Timestamp;
 
 use super::proto::{
-    Bucket, BucketSpan, Counter, Gauge, Histogram, Metric, MetricFamily, MetricType, Quantile, Summary,
+    Bucket, BucketSpan, Counter, Exemplar, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType, Quantile,
+    Summary,
 };
 use super::{walk, FamilyMeta, Format, SeriesLabels};
 
@@ -111,12 +113,18 @@ impl Format for Protobuf<'_> {
         self.head.set_type(metric_type);
     }
 
-    fn series(&mut self, labels: SeriesLabels<'_>, value: SeriesValue<'_>) {
+    fn series(&mut self, labels: SeriesLabels<'_>, sample: &Sample<'_>) {
         let Some(slot) = self.slot else { return };
         let metric = &mut self.metric[slot];
-        match value {
-            SeriesValue::Counter(v) => set_counter(metric, v as f64),
-            SeriesValue::FloatCounter(v) => set_counter(metric, v),
+        let created = Some(timestamp(sample.created_ms()));
+        match sample.value() {
+            SeriesValue::Counter(v) => {
+                set_counter(metric, v as f64, created);
+                if let (Some(counter), Some(e)) = (&mut metric.counter, sample.exemplar()) {
+                    counter.exemplar = Some(exemplar(&e));
+                }
+            }
+            SeriesValue::FloatCounter(v) => set_counter(metric, v, created),
             SeriesValue::Gauge(v) => {
                 clear_value(metric);
                 metric.gauge = Some(Gauge { value: Some(v) });
@@ -131,15 +139,29 @@ impl Format for Protobuf<'_> {
                 let histogram = take_histogram(metric);
                 histogram.sample_count = Some(count);
                 histogram.sample_sum = Some(sum);
-                histogram
-                    .bucket
-                    .extend(bounds.iter().zip(cumulative).map(|(&bound, &c)| Bucket {
-                        cumulative_count: Some(c),
-                        upper_bound: Some(bound),
-                        ..Bucket::default()
-                    }));
+                histogram.created_timestamp = created;
+                histogram.bucket.extend(
+                    bounds
+                        .iter()
+                        .zip(cumulative)
+                        .enumerate()
+                        .map(|(i, (&bound, &c))| Bucket {
+                            cumulative_count: Some(c),
+                            upper_bound: Some(bound),
+                            exemplar: sample.bucket_exemplar(i).as_ref().map(exemplar),
+                            ..Bucket::default()
+                        }),
+                );
                 if let Some(native) = native {
                     set_native(histogram, &native);
+                    // The exemplars of a native histogram go with it (Prometheus keeps only
+                    // those with a timestamp, which ours always have); the `+Inf` bucket has no
+                    // `Bucket` here, so its exemplar is carried only this way.
+                    histogram.exemplars.extend(
+                        (0..cumulative.len())
+                            .filter_map(|i| sample.bucket_exemplar(i))
+                            .map(|e| exemplar(&e)),
+                    );
                 }
             }
             SeriesValue::Summary {
@@ -151,6 +173,7 @@ impl Format for Protobuf<'_> {
                 let summary = take_summary(metric);
                 summary.sample_count = Some(count);
                 summary.sample_sum = Some(sum);
+                summary.created_timestamp = created;
                 summary
                     .quantile
                     .extend(quantiles.iter().zip(values).map(|(&q, &v)| Quantile {
@@ -250,12 +273,36 @@ fn set_str(field: &mut Option<String>, s: &str) {
     field.push_str(s);
 }
 
-fn set_counter(metric: &mut Metric, v: f64) {
+fn set_counter(metric: &mut Metric, v: f64, created: Option<Timestamp>) {
     clear_value(metric);
     metric.counter = Some(Counter {
         value: Some(v),
+        created_timestamp: created,
         ..Counter::default()
     });
+}
+
+/// Milliseconds since the Unix epoch as a protobuf `Timestamp`.
+fn timestamp(ms: u64) -> Timestamp {
+    Timestamp {
+        seconds: (ms / 1000) as i64,
+        nanos: (ms % 1000) as i32 * 1_000_000,
+    }
+}
+
+/// An exemplar as the format carries it: labels, value, timestamp.
+fn exemplar(e: &mmo_metrics::Exemplar) -> Exemplar {
+    Exemplar {
+        label: e
+            .labels()
+            .map(|(name, value)| LabelPair {
+                name: Some(name.to_owned()),
+                value: Some(value.to_owned()),
+            })
+            .collect(),
+        value: Some(e.value()),
+        timestamp: Some(timestamp(e.timestamp_ms())),
+    }
 }
 
 /// The histogram of `metric`, emptied, keeping its vectors' allocations.

@@ -1,6 +1,6 @@
 //! Prometheus text exposition format 0.0.4.
 
-use mmo_metrics::{MetricKind, MetricsManager, SeriesValue};
+use mmo_metrics::{MetricKind, MetricsManager, Sample, SeriesValue};
 
 use super::fmt::{escape_help, escape_label_value, push_f64, push_u64};
 use super::{walk, FamilyMeta, Format, SeriesLabels};
@@ -70,7 +70,9 @@ impl Format for Text<'_> {
         self.out.push('\n');
     }
 
-    fn series(&mut self, labels: SeriesLabels<'_>, value: SeriesValue<'_>) {
+    /// Text 0.0.4 has no exemplars and no creation times: only the value is written.
+    fn series(&mut self, labels: SeriesLabels<'_>, sample: &Sample<'_>) {
+        let value = sample.value();
         self.labels.clear();
         for (i, (k, v)) in labels.iter().enumerate() {
             if i > 0 {

@@ -101,6 +101,7 @@ pub struct ExporterBuilder {
     manager: MetricsManager,
     addr: SocketAddr,
     global_labels: Vec<(String, String)>,
+    openmetrics: crate::OpenMetricsOptions,
     max_in_flight: usize,
     max_connections: usize,
     header_read_timeout: Duration,
@@ -117,6 +118,7 @@ impl ExporterBuilder {
             manager,
             addr: SocketAddr::from(([0, 0, 0, 0], 9100)),
             global_labels: Vec::new(),
+            openmetrics: crate::OpenMetricsOptions::default(),
             max_in_flight: 8,
             max_connections: 256,
             header_read_timeout: Duration::from_secs(5),
@@ -136,6 +138,14 @@ impl ExporterBuilder {
     /// [`RESERVED_GLOBAL_LABELS`]).
     pub fn global_label(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.global_labels.push((name.into(), value.into()));
+        self
+    }
+
+    /// Whether OpenMetrics scrapes get a `_created` sample after each counter, histogram and
+    /// summary series (default off; see [`OpenMetricsOptions::created`](crate::OpenMetricsOptions)
+    /// for why). The protobuf format always carries creation times.
+    pub fn openmetrics_created(mut self, on: bool) -> Self {
+        self.openmetrics.created = on;
         self
     }
 
@@ -190,7 +200,11 @@ impl ExporterBuilder {
             .build()?;
         let metrics = Arc::new(self_metrics::SelfMetrics::register(&self.manager));
         let app = routes::router(Arc::new(routes::App {
-            scraper: Arc::new(scrape::Scraper::new(self.manager.clone(), self.global_labels)),
+            scraper: Arc::new(scrape::Scraper::new(
+                self.manager.clone(),
+                self.global_labels,
+                self.openmetrics,
+            )),
             slots: limits::Slots::new(self.max_in_flight, metrics.in_flight.clone()),
             metrics: Arc::clone(&metrics),
             request_timeout: self.request_timeout,

@@ -17,18 +17,22 @@ use tokio::sync::{watch, OnceCell};
 
 use super::limits::Slot;
 use super::self_metrics::SERIES_METRIC;
-use crate::encode::{encode_openmetrics_with, encode_protobuf_with, encode_text_with, ExpositionFormat};
+use crate::encode::{
+    encode_openmetrics_with_options, encode_protobuf_with, encode_text_with, ExpositionFormat, OpenMetricsOptions,
+};
 
 /// Writes one format's exposition of a manager, with global labels, into a buffer.
-type Encoder = fn(&MetricsManager, &[(String, String)], &mut Vec<u8>);
+type Encoder = fn(&MetricsManager, &[(String, String)], OpenMetricsOptions, &mut Vec<u8>);
 
 /// The encoder of `format`, or `None` when this server does not offer it. [`offered`] follows
 /// from this: a format is negotiated only when it has an encoder here.
 fn encoder(format: ExpositionFormat) -> Option<Encoder> {
     match format {
-        ExpositionFormat::Text => Some(|m, g, out| text_encoder(encode_text_with, m, g, out)),
-        ExpositionFormat::OpenMetrics => Some(|m, g, out| text_encoder(encode_openmetrics_with, m, g, out)),
-        ExpositionFormat::Protobuf => Some(|m, g, out| {
+        ExpositionFormat::Text => Some(|m, g, _, out| text_encoder(|out| encode_text_with(m, g, out), out)),
+        ExpositionFormat::OpenMetrics => {
+            Some(|m, g, options, out| text_encoder(|out| encode_openmetrics_with_options(m, g, options, out), out))
+        }
+        ExpositionFormat::Protobuf => Some(|m, g, _, out| {
             out.clear();
             encode_protobuf_with(m, g, out);
         }),
@@ -44,15 +48,10 @@ pub(crate) fn offered() -> Vec<ExpositionFormat> {
 }
 
 /// Runs a text format's encoder on `out`'s allocation.
-fn text_encoder(
-    encode: fn(&MetricsManager, &[(String, String)], &mut String),
-    manager: &MetricsManager,
-    global_labels: &[(String, String)],
-    out: &mut Vec<u8>,
-) {
+fn text_encoder(encode: impl FnOnce(&mut String), out: &mut Vec<u8>) {
     out.clear();
     let mut text = String::from_utf8(std::mem::take(out)).expect("an empty buffer is UTF-8");
-    encode(manager, global_labels, &mut text);
+    encode(&mut text);
     *out = text.into_bytes();
 }
 
@@ -99,6 +98,7 @@ const FORMATS: usize = ExpositionFormat::ALL.len();
 pub(crate) struct Scraper {
     manager: MetricsManager,
     global_labels: Vec<(String, String)>,
+    openmetrics: OpenMetricsOptions,
     /// Per format ([`ExpositionFormat::index`]): the encode in progress, which concurrent scrapes
     /// of that format wait for instead of starting their own.
     pending: Mutex<[Pending; FORMATS]>,
@@ -108,10 +108,15 @@ pub(crate) struct Scraper {
 }
 
 impl Scraper {
-    pub(crate) fn new(manager: MetricsManager, global_labels: Vec<(String, String)>) -> Self {
+    pub(crate) fn new(
+        manager: MetricsManager,
+        global_labels: Vec<(String, String)>,
+        openmetrics: OpenMetricsOptions,
+    ) -> Self {
         Self {
             manager,
             global_labels,
+            openmetrics,
             pending: Mutex::new(std::array::from_fn(|_| None)),
             last_len: std::array::from_fn(|_| AtomicUsize::new(64 * 1024)),
         }
@@ -138,7 +143,7 @@ impl Scraper {
         let last_len = &self.last_len[format.index()];
         let want = last_len.load(Ordering::Relaxed);
         let mut out = Vec::with_capacity(want + want / 8);
-        encode(&self.manager, &self.global_labels, &mut out);
+        encode(&self.manager, &self.global_labels, self.openmetrics, &mut out);
         last_len.store(out.len(), Ordering::Relaxed);
         Exposition {
             body: Bytes::from(out),
@@ -229,7 +234,7 @@ mod tests {
         m.register_counter("hits", "Hits.", &[]).unwrap();
         m.increment_counter("hits", 1, &[]).unwrap();
         assert_eq!(offered(), ExpositionFormat::ALL);
-        let scraper = Arc::new(Scraper::new(m, Vec::new()));
+        let scraper = Arc::new(Scraper::new(m, Vec::new(), OpenMetricsOptions::default()));
         let (text, om, pb) = tokio::join!(
             scraper.exposition(ExpositionFormat::Text),
             scraper.exposition(ExpositionFormat::OpenMetrics),

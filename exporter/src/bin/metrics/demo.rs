@@ -30,6 +30,9 @@ const TYPES: [(&str, (usize, usize), u32, bool); 5] = [
     ("login", (256, 4096), 5, true),
 ];
 
+/// One message in this many is traced (see `session`).
+const TRACE_EVERY: u32 = 20;
+
 /// Redis connections in the simulated pool.
 const REDIS_POOL: u32 = 16;
 
@@ -185,7 +188,16 @@ async fn session(mut stream: TcpStream, fam: Families) {
         if name == "attack" {
             redis_call(&fam, "INCRBY").await;
         }
-        drop(timer);
+        // One message in TRACE_EVERY is traced: its processing time carries its trace id as an
+        // exemplar, which Prometheus (with exemplar storage) keeps beside the bucket it fell in.
+        if rand::thread_rng().gen_ratio(1, TRACE_EVERY) {
+            let trace_id = format!("{:032x}", rand::thread_rng().gen::<u128>());
+            timer
+                .finish_with_exemplar(&[("trace_id", &trace_id)])
+                .expect("a 40-character exemplar is within the limit");
+        } else {
+            drop(timer);
+        }
         let reply = reply_size(name);
         let mut frame = Vec::with_capacity(reply + 5);
         frame.extend_from_slice(&(reply as u32).to_be_bytes());

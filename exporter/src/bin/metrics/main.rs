@@ -47,6 +47,10 @@ struct Args {
     /// Simulated players with --demo.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u16).range(1..))]
     demo_players: u16,
+    /// Add a `_created` sample (creation time) after each counter, histogram and summary series
+    /// in OpenMetrics scrapes. Off by default: Prometheus 2.x stores each as a series of its own.
+    #[arg(long)]
+    openmetrics_created: bool,
 }
 
 const LONG_FLAGS: [&str; 6] = ["addr", "interval", "label", "log-level", "demo", "demo-players"];
@@ -133,7 +137,9 @@ fn main() -> ExitCode {
     if let Err(e) = manager.install() {
         tracing::warn!("{e}");
     }
-    let mut builder = ExporterBuilder::new(manager.clone()).address(args.addr);
+    let mut builder = ExporterBuilder::new(manager.clone())
+        .address(args.addr)
+        .openmetrics_created(args.openmetrics_created);
     for (k, v) in &args.labels {
         builder = builder.global_label(k, v);
     }
