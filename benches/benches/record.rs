@@ -34,6 +34,13 @@
 //! - `gauge_set`: a gauge handle, `set(v)`.
 //! - `histogram`: a histogram handle, `record(v)` / `observe(v)`, classic buckets, the default
 //!   Prometheus buckets (0.005 … 10) for all four. `histogram_fixed` records the constant 0.042.
+//! - `native_histogram`: a native histogram handle at the usual defaults (bucket factor 1.1, i.e.
+//!   schema 3; 160 buckets), values as in `histogram`: ours (`register_native_histogram`),
+//!   metrics-exporter-prometheus (`set_native_histogram_for_metric`), prometheus-client
+//!   (`Histogram::new_native`); tikv has none. `mmo-classic` is our classic histogram in the same
+//!   group, for the native/classic ratio.
+//! - `exemplar_histogram`, `exemplar_counter`: recording with a `trace_id` exemplar (see
+//!   [`exemplar`]); ours and prometheus-client's, the only peer with exemplars.
 //! - `summary`: ours `SummaryHandle::observe`; metrics-exporter-prometheus's summary is its
 //!   histogram without buckets (rendered as a summary), so its `Histogram::record`. prometheus
 //!   (tikv) and prometheus-client have no summary. `summary_fixed` records 0.042.
@@ -760,6 +767,74 @@ fn pc_native() -> PcHistogram {
     PcHistogram::new_native(prometheus_client::metrics::histogram::NativeHistogramConfig::new(1.1))
 }
 
+/// Trace ids of the exemplar groups: 16 built at start-up (not literals), picked per call.
+fn trace_ids() -> &'static [String] {
+    static IDS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    IDS.get_or_init(|| {
+        (0..16u64)
+            .map(|i| format!("{:032x}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+            .collect()
+    })
+}
+
+type PcExemplarLabels = [(&'static str, &'static str); 1];
+
+/// Recording with an exemplar (`trace_id` picked per call from 16): ours
+/// `HistogramHandle::record_with_exemplar` (default buckets) and
+/// `CounterHandle::increment_with_exemplar`, which stamp the wall clock; prometheus-client's
+/// `HistogramWithExemplars::observe` and `CounterWithExemplar::inc_by` with the label set and no
+/// timestamp (its cheapest form; it then has none). metrics-exporter-prometheus and tikv have no
+/// exemplars.
+fn exemplar(c: &mut Criterion) {
+    let ids = trace_ids();
+    let m = MetricsManager::new();
+    m.register_histogram("bench_exemplar", "Bench histogram.", &["s"], &[])
+        .expect("register");
+    m.register_counter("bench_exemplar_counter", "Bench counter.", &["s"])
+        .expect("register");
+    let ours = [
+        m.histogram("bench_exemplar", &["a"]).unwrap(),
+        m.histogram("bench_exemplar", &["b"]).unwrap(),
+    ];
+    let ours_counter = [
+        m.counter("bench_exemplar_counter", &["a"]).unwrap(),
+        m.counter("bench_exemplar_counter", &["b"]).unwrap(),
+    ];
+    let pc_ids: &'static [&'static str] = ids.iter().map(|s| &*s.clone().leak()).collect::<Vec<_>>().leak();
+    let pc = [
+        prometheus_client::metrics::exemplar::HistogramWithExemplars::<PcExemplarLabels>::new(
+            DEFAULT_BUCKETS.iter().copied(),
+        ),
+        prometheus_client::metrics::exemplar::HistogramWithExemplars::<PcExemplarLabels>::new(
+            DEFAULT_BUCKETS.iter().copied(),
+        ),
+    ];
+    let pc_counter: [prometheus_client::metrics::exemplar::CounterWithExemplar<PcExemplarLabels>; 2] =
+        Default::default();
+
+    let mut g = Group::new("exemplar_histogram");
+    g.handles(ONE_TWO_DIFF, MMO, None, &ours, move |h, i| {
+        let id = &ids[(i & 15) as usize];
+        let _ = h.record_with_exemplar(value(black_box(i)), &[("trace_id", id)]);
+    });
+    g.handles(ONE_TWO_DIFF, PCLIENT, None, &pc, move |h, i| {
+        let id = pc_ids[(i & 15) as usize];
+        h.observe(value(black_box(i)), Some([("trace_id", id)]), None);
+    });
+    g.finish(c);
+
+    let mut g = Group::new("exemplar_counter");
+    g.handles(ONE_TWO_DIFF, MMO, None, &ours_counter, move |h, i| {
+        let id = &ids[(i & 15) as usize];
+        let _ = h.increment_with_exemplar(1, &[("trace_id", id)]);
+    });
+    g.handles(ONE_TWO_DIFF, PCLIENT, None, &pc_counter, move |h, i| {
+        let id = pc_ids[(i & 15) as usize];
+        h.inc_by(1, Some([("trace_id", id)]), None);
+    });
+    g.finish(c);
+}
+
 fn summary(c: &mut Criterion) {
     summary_group(c, "summary", ALL, value);
     summary_group(c, "summary_fixed", ONE_TWO, fixed);
@@ -805,6 +880,7 @@ criterion_group!(
     gauge_set,
     histogram,
     native_histogram,
+    exemplar,
     summary
 );
 criterion_main!(benches);
