@@ -264,7 +264,7 @@ pub struct Family {
     pub kind: MetricKind,
     pub help: Option<String>,
     pub unit: Option<&'static str>,
-    pub series: Vec<(Vec<(String, String)>, Value)>,
+    pub series: Vec<(LabelSet, Value)>,
 }
 
 /// The labels an exposition gives a series: its own, then the encoder's `global` labels, then the
@@ -492,8 +492,11 @@ pub struct ParsedFamily<'a> {
     /// The text of `# HELP`, unescaped.
     pub help: Option<String>,
     pub unit: Option<&'a str>,
-    pub series: Vec<(Vec<(String, String)>, Vec<Sample<'a>>)>,
+    pub series: Vec<(LabelSet, Vec<Sample<'a>>)>,
 }
+
+/// `(name, value)` label pairs of a series, in exposition order.
+pub type LabelSet = Vec<(String, String)>;
 
 /// Unescapes a `# HELP` text: `\\`, `\n`, and in OpenMetrics `\"`; any other escape is an error.
 fn unescape_help(s: &str, openmetrics: bool) -> std::result::Result<String, String> {
