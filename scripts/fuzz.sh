@@ -65,4 +65,4 @@ if [ "${#failed[@]}" -gt 0 ]; then
     log "  cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run TARGET artifacts/TARGET/crash-...)"
     exit 1
 fi
-log "all ${#targets[@]} targets ran $seconds s each without a failure"
+log "${#targets[@]} target(s), $seconds s each: no failure"
