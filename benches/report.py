@@ -41,7 +41,13 @@ RECORD_GROUPS = [
 THREADS = ["1t", "2t", "4t", "2t_diff"]
 WORKING_SETS = [16, 500, 5000]
 NOOP = "noop-recorder"
-ENCODE_GROUPS = ["encode_10k_counters_1k_histograms", "encode_100k_counters"]
+ENCODE_SHAPES = ["10k_counters_1k_histograms", "100k_counters"]
+ENCODE_GROUPS = [f"encode_{shape}" for shape in ENCODE_SHAPES]
+# The formats only prometheus-client writes besides us (benches/benches/encode.rs): group prefix,
+# name in the tables, and what its `bench-alloc:` lines count besides bytes.
+FORMATS = [("openmetrics", "OpenMetrics 1.0 text", "lines"), ("protobuf", "Prometheus protobuf", "families")]
+# Issue 14: OpenMetrics and protobuf encode each at least this many times faster than prometheus-client's.
+FORMAT_TARGET = 2
 
 
 def runs_of(root):
@@ -316,6 +322,48 @@ def gen_encode(d):
     return t1 + "\n\nAllocations during one scrape (counting global allocator, after one warm-up scrape):\n\n" + t2
 
 
+def gen_encode_formats(d):
+    """OpenMetrics and protobuf encode against prometheus-client, the one peer with both formats."""
+    rows = []
+    for prefix, label, _ in FORMATS:
+        for shape in ENCODE_SHAPES:
+            group = f"{prefix}_{shape}"
+            ours = d.t(f"{group}/{MMO}")
+            theirs = d.t(f"{group}/{PCLIENT}")
+            if ours is None:
+                continue
+            r = ratio(theirs, ours)
+            rows.append([f"`{group}` ({label})", f"**{ours / 1e6:.2f}**",
+                         "–" if theirs is None else f"{theirs / 1e6:.2f}", rx(r),
+                         "–" if r is None else status(r >= FORMAT_TARGET)])
+    t1 = (table(["case (ms per scrape)", "mmo", "prometheus-client", "prometheus-client / mmo",
+                 f"≥ {FORMAT_TARGET}× prometheus-client (issue 14)"], rows)
+          if rows else "No `openmetrics_*` or `protobuf_*` results in these runs.")
+    rows = []
+    for prefix, _, counted in FORMATS:
+        for shape in ENCODE_SHAPES:
+            group = f"{prefix}_{shape}"
+            for lib in [MMO, PCLIENT]:
+                v = d.allocs.get((group, lib))
+                if not v:
+                    continue
+                a = statistics.median(x["allocations"] for x in v)
+                b = statistics.median(x["bytes"] for x in v)
+                o = statistics.median(x["output_bytes"] for x in v)
+                if counted == "lines":
+                    what = f"{statistics.median(x['lines'] for x in v):,.0f} lines"
+                else:
+                    f = statistics.median(x["families"] for x in v)
+                    n = statistics.median(x["series"] for x in v)
+                    what = f"{f:,.0f} families, {n:,.0f} series"
+                rows.append([f"`{group}`", lib, f"{a:,.0f}", f"{b / 1e6:.2f} MB", f"{o / 1e6:.2f} MB", what])
+    if not rows:
+        return t1
+    t2 = table(["case", "library", "allocations per scrape", "bytes allocated per scrape", "output", "holds"], rows,
+               ["---", "---", "---:", "---:", "---:", "---:"])
+    return t1 + "\n\nAllocations during one scrape (counting global allocator, after one warm-up scrape):\n\n" + t2
+
+
 def gen_batch(d):
     rows = []
     for case, what in [("add", "counter add"), ("record", "histogram record"),
@@ -519,6 +567,7 @@ GENERATORS = {
     "record": gen_record,
     "working-set": gen_working_set,
     "encode": gen_encode,
+    "encode-formats": gen_encode_formats,
     "batch": gen_batch,
     "memory": gen_memory,
     "scrape": gen_scrape,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check of the project: format, lints, docs, all tests (unit, integration, doctests,
-# the exposition checks against promtool and Python's prometheus_client), the loom models, and a
-# build of the benches. Installs the external tools the tests need when they are missing; no test
+# the exposition checks against promtool and Python's prometheus_client), the loom models, a
+# build of the benches and a bounded run of every fuzz target (scripts/fuzz.sh; FUZZ_SECONDS per
+# target, default 20). Installs the external tools the tests need when they are missing; no test
 # is skipped for want of a tool (MMO_REQUIRE_TOOLS=1 turns a missing tool into a failure).
 #
 # Usage: scripts/test.sh            (from anywhere; it works from the repository root)
@@ -129,6 +130,8 @@ else
     log "==> test.sh: engine/tests/loom.rs does not exist yet; no loom models to run"
 fi
 step "cargo bench --no-run (benches build)" bench_build
+# Installs cargo-fuzz when missing; fails when a target finds a failing input.
+step "fuzz targets (${FUZZ_SECONDS:-20} s each)" scripts/fuzz.sh
 
 log ""
 if [ "$failed" -gt 0 ]; then

@@ -1,28 +1,48 @@
-//! Exposition cost, ms per scrape, on registries of the same shape in four libraries:
+//! Exposition cost, ms per scrape, on registries of the same shape in four libraries, in three
+//! formats. Prometheus text 0.0.4 (groups `encode_<shape>`):
 //!
-//! - mmo: `mmo_metrics_exporter::encode_text(&manager)` (Prometheus text 0.0.4);
+//! - mmo: `mmo_metrics_exporter::encode_text(&manager)`;
 //! - metrics-exporter-prometheus 0.18: `PrometheusHandle::render()`;
 //! - prometheus 0.14 (tikv): `TextEncoder::encode_to_string(&registry.gather())`;
-//! - prometheus-client 0.25: `encoding::text::encode(&mut String, &registry)` (OpenMetrics text).
+//! - prometheus-client 0.25: `encoding::text::encode(&mut String, &registry)` (OpenMetrics text,
+//!   the only text it writes).
+//!
+//! OpenMetrics 1.0 text (groups `openmetrics_<shape>`), against the one peer that writes it:
+//!
+//! - mmo: `mmo_metrics_exporter::encode_openmetrics_with(&manager, &[], &mut String)`;
+//! - prometheus-client 0.25: `encoding::text::encode(&mut String, &registry)`.
+//!
+//! Prometheus protobuf, length-delimited `io.prometheus.client.MetricFamily` messages (groups
+//! `protobuf_<shape>`), against the one peer that writes it:
+//!
+//! - mmo: `mmo_metrics_exporter::encode_protobuf_with(&manager, &[], &mut Vec<u8>)`;
+//! - prometheus-client 0.25: `encoding::prometheus_protobuf::encode_to_vec(&registry)` (features
+//!   `prometheus_protobuf` and `protobuf-protox`, enabled for the benches only).
+//!
+//! Every scrape writes into a new buffer, in every library.
 //!
 //! Shapes:
 //!
-//! - `encode_10k_counters_1k_histograms`: 1,000 counter names × 10 values of one label (10,000
-//!   series) and 100 histogram names × 10 values of one label (1,000 series, default buckets),
-//!   every series with values recorded.
-//! - `encode_100k_counters`: 1,000 counter names × 100 values of one label (100,000 series).
+//! - `10k_counters_1k_histograms`: 1,000 counter names × 10 values of one label (10,000 series)
+//!   and 100 histogram names × 10 values of one label (1,000 series, default buckets), every
+//!   series with values recorded.
+//! - `100k_counters`: 1,000 counter names × 100 values of one label (100,000 series).
 //!
 //! Every library holds the same names, label values, counts and observations (prometheus-client
-//! appends `_total` to counter names itself, so its counters are registered without it).
-//! metrics-exporter-prometheus is built with the default buckets configured, so it renders
-//! histograms (not summaries), as the others do; its histograms keep raw samples until a render
-//! drains them, so one render runs before timing and the figure is a steady-state scrape.
+//! appends `_total` to counter names itself, so its counters are registered without it); one
+//! registry per library and shape serves all three formats. Before timing, the OpenMetrics
+//! outputs are checked to have the same number of lines and the protobuf outputs, decoded, the
+//! same families and series. metrics-exporter-prometheus is built with the default buckets
+//! configured, so it renders histograms (not summaries), as the others do; its histograms keep
+//! raw samples until a render drains them, so one render runs before timing and the figure is a
+//! steady-state scrape.
 //!
 //! **Allocations per scrape**: the binary's global allocator is a switchable counting allocator
 //! (`mmo_metrics_benches::CountingAlloc`, one relaxed load per call while off, so it does not
-//! slow the timed scrapes); before timing, one scrape per library runs with counting on, and a
-//! line `bench-alloc: <group> <library> allocations=… bytes=… output_bytes=… lines=…` goes to
-//! stderr (`scripts/bench.sh` puts those lines in BENCHMARKS.md).
+//! slow the timed scrapes); before timing, one scrape per library and format runs with counting
+//! on, and a line `bench-alloc: <group> <library> allocations=… bytes=… output_bytes=… lines=…`
+//! (text formats) or `… output_bytes=… families=… series=…` (protobuf) goes to stderr
+//! (`scripts/bench.sh` puts those lines in BENCHMARKS.md).
 
 use std::time::Duration;
 
@@ -30,9 +50,11 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use mmo_metrics::{MetricsManager, DEFAULT_BUCKETS};
 use mmo_metrics_benches::{count_allocations, CountingAlloc, MEP, MMO, PCLIENT, TIKV};
+use mmo_metrics_exporter::proto::MetricFamily;
 use prometheus_client::metrics::counter::Counter as PcCounter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram as PcHistogram;
+use prost::Message;
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
@@ -196,30 +218,63 @@ fn pclient_encode(registry: &prometheus_client::registry::Registry) -> String {
     out
 }
 
-fn bench_shape(c: &mut Criterion, group: &str, shape: &Shape) {
-    let manager = ours(shape);
-    let handle = mep(shape);
-    let tikv_registry = tikv(shape);
-    let pc_registry = pclient(shape);
-    let series = shape.counter_names * shape.counter_values + shape.histogram_names * shape.histogram_values;
-    eprintln!("{group}: {series} series");
+fn pclient_protobuf(registry: &prometheus_client::registry::Registry) -> Vec<u8> {
+    prometheus_client::encoding::prometheus_protobuf::encode_to_vec(registry).expect("encode protobuf")
+}
 
-    let encoders: [(&str, &dyn Fn() -> String); 4] = [
-        (MMO, &|| mmo_metrics_exporter::encode_text(&manager)),
-        (MEP, &|| handle.render()),
-        (TIKV, &|| tikv_encode(&tikv_registry)),
-        (PCLIENT, &|| pclient_encode(&pc_registry)),
-    ];
-    for (lib, encode) in &encoders {
+fn mmo_openmetrics(manager: &MetricsManager) -> String {
+    let mut out = String::new();
+    mmo_metrics_exporter::encode_openmetrics_with(manager, &[], &mut out);
+    out
+}
+
+fn mmo_protobuf(manager: &MetricsManager) -> Vec<u8> {
+    let mut out = Vec::new();
+    mmo_metrics_exporter::encode_protobuf_with(manager, &[], &mut out);
+    out
+}
+
+/// `output_bytes=… lines=…` of a text exposition.
+fn describe_text(out: &str) -> String {
+    format!("output_bytes={} lines={}", out.len(), out.lines().count())
+}
+
+/// The families of a length-delimited protobuf exposition.
+fn decode_families(mut bytes: &[u8]) -> Vec<MetricFamily> {
+    let mut families = Vec::new();
+    while !bytes.is_empty() {
+        let family = MetricFamily::decode_length_delimited(&mut bytes)
+            .unwrap_or_else(|e| panic!("protobuf exposition: a length-delimited MetricFamily expected: {e}"));
+        families.push(family);
+    }
+    families
+}
+
+/// `(families, series)` of a protobuf exposition.
+fn protobuf_counts(bytes: &[u8]) -> (usize, usize) {
+    let families = decode_families(bytes);
+    let series = families.iter().map(|f| f.metric.len()).sum();
+    (families.len(), series)
+}
+
+/// `output_bytes=… families=… series=…` of a protobuf exposition.
+fn describe_protobuf(out: &[u8]) -> String {
+    let (families, series) = protobuf_counts(out);
+    format!("output_bytes={} families={families} series={series}", out.len())
+}
+
+/// One criterion group: an allocation-counted scrape per library (a `bench-alloc:` line each),
+/// then the timed scrapes.
+fn bench_group<T>(c: &mut Criterion, group: &str, encoders: &[(&str, &dyn Fn() -> T)], describe: fn(&T) -> String) {
+    for (lib, encode) in encoders {
         // One scrape to warm up (first-use allocations, e.g. buffers kept for the next scrape).
         drop(encode());
         let (out, count) = count_allocations(encode);
         eprintln!(
-            "bench-alloc: {group} {lib} allocations={} bytes={} output_bytes={} lines={}",
+            "bench-alloc: {group} {lib} allocations={} bytes={} {}",
             count.allocations,
             count.bytes,
-            out.len(),
-            out.lines().count()
+            describe(&out)
         );
     }
 
@@ -227,16 +282,68 @@ fn bench_shape(c: &mut Criterion, group: &str, shape: &Shape) {
     g.warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .sample_size(10);
-    for (lib, encode) in &encoders {
+    for (lib, encode) in encoders {
         g.bench_function(*lib, |b| b.iter(encode));
     }
     g.finish();
 }
 
+/// The three formats' groups (`encode_`, `openmetrics_`, `protobuf_` + `shape_id`) of one shape.
+fn bench_shape(c: &mut Criterion, shape_id: &str, shape: &Shape) {
+    let manager = ours(shape);
+    let handle = mep(shape);
+    let tikv_registry = tikv(shape);
+    let pc_registry = pclient(shape);
+    let series = shape.counter_names * shape.counter_values + shape.histogram_names * shape.histogram_values;
+    eprintln!("{shape_id}: {series} series");
+
+    let text: [(&str, &dyn Fn() -> String); 4] = [
+        (MMO, &|| mmo_metrics_exporter::encode_text(&manager)),
+        (MEP, &|| handle.render()),
+        (TIKV, &|| tikv_encode(&tikv_registry)),
+        (PCLIENT, &|| pclient_encode(&pc_registry)),
+    ];
+    bench_group(c, &format!("encode_{shape_id}"), &text, |out| describe_text(out));
+
+    // The comparison is fair only if both libraries expose the same samples.
+    let (ours_om, theirs_om) = (mmo_openmetrics(&manager), pclient_encode(&pc_registry));
+    assert_eq!(
+        ours_om.lines().count(),
+        theirs_om.lines().count(),
+        "{shape_id}: OpenMetrics lines of mmo and prometheus-client (the same samples expected)"
+    );
+    let openmetrics: [(&str, &dyn Fn() -> String); 2] = [
+        (MMO, &|| mmo_openmetrics(&manager)),
+        (PCLIENT, &|| pclient_encode(&pc_registry)),
+    ];
+    bench_group(c, &format!("openmetrics_{shape_id}"), &openmetrics, |out| {
+        describe_text(out)
+    });
+
+    let (ours_pb, theirs_pb) = (mmo_protobuf(&manager), pclient_protobuf(&pc_registry));
+    assert_eq!(
+        protobuf_counts(&ours_pb),
+        (shape.counter_names + shape.histogram_names, series),
+        "{shape_id}: (families, series) of mmo's protobuf exposition"
+    );
+    assert_eq!(
+        protobuf_counts(&theirs_pb),
+        protobuf_counts(&ours_pb),
+        "{shape_id}: (families, series) of prometheus-client's protobuf exposition against mmo's"
+    );
+    let protobuf: [(&str, &dyn Fn() -> Vec<u8>); 2] = [
+        (MMO, &|| mmo_protobuf(&manager)),
+        (PCLIENT, &|| pclient_protobuf(&pc_registry)),
+    ];
+    bench_group(c, &format!("protobuf_{shape_id}"), &protobuf, |out| {
+        describe_protobuf(out)
+    });
+}
+
 fn encode(c: &mut Criterion) {
     bench_shape(
         c,
-        "encode_10k_counters_1k_histograms",
+        "10k_counters_1k_histograms",
         &Shape {
             counter_names: 1_000,
             counter_values: 10,
@@ -246,7 +353,7 @@ fn encode(c: &mut Criterion) {
     );
     bench_shape(
         c,
-        "encode_100k_counters",
+        "100k_counters",
         &Shape {
             counter_names: 1_000,
             counter_values: 100,
