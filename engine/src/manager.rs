@@ -974,7 +974,7 @@ impl NameCache {
         values: &[&str],
         series: HeldSeries,
     ) {
-        if self.table.epoch() != epoch {
+        if self.table.stale(epoch) {
             self.table.reset(epoch);
             self.arena.clear();
             self.garbage = 0;
@@ -1039,6 +1039,12 @@ thread_local! {
             garbage: 0,
         })
     };
+}
+
+/// Entries in this thread's by-name cache (tests only).
+#[cfg(test)]
+pub(crate) fn cached_by_name() -> usize {
+    CACHE.with(|c| c.borrow().table.len())
 }
 
 fn key_hash(registry: u64, kind: MetricKind, name: &str, values: &[&str]) -> u64 {

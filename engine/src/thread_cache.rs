@@ -50,10 +50,18 @@ pub(crate) fn cache_epoch() -> u64 {
     CACHE_EPOCH.load(Ordering::Relaxed)
 }
 
+/// Registries dropped so far: a table that sees this change drops its entries at its next insert
+/// ([`Table::stale`]). Lookups do not read it, so entries of live registries keep hitting until
+/// then; only the entries of dropped registries matter, and they are never looked up again.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Called when a registry is dropped; see [`DROPPED`].
+pub(crate) fn registry_dropped() {
+    DROPPED.fetch_add(1, Ordering::Relaxed);
+}
+
 /// Invalidates every per-thread cache entry of every thread: the next lookup of each key on each
 /// thread resolves it again. Call after removing series from a family.
-// The expiry of idle series calls it; until then only tests do.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn bump_cache_epoch() {
     // Release: a thread that sees the new epoch (and so resolves again) also sees what was changed
     // before the bump when its resolution reads it with Acquire (the family's series index).
@@ -89,6 +97,8 @@ pub(crate) struct Table<E> {
     len: usize,
     /// The epoch of the entries inserted since the table was last cleared.
     epoch: u64,
+    /// [`DROPPED`] when the table was last cleared.
+    dropped: u64,
 }
 
 impl<E: Entry> Table<E> {
@@ -99,7 +109,14 @@ impl<E: Entry> Table<E> {
             mask: 0,
             len: 0,
             epoch: 0,
+            dropped: 0,
         }
+    }
+
+    /// Number of entries.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.len
     }
 
     /// Whether slots were allocated.
@@ -157,22 +174,24 @@ impl<E: Entry> Table<E> {
         self.slice_mut().iter_mut().flatten()
     }
 
-    /// The epoch of the entries (see [`Table::insert`]).
-    pub(crate) fn epoch(&self) -> u64 {
-        self.epoch
+    /// Whether an insert at `epoch` must first drop every entry: they are from another epoch, or
+    /// a registry was dropped since the table was last cleared.
+    pub(crate) fn stale(&self, epoch: u64) -> bool {
+        epoch != self.epoch || DROPPED.load(Ordering::Relaxed) != self.dropped
     }
 
     /// Drops every entry and sets the table's epoch.
     pub(crate) fn reset(&mut self, epoch: u64) {
         self.clear();
         self.epoch = epoch;
+        self.dropped = DROPPED.load(Ordering::Relaxed);
     }
 
-    /// Caches `e`, resolved at `epoch`: first drops every entry if they are from another epoch,
+    /// Caches `e`, resolved at `epoch`: first drops every entry if they are stale ([`Self::stale`]),
     /// grows the table when due, and past [`MAX_SLOTS`] replaces the entry in `e`'s home slot if
     /// its probe window is full, returning the replaced one.
     pub(crate) fn insert(&mut self, epoch: u64, e: E) -> Option<E> {
-        if epoch != self.epoch {
+        if self.stale(epoch) {
             self.reset(epoch);
         }
         if self.slots.is_null() {
@@ -313,6 +332,22 @@ mod tests {
         assert_eq!(t.entries_mut().count(), 1);
         t.free();
         assert!(!t.is_allocated());
+    }
+
+    /// A manager that is dropped lets go of the series this thread's by-name cache holds for it
+    /// at the next insert, instead of keeping them until their slots are reused.
+    #[test]
+    fn a_dropped_manager_is_let_go_of_by_the_cache() {
+        let m = MetricsManager::new();
+        m.register_counter("dropped_by_name", "h", &["a"]).unwrap();
+        for v in ["1", "2", "3"] {
+            m.increment_counter("dropped_by_name", 1, &[v]).unwrap();
+        }
+        drop(m);
+        let m = MetricsManager::new();
+        m.register_counter("kept_by_name", "h", &["a"]).unwrap();
+        m.increment_counter("kept_by_name", 1, &["1"]).unwrap();
+        assert_eq!(crate::manager::cached_by_name(), 1);
     }
 
     /// Bumping the epoch makes both caches (facade and by-name) resolve their keys again, once.

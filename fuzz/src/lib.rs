@@ -101,10 +101,9 @@ pub fn build(data: &[u8]) -> Fuzzed {
             global.push((n.to_owned(), v.to_owned()));
         }
     }
-    // On a thread of its own: the by-name and facade calls fill that thread's caches, which hold
-    // the series they resolved (and so the manager's memory) until the slot is reused or the
-    // thread exits. The fuzzer makes a manager per input; on its main thread the dropped managers
-    // would stay reachable and memory grow with every input.
+    // On a thread of its own, so each input starts with empty per-thread caches (as a new game
+    // thread does) and whatever they hold is freed when it exits, not at the next input's first
+    // insert.
     std::thread::scope(|s| {
         s.spawn(|| {
             let _ = ops(&mut u, &manager);

@@ -306,6 +306,17 @@ pub(crate) struct Registry {
     last_sweep: AtomicU32,
 }
 
+/// A registry that goes (its last manager and recorder dropped) makes every thread's per-thread
+/// cache let go of its entries at its next insert (see [`crate::thread_cache::registry_dropped`]),
+/// and with them the series of this registry they hold, which would otherwise stay allocated
+/// until the thread exits or reuses their slots (a program making managers one after another, as
+/// tests and fuzz targets do, grew by the series of each).
+impl Drop for Registry {
+    fn drop(&mut self) {
+        crate::thread_cache::registry_dropped();
+    }
+}
+
 /// The name a family is stored under: a counter's without `_total`.
 pub(crate) fn canonical(kind: MetricKind, name: &str) -> &str {
     match kind {
