@@ -11,7 +11,6 @@
 mod support;
 mod tools;
 
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mmo_metrics::{MetricsManager, NativeConfig};
@@ -19,7 +18,6 @@ use mmo_metrics_exporter::proto::MetricFamily;
 use mmo_metrics_exporter::{encode_openmetrics_with_options, encode_protobuf_with, encode_text, OpenMetricsOptions};
 use prost::Message;
 use support::{agent, start, tool, Prometheus};
-use tools::{run_with_stdin, tool_missing};
 
 fn unix_seconds() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
@@ -134,36 +132,13 @@ sys.stdout.write(json.dumps(out))
 
 #[test]
 fn python_strict_parser_reads_the_exemplars_back() {
-    let py = tools::python();
-    match Command::new(&py)
-        .args(["-c", "import prometheus_client.openmetrics.parser"])
-        .output()
-    {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => {
-            return tool_missing(&format!(
-                "{py} with prometheus_client ({})",
-                String::from_utf8_lossy(&o.stderr).trim()
-            ))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return tool_missing(&py),
-        Err(e) => panic!("cannot run {py}: {e}"),
-    }
+    let Some(py) = tools::python_with("prometheus_client.openmetrics.parser") else {
+        return;
+    };
     let m = registry();
     let text = openmetrics(&m, true);
-    let out = run_with_stdin(
-        Command::new(&py)
-            .args(["-c", PARSE_SCRIPT])
-            .env("PYTHONIOENCODING", "utf-8"),
-        &text,
-    )
-    .expect("run the Python parser");
-    assert!(
-        out.status.success(),
-        "prometheus_client's OpenMetrics parser rejected the exposition:\n{}\n--- exposition ---\n{text}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let samples: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let stdout = tools::run_python(&py, PARSE_SCRIPT, &text);
+    let samples: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
     let exemplars: Vec<(String, String, f64)> = samples
         .as_array()
         .unwrap()

@@ -11,20 +11,11 @@ mod tools;
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use mmo_metrics::{MetricsManager, DEFAULT_BUCKETS, DEFAULT_QUANTILES, OVERFLOW_LABEL_VALUE, SUMMARY_RELATIVE_ERROR};
+use mmo_metrics::{MetricsManager, DEFAULT_BUCKETS, DEFAULT_QUANTILES, OVERFLOW_LABEL_VALUE};
 use mmo_metrics_exporter::encode_text;
-use tools::{run_with_stdin, tool_missing};
+use tools::{run_with_stdin, tool_missing, within, Tol};
 
 type Labels = BTreeMap<String, String>;
-
-/// How a parsed value is compared with the expected one.
-#[derive(Clone, Copy, Debug)]
-enum Tol {
-    /// Equal (NaN equals NaN), up to float summation order (relative 1e-9).
-    Exact,
-    /// Within the summary sketch's relative error.
-    Quantile,
-}
 
 #[derive(Clone, Debug)]
 struct Sample {
@@ -292,20 +283,6 @@ for family in text_string_to_metric_families(text):
 sys.stdout.write(json.dumps(out))
 "#;
 
-fn with_tolerance(got: f64, want: f64, tol: Tol) -> bool {
-    if want.is_nan() || got.is_nan() {
-        return want.is_nan() && got.is_nan();
-    }
-    if want.is_infinite() || got.is_infinite() {
-        return want == got;
-    }
-    let rel = match tol {
-        Tol::Exact => 1e-9,
-        Tol::Quantile => SUMMARY_RELATIVE_ERROR * 1.001,
-    };
-    (got - want).abs() <= want.abs() * rel
-}
-
 #[test]
 fn promtool_accepts_the_rich_exposition() {
     let (m, _) = rich_registry();
@@ -331,34 +308,11 @@ fn promtool_accepts_the_rich_exposition() {
 fn python_parser_reads_back_what_was_recorded() {
     let (m, expected) = rich_registry();
     let text = encode_text(&m);
-    let py = tools::python();
-    match Command::new(&py)
-        .args(["-c", "import prometheus_client.parser"])
-        .output()
-    {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => {
-            return tool_missing(&format!(
-                "{py} with prometheus_client ({})",
-                String::from_utf8_lossy(&o.stderr).trim()
-            ))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return tool_missing(&py),
-        Err(e) => panic!("cannot run {py}: {e}"),
-    }
-    let out = run_with_stdin(
-        Command::new(&py)
-            .args(["-c", PARSE_SCRIPT])
-            .env("PYTHONIOENCODING", "utf-8"),
-        &text,
-    )
-    .expect("run the Python parser");
-    assert!(
-        out.status.success(),
-        "prometheus_client could not parse the exposition:\n{}\n--- exposition ---\n{text}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let parsed: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("parser output is JSON");
+    let Some(py) = tools::python_with("prometheus_client.parser") else {
+        return;
+    };
+    let stdout = tools::run_python(&py, PARSE_SCRIPT, &text);
+    let parsed: Vec<serde_json::Value> = serde_json::from_slice(&stdout).expect("parser output is JSON");
 
     let mut got: BTreeMap<(String, Labels), f64> = BTreeMap::new();
     let mut types: BTreeMap<String, String> = BTreeMap::new();
@@ -386,7 +340,7 @@ fn python_parser_reads_back_what_was_recorded() {
     for want in &expected.samples {
         match got.remove(&(want.name.clone(), want.labels.clone())) {
             None => problems.push(format!("missing: {} {:?} = {}", want.name, want.labels, want.value)),
-            Some(v) if !with_tolerance(v, want.value, want.tol) => problems.push(format!(
+            Some(v) if !within(v, want.value, want.tol) => problems.push(format!(
                 "wrong value: {} {:?} = {v}, expected {} ({:?})",
                 want.name, want.labels, want.value, want.tol
             )),

@@ -12,17 +12,16 @@ mod tools;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use metrics::Unit;
-use mmo_metrics::{MetricsManager, DEFAULT_BUCKETS, DEFAULT_QUANTILES, SUMMARY_RELATIVE_ERROR};
+use mmo_metrics::{MetricsManager, DEFAULT_BUCKETS, DEFAULT_QUANTILES};
 use mmo_metrics_exporter::{
     encode_openmetrics_with, Exporter, ExporterBuilder, OPENMETRICS_CONTENT_TYPE, PROTOBUF_CONTENT_TYPE,
     TEXT_CONTENT_TYPE,
 };
 use support::{agent, first_value, query, tool, Prometheus};
-use tools::{run_with_stdin, tool_missing};
+use tools::{within, Tol};
 
 type Labels = BTreeMap<String, String>;
 
@@ -37,15 +36,6 @@ const PROM_3_0_UTF8: &str = "application/openmetrics-text;version=1.0.0;escaping
 const PROM_3_UNDERSCORES: &str = "application/openmetrics-text;version=1.0.0;escaping=underscores;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=underscores;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
 const PROM_3_UTF8_NATIVE: &str = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.6,application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1";
 const PROM_3_TEXT_1_ONLY: &str = "text/plain;version=1.0.0;escaping=allow-utf-8;q=0.6,*/*;q=0.5";
-
-/// How a parsed value is compared with the recorded one.
-#[derive(Clone, Copy, Debug)]
-enum Tol {
-    /// Equal (NaN equals NaN), up to float summation order.
-    Exact,
-    /// Within the summary sketch's relative error.
-    Quantile,
-}
 
 /// What the registry must expose.
 #[derive(Default)]
@@ -421,37 +411,11 @@ for f in text_string_to_metric_families(text):
 sys.stdout.write(json.dumps({"families": families, "samples": samples}))
 "#;
 
-fn close(got: f64, want: f64, tol: Tol) -> bool {
-    if want.is_nan() || got.is_nan() {
-        return want.is_nan() && got.is_nan();
-    }
-    if want.is_infinite() || got.is_infinite() {
-        return want == got;
-    }
-    let rel = match tol {
-        Tol::Exact => 1e-9,
-        Tol::Quantile => SUMMARY_RELATIVE_ERROR * 1.001,
-    };
-    (got - want).abs() <= want.abs() * rel
-}
-
 #[test]
 fn python_strict_parser_reads_back_what_was_recorded() {
-    let py = tools::python();
-    match Command::new(&py)
-        .args(["-c", "import prometheus_client.openmetrics.parser"])
-        .output()
-    {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => {
-            return tool_missing(&format!(
-                "{py} with prometheus_client ({})",
-                String::from_utf8_lossy(&o.stderr).trim()
-            ))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return tool_missing(&py),
-        Err(e) => panic!("cannot run {py}: {e}"),
-    }
+    let Some(py) = tools::python_with("prometheus_client.openmetrics.parser") else {
+        return;
+    };
     let (m, expected) = registry();
     let server = serve(&m);
     // Two scrapes, so the self-metrics (scrape durations, scrapes by code) have series too.
@@ -473,19 +437,8 @@ fn python_strict_parser_reads_back_what_was_recorded() {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
 
-    let out = run_with_stdin(
-        Command::new(&py)
-            .args(["-c", PARSE_SCRIPT])
-            .env("PYTHONIOENCODING", "utf-8"),
-        &text,
-    )
-    .expect("run the Python parser");
-    assert!(
-        out.status.success(),
-        "prometheus_client's OpenMetrics parser rejected the exposition:\n{}\n--- exposition ---\n{text}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let parsed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("parser output is JSON");
+    let stdout = tools::run_python(&py, PARSE_SCRIPT, &text);
+    let parsed: serde_json::Value = serde_json::from_slice(&stdout).expect("parser output is JSON");
 
     let mut problems = Vec::new();
     let mut families = BTreeMap::new();
@@ -524,7 +477,7 @@ fn python_strict_parser_reads_back_what_was_recorded() {
     for (key, (want, tol)) in &expected.samples {
         match got.remove(key) {
             None => problems.push(format!("missing: {key:?} = {want}")),
-            Some(v) if !close(v, *want, *tol) => problems.push(format!("{key:?} = {v}, expected {want} ({tol:?})")),
+            Some(v) if !within(v, *want, *tol) => problems.push(format!("{key:?} = {v}, expected {want} ({tol:?})")),
             Some(_) => {}
         }
     }

@@ -85,6 +85,41 @@ pub(crate) fn push_canonical_f64(out: &mut String, v: f64) {
     }
 }
 
+/// Appends `a="x",b="y"`: the pairs, values escaped.
+pub(crate) fn push_label_pairs<'a>(out: &mut String, pairs: impl Iterator<Item = (&'a str, &'a str)>) {
+    for (i, (k, v)) in pairs.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(k);
+        out.push_str("=\"");
+        escape_label_value(out, v);
+        out.push('"');
+    }
+}
+
+/// Writes `name{suffix}{labels,extra} ` (the value follows): `labels` already formatted
+/// (`a="x",b="y"`), `extra` a label whose value needs no escaping (`le`, `quantile`).
+pub(crate) fn push_sample_head(out: &mut String, name: &str, suffix: &str, labels: &str, extra: Option<(&str, &str)>) {
+    out.push_str(name);
+    out.push_str(suffix);
+    if !labels.is_empty() || extra.is_some() {
+        out.push('{');
+        out.push_str(labels);
+        if let Some((k, v)) = extra {
+            if !labels.is_empty() {
+                out.push(',');
+            }
+            out.push_str(k);
+            out.push_str("=\"");
+            out.push_str(v);
+            out.push('"');
+        }
+        out.push('}');
+    }
+    out.push(' ');
+}
+
 /// Escapes a `# HELP` text: backslash and line feed.
 pub(crate) fn escape_help(out: &mut String, s: &str) {
     for c in s.chars() {

@@ -13,7 +13,7 @@
 
 use mmo_metrics::{Exemplar, MetricKind, MetricsManager, Sample, SeriesValue};
 
-use super::fmt::{escape_label_value, push_canonical_f64, push_f64, push_u64};
+use super::fmt::{escape_label_value, push_canonical_f64, push_f64, push_label_pairs, push_sample_head, push_u64};
 use super::{walk, FamilyMeta, Format, SeriesLabels};
 
 /// The Content-Type of [`encode_openmetrics`]'s output.
@@ -192,15 +192,7 @@ impl Format for OpenMetrics<'_> {
     fn series(&mut self, labels: SeriesLabels<'_>, sample: &Sample<'_>) {
         let value = sample.value();
         self.labels.clear();
-        for (i, (k, v)) in labels.iter().enumerate() {
-            if i > 0 {
-                self.labels.push(',');
-            }
-            self.labels.push_str(k);
-            self.labels.push_str("=\"");
-            escape_label_value(&mut self.labels, v);
-            self.labels.push('"');
-        }
+        push_label_pairs(&mut self.labels, labels.iter());
         match value {
             SeriesValue::Counter(v) => {
                 self.sample("", None);
@@ -280,15 +272,7 @@ impl OpenMetrics<'_> {
     fn exemplar(&mut self, exemplar: Option<Exemplar>) {
         let Some(e) = exemplar else { return };
         self.out.push_str(" # {");
-        for (i, (k, v)) in e.labels().enumerate() {
-            if i > 0 {
-                self.out.push(',');
-            }
-            self.out.push_str(k);
-            self.out.push_str("=\"");
-            escape_label_value(self.out, v);
-            self.out.push('"');
-        }
+        push_label_pairs(self.out, e.labels());
         self.out.push_str("} ");
         push_f64(self.out, e.value());
         self.out.push(' ');
@@ -320,23 +304,7 @@ impl OpenMetrics<'_> {
 
     /// Writes `name{suffix}{labels,extra} ` (the value follows).
     fn sample(&mut self, suffix: &str, extra: Option<(&str, &str)>) {
-        self.out.push_str(&self.name);
-        self.out.push_str(suffix);
-        if !self.labels.is_empty() || extra.is_some() {
-            self.out.push('{');
-            self.out.push_str(&self.labels);
-            if let Some((k, v)) = extra {
-                if !self.labels.is_empty() {
-                    self.out.push(',');
-                }
-                self.out.push_str(k);
-                self.out.push_str("=\"");
-                self.out.push_str(v);
-                self.out.push('"');
-            }
-            self.out.push('}');
-        }
-        self.out.push(' ');
+        push_sample_head(self.out, &self.name, suffix, &self.labels, extra);
     }
 }
 

@@ -2,7 +2,7 @@
 
 use mmo_metrics::{MetricKind, MetricsManager, Sample, SeriesValue};
 
-use super::fmt::{escape_help, escape_label_value, push_f64, push_u64};
+use super::fmt::{escape_help, push_f64, push_label_pairs, push_sample_head, push_u64};
 use super::{walk, FamilyMeta, Format, SeriesLabels};
 
 /// The Content-Type of [`encode_text`]'s output.
@@ -74,15 +74,7 @@ impl Format for Text<'_> {
     fn series(&mut self, labels: SeriesLabels<'_>, sample: &Sample<'_>) {
         let value = sample.value();
         self.labels.clear();
-        for (i, (k, v)) in labels.iter().enumerate() {
-            if i > 0 {
-                self.labels.push(',');
-            }
-            self.labels.push_str(k);
-            self.labels.push_str("=\"");
-            escape_label_value(&mut self.labels, v);
-            self.labels.push('"');
-        }
+        push_label_pairs(&mut self.labels, labels.iter());
         match value {
             SeriesValue::Counter(v) => {
                 self.sample("", None);
@@ -156,22 +148,6 @@ impl Text<'_> {
 
     /// Writes `name{suffix}{labels,extra} ` (the value follows).
     fn sample(&mut self, suffix: &str, extra: Option<(&str, &str)>) {
-        self.out.push_str(&self.name);
-        self.out.push_str(suffix);
-        if !self.labels.is_empty() || extra.is_some() {
-            self.out.push('{');
-            self.out.push_str(&self.labels);
-            if let Some((k, v)) = extra {
-                if !self.labels.is_empty() {
-                    self.out.push(',');
-                }
-                self.out.push_str(k);
-                self.out.push_str("=\"");
-                self.out.push_str(v);
-                self.out.push('"');
-            }
-            self.out.push('}');
-        }
-        self.out.push(' ');
+        push_sample_head(self.out, &self.name, suffix, &self.labels, extra);
     }
 }
