@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Rewrites the generated tables of BENCHMARKS.md from the results of `scripts/bench.sh full`.
 
-Usage: benches/report.py RESULTS_DIR BENCHMARKS.md
+Usage: benches/report.py RESULTS_DIR BENCHMARKS.md [BLOCK...]
+
+With BLOCK names (e.g. `encode-formats`), only those blocks are rewritten: for results of a run
+of some benches only, which would leave the other blocks without figures.
 
 RESULTS_DIR holds machine.txt and run1/, run2/, ... each with criterion/ (criterion's output,
 CRITERION_HOME), bench.log (cargo bench's output: `bench-alloc:` and `bench-scrapes:` lines),
@@ -578,13 +581,19 @@ GENERATORS = {
 
 
 def main():
-    if len(sys.argv) != 3:
+    if len(sys.argv) < 3:
         sys.exit(__doc__)
     d = Data(sys.argv[1])
     path = sys.argv[2]
+    only = set(sys.argv[3:])
+    unknown = only - set(GENERATORS)
+    if unknown:
+        sys.exit(f"report.py: unknown blocks {sorted(unknown)}; known: {sorted(GENERATORS)}")
     with open(path) as f:
         text = f.read()
     for name, gen in GENERATORS.items():
+        if only and name not in only:
+            continue
         pat = re.compile(rf"(<!-- generated:{re.escape(name)} -->\n).*?(<!-- /generated:{re.escape(name)} -->)", re.S)
         if not pat.search(text):
             print(f"report.py: no <!-- generated:{name} --> block in {path}; skipped", file=sys.stderr)
