@@ -77,37 +77,32 @@ impl ExemplarLabels {
     /// Checks `labels` (see the module documentation) and encodes them. The error names no
     /// metric (see [`MetricsError::for_metric`]).
     pub(crate) fn new(labels: &[(&str, &str)]) -> Result<Self, MetricsError> {
-        let names: Vec<&str> = labels.iter().map(|&(n, _)| n).collect();
-        crate::registry::names::check_label_names("", &names, None).map_err(|e| match e {
-            MetricsError::InvalidLabelName { label, reason, .. } => MetricsError::InvalidExemplarLabel {
-                metric: String::new(),
-                label,
-                reason,
-            },
-            MetricsError::DuplicateLabelName { label, .. } => MetricsError::InvalidExemplarLabel {
-                metric: String::new(),
-                label,
-                reason: "it appears twice".into(),
-            },
-            e => e,
-        })?;
-        // Names are ASCII (checked above): their length in bytes is their length in characters.
-        let chars: usize = labels.iter().map(|(n, v)| n.len() + v.chars().count()).sum();
-        if chars > MAX_EXEMPLAR_LABELS_CHARS {
-            return Err(MetricsError::ExemplarLabelsTooLong {
-                metric: String::new(),
-                names: names.join(", "),
-                found: chars,
-                limit: MAX_EXEMPLAR_LABELS_CHARS,
-            });
-        }
+        Self::check(labels)?;
         let mut buf = Vec::with_capacity(labels.iter().map(|(n, v)| 4 + n.len() + v.len()).sum());
-        for piece in labels.iter().flat_map(|&(n, v)| [n, v]) {
-            // At most 128 characters of 4 bytes: a `u16` holds every length.
-            buf.extend_from_slice(&(piece.len() as u16).to_le_bytes());
-            buf.extend_from_slice(piece.as_bytes());
-        }
+        encode_pairs(labels, &mut buf);
         Ok(Self(buf.into()))
+    }
+
+    /// Checks `labels` (see the module documentation) without allocating when they are accepted;
+    /// only a refusal builds its error. The error names no metric (see
+    /// [`MetricsError::for_metric`]).
+    pub(crate) fn check(labels: &[(&str, &str)]) -> Result<(), MetricsError> {
+        if accepted(labels) {
+            Ok(())
+        } else {
+            refusal(labels)
+        }
+    }
+
+    /// The encoded bytes (see the type's documentation).
+    pub(crate) fn encoded(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Labels from bytes encoded as the type's documentation says (from [`Self::encoded`] or
+    /// [`ExemplarLabelsRef::encode_into`]).
+    pub(crate) fn from_encoded(bytes: &[u8]) -> Self {
+        Self(bytes.into())
     }
 
     /// `(name, value)` pairs, in the order given.
@@ -126,6 +121,92 @@ impl ExemplarLabels {
 impl fmt::Debug for ExemplarLabels {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map().entries(self.iter()).finish()
+    }
+}
+
+/// Whether `labels` pass every check of [`ExemplarLabels::check`], without allocating: names
+/// `[a-zA-Z_][a-zA-Z0-9_]*`, not starting with `__`, no duplicates, at most
+/// [`MAX_EXEMPLAR_LABELS_CHARS`] characters together.
+fn accepted(labels: &[(&str, &str)]) -> bool {
+    let mut bytes = 0;
+    for (i, &(name, value)) in labels.iter().enumerate() {
+        let mut chars = name.bytes();
+        let valid = match chars.next() {
+            Some(c) => (c.is_ascii_alphabetic() || c == b'_') && chars.all(|c| c.is_ascii_alphanumeric() || c == b'_'),
+            None => false,
+        };
+        if !valid || name.starts_with("__") || labels[..i].iter().any(|&(n, _)| n == name) {
+            return false;
+        }
+        bytes += name.len() + value.len();
+    }
+    // Names are ASCII: a character is a byte. Values count in characters, never more than bytes,
+    // so they are counted only when the bytes are over the limit.
+    bytes <= MAX_EXEMPLAR_LABELS_CHARS
+        || labels.iter().map(|(n, v)| n.len() + v.chars().count()).sum::<usize>() <= MAX_EXEMPLAR_LABELS_CHARS
+}
+
+/// The error refusing `labels`, which [`accepted`] refused.
+#[cold]
+#[inline(never)]
+fn refusal(labels: &[(&str, &str)]) -> Result<(), MetricsError> {
+    let names: Vec<&str> = labels.iter().map(|&(n, _)| n).collect();
+    crate::registry::names::check_label_names("", &names, None).map_err(|e| match e {
+        MetricsError::InvalidLabelName { label, reason, .. } => MetricsError::InvalidExemplarLabel {
+            metric: String::new(),
+            label,
+            reason,
+        },
+        MetricsError::DuplicateLabelName { label, .. } => MetricsError::InvalidExemplarLabel {
+            metric: String::new(),
+            label,
+            reason: "it appears twice".into(),
+        },
+        e => e,
+    })?;
+    // Names are ASCII (checked above): their length in bytes is their length in characters.
+    let chars: usize = labels.iter().map(|(n, v)| n.len() + v.chars().count()).sum();
+    if chars <= MAX_EXEMPLAR_LABELS_CHARS {
+        return Ok(());
+    }
+    Err(MetricsError::ExemplarLabelsTooLong {
+        metric: String::new(),
+        names: names.join(", "),
+        found: chars,
+        limit: MAX_EXEMPLAR_LABELS_CHARS,
+    })
+}
+
+/// Appends `labels` to `buf` in [`ExemplarLabels`]' encoding.
+fn encode_pairs(labels: &[(&str, &str)], buf: &mut Vec<u8>) {
+    for piece in labels.iter().flat_map(|&(n, v)| [n, v]) {
+        // At most 128 characters of 4 bytes: a `u16` holds every length.
+        buf.extend_from_slice(&(piece.len() as u16).to_le_bytes());
+        buf.extend_from_slice(piece.as_bytes());
+    }
+}
+
+/// Checked exemplar labels as a writer gets them: the caller's pairs (checked with
+/// [`ExemplarLabels::check`]) or an encoded set (the thread's current exemplar).
+#[derive(Clone, Copy)]
+pub(crate) enum ExemplarLabelsRef<'a> {
+    Pairs(&'a [(&'a str, &'a str)]),
+    Encoded(&'a ExemplarLabels),
+}
+
+impl ExemplarLabelsRef<'_> {
+    /// Appends the labels to `buf` in [`ExemplarLabels`]' encoding.
+    pub(crate) fn encode_into(self, buf: &mut Vec<u8>) {
+        match self {
+            Self::Pairs(pairs) => encode_pairs(pairs, buf),
+            Self::Encoded(labels) => buf.extend_from_slice(labels.encoded()),
+        }
+    }
+}
+
+impl<'a> From<&'a ExemplarLabels> for ExemplarLabelsRef<'a> {
+    fn from(labels: &'a ExemplarLabels) -> Self {
+        Self::Encoded(labels)
     }
 }
 
@@ -373,5 +454,34 @@ mod tests {
         };
         drop(clear);
         assert_eq!(current(), None);
+    }
+
+    #[test]
+    fn the_quick_check_agrees_with_the_errors() {
+        let long = "v".repeat(121);
+        let wide = "界".repeat(100);
+        let cases: [&[(&str, &str)]; 12] = [
+            &[],
+            &[("trace_id", "abc")],
+            &[("_a", ""), ("b9", "x")],
+            &[("trace_id", &long)],
+            &[("trace_id", &wide)],
+            &[("a", &wide), ("b", &wide)],
+            &[("", "x")],
+            &[("9a", "x")],
+            &[("a-b", "x")],
+            &[("__a", "x")],
+            &[("a", "1"), ("b", "2"), ("a", "3")],
+            &[("é", "x")],
+        ];
+        for labels in cases {
+            assert_eq!(
+                accepted(labels),
+                refusal(labels).is_ok(),
+                "{labels:?}: the quick check and the error path disagree"
+            );
+            assert_eq!(ExemplarLabels::check(labels).is_ok(), accepted(labels), "{labels:?}");
+        }
+        assert!(accepted(&[("trace_id", "abc")]) && !accepted(&[("trace_id", &long)]));
     }
 }

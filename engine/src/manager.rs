@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rustc_hash::FxHasher;
 
-use crate::exemplar::ExemplarLabels;
+use crate::exemplar::{ExemplarLabels, ExemplarLabelsRef};
 use crate::registry::labels::split;
 use crate::registry::{self, check_buckets, check_summary, Config, HeldSeries, Registry, Series, Spec};
 use crate::storage::counter::CounterCell;
@@ -333,8 +333,8 @@ impl CounterHandle {
     /// # Ok::<(), mmo_metrics::MetricsError>(())
     /// ```
     pub fn increment_with_exemplar(&self, v: u64, labels: &[(&str, &str)]) -> Result<(), MetricsError> {
-        let labels = ExemplarLabels::new(labels)?;
-        self.0.add_with_exemplar(v, &labels);
+        ExemplarLabels::check(labels)?;
+        self.0.add_with_exemplar(v, ExemplarLabelsRef::Pairs(labels));
         Ok(())
     }
 
@@ -409,10 +409,11 @@ impl HistogramHandle {
     /// [`crate::MAX_EXEMPLAR_LABELS_CHARS`] characters together, an invalid name) are an error and
     /// nothing is recorded. [`Self::record`] stays as fast as without exemplars.
     pub fn record_with_exemplar(&self, v: f64, labels: &[(&str, &str)]) -> Result<(), MetricsError> {
-        let labels = ExemplarLabels::new(labels)?;
+        ExemplarLabels::check(labels)?;
+        let labels = ExemplarLabelsRef::Pairs(labels);
         match &self.0 {
-            HistogramSeries::Classic(h) => h.record_with_exemplar(v, &labels),
-            HistogramSeries::Native(h) => h.record_with_exemplar(v, &labels),
+            HistogramSeries::Classic(h) => h.record_with_exemplar(v, labels),
+            HistogramSeries::Native(h) => h.record_with_exemplar(v, labels),
         }
         Ok(())
     }
@@ -725,10 +726,11 @@ impl MetricsManager {
         values: &[&str],
         exemplar: &[(&str, &str)],
     ) -> Result<(), MetricsError> {
-        let labels = ExemplarLabels::new(exemplar).map_err(|e| e.for_metric(name))?;
+        ExemplarLabels::check(exemplar).map_err(|e| e.for_metric(name))?;
+        let labels = ExemplarLabelsRef::Pairs(exemplar);
         let mut float = false;
         self.with_series(MetricKind::Counter, name, values, |s| match s {
-            Series::Counter(c) => c.add_with_exemplar(value, &labels),
+            Series::Counter(c) => c.add_with_exemplar(value, labels),
             _ => float = true,
         })?;
         if float {
@@ -793,10 +795,11 @@ impl MetricsManager {
         values: &[&str],
         exemplar: &[(&str, &str)],
     ) -> Result<(), MetricsError> {
-        let labels = ExemplarLabels::new(exemplar).map_err(|e| e.for_metric(name))?;
+        ExemplarLabels::check(exemplar).map_err(|e| e.for_metric(name))?;
+        let labels = ExemplarLabelsRef::Pairs(exemplar);
         self.with_series(MetricKind::Histogram, name, values, |s| match s {
-            Series::Histogram(h) => h.record_with_exemplar(value, &labels),
-            Series::Native(h) => h.record_with_exemplar(value, &labels),
+            Series::Histogram(h) => h.record_with_exemplar(value, labels),
+            Series::Native(h) => h.record_with_exemplar(value, labels),
             _ => {}
         })
     }

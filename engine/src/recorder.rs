@@ -155,7 +155,7 @@ impl CounterFn for FacadeCounter {
     #[inline]
     fn increment(&self, value: u64) {
         self.0.add(value);
-        crate::exemplar::with_current(|labels| self.0.set_exemplar(value, labels));
+        crate::exemplar::with_current(|labels| self.0.set_exemplar(value, labels.into()));
     }
 
     fn absolute(&self, value: u64) {
@@ -186,11 +186,11 @@ impl HistogramFn for FacadeHistogram {
         match &*self.0 {
             Sink::Histogram(h) => {
                 h.record(value);
-                crate::exemplar::with_current(|labels| h.set_exemplar(value, labels));
+                crate::exemplar::with_current(|labels| h.set_exemplar(value, labels.into()));
             }
             Sink::Native(h) => {
                 h.record(value);
-                crate::exemplar::with_current(|labels| h.set_exemplar(value, labels));
+                crate::exemplar::with_current(|labels| h.set_exemplar(value, labels.into()));
             }
             Sink::Summary(s) => s.observe(value),
         }
@@ -200,11 +200,11 @@ impl HistogramFn for FacadeHistogram {
         match &*self.0 {
             Sink::Histogram(h) => {
                 h.record_n(value, count as u64);
-                crate::exemplar::with_current(|labels| h.set_exemplar(value, labels));
+                crate::exemplar::with_current(|labels| h.set_exemplar(value, labels.into()));
             }
             Sink::Native(h) => {
                 h.record_n(value, count as u64);
-                crate::exemplar::with_current(|labels| h.set_exemplar(value, labels));
+                crate::exemplar::with_current(|labels| h.set_exemplar(value, labels.into()));
             }
             Sink::Summary(s) => (0..count).for_each(|_| s.observe(value)),
         }

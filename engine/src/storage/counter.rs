@@ -25,7 +25,7 @@ use std::sync::Arc;
 use super::exemplar::ExemplarSlot;
 use super::life::{HasLife, Life};
 use super::{add_u64, lines, Line, LINE_CELLS};
-use crate::exemplar::{Exemplar, ExemplarLabels};
+use crate::exemplar::{Exemplar, ExemplarLabelsRef};
 use crate::loom::AtomicU64;
 use crate::shard::{Shard, ShardLayout};
 
@@ -200,13 +200,13 @@ impl CounterCell {
 
     /// Adds `v` and makes `labels` (with value `v`) the series' latest exemplar. The add is
     /// [`CounterCell::add`]'s; the exemplar is stored after it.
-    pub(crate) fn add_with_exemplar(&self, v: u64, labels: &ExemplarLabels) {
+    pub(crate) fn add_with_exemplar(&self, v: u64, labels: ExemplarLabelsRef<'_>) {
         self.add(v);
         self.set_exemplar(v, labels);
     }
 
     /// Makes `labels` (with value `v`) the series' latest exemplar.
-    pub(crate) fn set_exemplar(&self, v: u64, labels: &ExemplarLabels) {
+    pub(crate) fn set_exemplar(&self, v: u64, labels: ExemplarLabelsRef<'_>) {
         self.chunk.extras[self.index()].exemplar.store(labels, v as f64);
     }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::exemplar::ExemplarRow;
 use super::life::{HasLife, Life};
 use super::{add_f64, add_u64, flat, lines, Line, LINE_CELLS};
-use crate::exemplar::{Exemplar, ExemplarLabels};
+use crate::exemplar::{Exemplar, ExemplarLabelsRef};
 use crate::shard::{Shard, ShardLayout};
 
 /// Entries of the bucket-lookup table (one byte each); bounds that would need more are searched.
@@ -481,13 +481,13 @@ impl HistogramCells {
 
     /// Records `v` as [`HistogramCells::record`] does, then makes `labels` (with value `v`) the
     /// latest exemplar of `v`'s bucket.
-    pub(crate) fn record_with_exemplar(&self, v: f64, labels: &ExemplarLabels) {
+    pub(crate) fn record_with_exemplar(&self, v: f64, labels: ExemplarLabelsRef<'_>) {
         self.record(v);
         self.set_exemplar(v, labels);
     }
 
     /// Makes `labels` (with value `v`) the latest exemplar of `v`'s bucket.
-    pub(crate) fn set_exemplar(&self, v: f64, labels: &ExemplarLabels) {
+    pub(crate) fn set_exemplar(&self, v: f64, labels: ExemplarLabelsRef<'_>) {
         let b = self.buckets.bucket_in(self.index, v);
         self.exemplars.store(self.buckets.len(), b, labels, v);
     }

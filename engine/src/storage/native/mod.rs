@@ -87,7 +87,7 @@ use std::sync::{Arc, PoisonError};
 use super::exemplar::ExemplarRow;
 use super::life::{HasLife, Life};
 use super::{add_f64, add_u64, flat, lines, Line, LINE_CELLS};
-use crate::exemplar::{Exemplar, ExemplarLabels};
+use crate::exemplar::{Exemplar, ExemplarLabelsRef};
 use crate::loom::{fence, yield_now, AtomicU64, Mutex};
 use crate::shard::{Shard, ShardLayout};
 use crate::storage::histogram::{Buckets, Index};
@@ -355,13 +355,13 @@ impl NativeCells {
 
     /// Records `v` and makes an exemplar of `labels` with value `v` the latest of `v`'s classic
     /// bucket (the `+Inf` one for a native-only series).
-    pub(crate) fn record_with_exemplar(&self, v: f64, labels: &ExemplarLabels) {
+    pub(crate) fn record_with_exemplar(&self, v: f64, labels: ExemplarLabelsRef<'_>) {
         self.record(v);
         self.set_exemplar(v, labels);
     }
 
     /// Makes `labels` (with value `v`) the latest exemplar of `v`'s classic bucket.
-    pub(crate) fn set_exemplar(&self, v: f64, labels: &ExemplarLabels) {
+    pub(crate) fn set_exemplar(&self, v: f64, labels: ExemplarLabelsRef<'_>) {
         let b = match (&self.classic, self.classic_index) {
             (Some(buckets), Some(index)) => buckets.bucket_in(index, v),
             _ => 0,
