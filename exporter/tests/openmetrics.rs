@@ -79,28 +79,16 @@ impl Expected {
     }
 
     fn histogram(&mut self, name: &str, l: &[(&str, &str)], bounds: &[f64], observed: &[f64]) {
-        for &b in bounds.iter().chain([f64::INFINITY].iter()) {
-            let mut ls = labels(l);
-            ls.insert("le".into(), format!("{b:?}"));
-            let n = observed.iter().filter(|&&v| v <= b).count();
-            self.sample(&format!("{name}_bucket"), ls, n as f64, Tol::Exact);
+        for (n, ls, v, tol) in tools::histogram_samples(name, &labels(l), bounds, observed) {
+            self.sample(&n, ls, v, tol);
         }
-        self.sample(&format!("{name}_sum"), labels(l), observed.iter().sum(), Tol::Exact);
-        self.sample(&format!("{name}_count"), labels(l), observed.len() as f64, Tol::Exact);
     }
 
     /// `observed` must make every quantile unambiguous.
     fn summary(&mut self, name: &str, l: &[(&str, &str)], quantiles: &[f64], observed: &[f64]) {
-        let mut sorted = observed.to_vec();
-        sorted.sort_by(f64::total_cmp);
-        for &q in quantiles {
-            let mut ls = labels(l);
-            ls.insert("quantile".into(), format!("{q:?}"));
-            let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-            self.sample(name, ls, sorted[rank - 1], Tol::Quantile);
+        for (n, ls, v, tol) in tools::summary_samples(name, &labels(l), quantiles, observed) {
+            self.sample(&n, ls, v, tol);
         }
-        self.sample(&format!("{name}_sum"), labels(l), observed.iter().sum(), Tol::Exact);
-        self.sample(&format!("{name}_count"), labels(l), observed.len() as f64, Tol::Exact);
     }
 }
 

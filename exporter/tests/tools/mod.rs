@@ -95,3 +95,59 @@ pub fn run_python(py: &str, script: &str, exposition: &str) -> Vec<u8> {
     );
     out.stdout
 }
+
+/// An expected sample: name, labels, value, and how closely the parsed value must match.
+pub type ExpectedSample = (String, std::collections::BTreeMap<String, String>, f64, Tol);
+
+/// The samples a classic histogram of `observed` exposes, with the series' `labels`: a bucket per
+/// bound and `+Inf` (`le` as `{b:?}`), then `_sum` and `_count`.
+pub fn histogram_samples(
+    name: &str,
+    labels: &std::collections::BTreeMap<String, String>,
+    bounds: &[f64],
+    observed: &[f64],
+) -> Vec<ExpectedSample> {
+    let mut out = Vec::new();
+    for &b in bounds.iter().chain([f64::INFINITY].iter()) {
+        let mut ls = labels.clone();
+        ls.insert("le".into(), format!("{b:?}"));
+        let n = observed.iter().filter(|&&v| v <= b).count();
+        out.push((format!("{name}_bucket"), ls, n as f64, Tol::Exact));
+    }
+    out.push((format!("{name}_sum"), labels.clone(), observed.iter().sum(), Tol::Exact));
+    out.push((
+        format!("{name}_count"),
+        labels.clone(),
+        observed.len() as f64,
+        Tol::Exact,
+    ));
+    out
+}
+
+/// The samples a summary of `observed` exposes, with the series' `labels`: each quantile (the
+/// value at rank `ceil(q · n)`, `observed` chosen so that no quantile is ambiguous), then `_sum`
+/// and `_count`.
+pub fn summary_samples(
+    name: &str,
+    labels: &std::collections::BTreeMap<String, String>,
+    quantiles: &[f64],
+    observed: &[f64],
+) -> Vec<ExpectedSample> {
+    let mut sorted = observed.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mut out = Vec::new();
+    for &q in quantiles {
+        let mut ls = labels.clone();
+        ls.insert("quantile".into(), format!("{q:?}"));
+        let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+        out.push((name.to_owned(), ls, sorted[rank - 1], Tol::Quantile));
+    }
+    out.push((format!("{name}_sum"), labels.clone(), observed.iter().sum(), Tol::Exact));
+    out.push((
+        format!("{name}_count"),
+        labels.clone(),
+        observed.len() as f64,
+        Tol::Exact,
+    ));
+    out
+}
