@@ -15,6 +15,10 @@ export MMO_REQUIRE_TOOLS=1
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # The Python interpreter the exposition tests run (they read MMO_PYTHON, default python3).
 export MMO_PYTHON="${MMO_PYTHON:-python3}"
+# A CI checkout is built once: incremental caches would only take disk (they doubled target/).
+if [ "${CI:-}" = "true" ]; then
+    export CARGO_INCREMENTAL=0
+fi
 
 passed=0
 failed=0
@@ -103,6 +107,16 @@ step() {
         failed_steps+=("$name")
         log "==> FAILED: $name (exit $rc, $((SECONDS - t0)) s)"
     fi
+    disk_report
+}
+
+# One line after each step: what target/ holds and what the disk has left, so that a step that
+# fails for want of space says so plainly.
+disk_report() {
+    local used free
+    used=$(du -sh "${CARGO_TARGET_DIR:-target}" 2>/dev/null | cut -f1 || true)
+    free=$(df -h . 2>/dev/null | awk 'NR == 2 { print $4 }' || true)
+    log "    disk: target/ ${used:-?}, free ${free:-?}"
 }
 
 loom_models() {
