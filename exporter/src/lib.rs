@@ -26,6 +26,8 @@
 //!   a scrape gets from its `Accept` header.
 //! - `http/`: the server: routes, the scrapes (one shared encode per format, gzip), and the
 //!   limits that bound every client.
+//! - `push/`: remote write out (and, in the `metrics` service, in), the Pushgateway client, and
+//!   the HTTP client they share.
 //! - `bin/metrics/` (feature `service`): the `metrics` collection service and its demo game
 //!   server; its command-line dependencies stay out of the library.
 #![deny(missing_docs)]
@@ -33,6 +35,9 @@
 
 mod encode;
 mod http;
+mod push;
+
+pub use push::remote_write::proto as remote_write_proto;
 
 pub use encode::{
     encode_openmetrics, encode_openmetrics_with, encode_openmetrics_with_options, encode_protobuf_with, encode_text,

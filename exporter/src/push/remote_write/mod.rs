@@ -1,0 +1,3 @@
+//! Prometheus remote write 1.0.
+
+pub mod proto;
