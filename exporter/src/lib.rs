@@ -37,6 +37,7 @@ mod encode;
 mod http;
 mod push;
 
+pub use push::client::{PushConfigError, PushEndpoint};
 pub use push::remote_write::proto as remote_write_proto;
 
 pub use encode::{
