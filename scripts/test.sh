@@ -64,6 +64,8 @@ install_tools() {
     command -v promtool >/dev/null 2>&1 || { log "test.sh: promtool still missing after install" >&2; return 1; }
 
     command -v prometheus >/dev/null 2>&1 || apt_install prometheus
+    # The Pushgateway client's tests push to a real one.
+    command -v prometheus-pushgateway >/dev/null 2>&1 || apt_install prometheus-pushgateway
     if ! command -v chromium >/dev/null 2>&1; then
         log "test.sh: chromium missing (the live view test renders the page); installing the Debian package"
         apt_install chromium

@@ -38,6 +38,7 @@ mod http;
 mod push;
 
 pub use push::client::{PushConfigError, PushEndpoint};
+pub use push::pushgateway::{Pushgateway, PUSHGATEWAY_LAST_SUCCESS_METRIC, PUSHGATEWAY_PUSHES_METRIC};
 pub use push::remote_write::proto as remote_write_proto;
 
 pub use encode::{

@@ -70,6 +70,9 @@ pub enum ExporterError {
         /// Every reserved name.
         reserved: [&'static str; 2],
     },
+    /// A push's settings cannot be used (a CA file that cannot be read, say).
+    #[error("{0}")]
+    Push(#[from] crate::PushConfigError),
     /// The runtime or the thread could not be started.
     #[error("cannot start the exporter thread: {0}")]
     Io(#[from] io::Error),
@@ -107,7 +110,12 @@ pub struct ExporterBuilder {
     header_read_timeout: Duration,
     request_timeout: Duration,
     write_timeout: Duration,
+    pushgateways: Vec<crate::Pushgateway>,
 }
+
+/// Time a stopping exporter gives its pushes to finish (a final push, a group deleted), so that a
+/// receiver that does not answer cannot hold the process's shutdown.
+const PUSH_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
 
 impl ExporterBuilder {
     /// An exporter of `manager` on `0.0.0.0:9100`, with 8 scrapes in flight and 256 connections
@@ -124,6 +132,7 @@ impl ExporterBuilder {
             header_read_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(10),
+            pushgateways: Vec::new(),
         }
     }
 
@@ -184,9 +193,23 @@ impl ExporterBuilder {
         self
     }
 
+    /// Pushes the exposition (with the global labels) to a Pushgateway group every interval, from
+    /// the exporter thread, and deletes the group when the exporter stops (repeatable: one group
+    /// per call). See [`Pushgateway`](crate::Pushgateway).
+    pub fn pushgateway(mut self, gateway: crate::Pushgateway) -> Self {
+        self.pushgateways.push(gateway);
+        self
+    }
+
     /// Binds, then serves from the exporter thread until the returned [`Exporter`] is dropped.
     pub fn serve(self) -> Result<Exporter, ExporterError> {
         validate_global_labels(self.global_labels.iter().map(|(k, _)| k.as_str()))?;
+        let pushgateways = self
+            .pushgateways
+            .into_iter()
+            .map(|g| Ok((crate::push::client::HttpClient::new(g.endpoint.clone())?, g)))
+            .collect::<Result<Vec<_>, crate::PushConfigError>>()?;
+        let global_labels = self.global_labels;
         let listener = TcpListener::bind(self.addr).map_err(|source| ExporterError::Bind {
             addr: self.addr,
             source,
@@ -202,7 +225,7 @@ impl ExporterBuilder {
         let app = routes::router(Arc::new(routes::App {
             scraper: Arc::new(scrape::Scraper::new(
                 self.manager.clone(),
-                self.global_labels,
+                global_labels.clone(),
                 self.openmetrics,
             )),
             slots: limits::Slots::new(self.max_in_flight, metrics.in_flight.clone()),
@@ -217,18 +240,33 @@ impl ExporterBuilder {
         };
         let (tx, rx) = oneshot::channel::<()>();
         let handle = runtime.handle().clone();
+        let (stop_pushes, pushes_stopped) = tokio::sync::watch::channel(false);
+        let global: Arc<[(String, String)]> = global_labels.into();
+        let pushes: Vec<_> = pushgateways
+            .into_iter()
+            .map(|(client, gateway)| {
+                runtime.spawn(crate::push::pushgateway::run(
+                    gateway,
+                    client,
+                    self.manager.clone(),
+                    Arc::clone(&global),
+                    pushes_stopped.clone(),
+                ))
+            })
+            .collect();
         let thread = std::thread::Builder::new()
             .name("mmo-metrics-exporter".into())
             .spawn(move || {
-                runtime.block_on(server::accept_loop(
-                    listener,
-                    addr,
-                    app,
-                    conn_limits,
-                    conns,
-                    metrics,
-                    rx,
-                ));
+                runtime.block_on(async move {
+                    server::accept_loop(listener, addr, app, conn_limits, conns, metrics, rx).await;
+                    let _ = stop_pushes.send(true);
+                    let all = futures_join_all(pushes);
+                    if tokio::time::timeout(PUSH_SHUTDOWN_DEADLINE, all).await.is_err() {
+                        tracing::warn!(
+                            "pushes still running {PUSH_SHUTDOWN_DEADLINE:?} after the exporter stopped; left unfinished"
+                        );
+                    }
+                });
             })?;
         Ok(Exporter {
             addr,
@@ -236,6 +274,13 @@ impl ExporterBuilder {
             shutdown: Some(tx),
             thread: Some(thread),
         })
+    }
+}
+
+/// Awaits every task (a failed or cancelled one counts as finished).
+async fn futures_join_all(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    for task in tasks {
+        let _ = task.await;
     }
 }
 

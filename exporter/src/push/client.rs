@@ -56,6 +56,14 @@ pub enum PushConfigError {
     /// The TLS settings were refused by rustls.
     #[error("TLS settings: {0}")]
     Tls(String),
+    /// A Pushgateway grouping label that cannot name a group.
+    #[error("Pushgateway grouping label `{name}`: {problem}")]
+    Grouping {
+        /// The label name (`job` for the job name).
+        name: String,
+        /// What is wrong with it.
+        problem: String,
+    },
 }
 
 /// Where a push goes and how: the URL, the certificate authorities trusted for `https://`,

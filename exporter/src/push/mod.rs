@@ -10,6 +10,7 @@
 //! forwarded by the exporter's own pushes; [`SeriesSource`] is what both read it through.
 
 pub(crate) mod client;
+pub(crate) mod pushgateway;
 pub mod remote_write;
 
 use remote_write::proto;
