@@ -187,3 +187,60 @@ fn basic_auth_is_sent_and_a_refusal_is_counted() {
     assert!(!gateway_metrics(gateway.addr, auth).contains(r#"instance="bad""#));
     drop(exporter);
 }
+
+#[test]
+fn the_service_pushes_the_demo_and_deletes_its_group_on_sigterm() {
+    let Some(binary) = tool("prometheus-pushgateway") else {
+        return;
+    };
+    let gateway = start_gateway(&binary, None);
+    let url = format!("http://{}", gateway.addr);
+    let (mut service, _) = support::start(&[
+        "--demo",
+        "--demo-players",
+        "5",
+        "--pushgateway-url",
+        &url,
+        "--job",
+        "game",
+        "--instance",
+        "zone-9",
+    ]);
+    wait_until(
+        "the demo's messages in the Pushgateway",
+        Duration::from_secs(30),
+        || {
+            gateway_metrics(gateway.addr, None)
+                .lines()
+                .any(|l| l.starts_with("messages_total{") && l.contains(r#"instance="zone-9",job="game""#))
+        },
+    );
+    support::stop_with(&mut service.0, "-TERM", Duration::from_secs(15));
+    let text = gateway_metrics(gateway.addr, None);
+    assert!(!text.contains("zone-9"), "the group outlived the service:\n{text}");
+}
+
+#[test]
+fn bad_push_flags_exit_2_naming_the_problem() {
+    for (args, expected) in [
+        (&["--pushgateway-url", "ftp://host"][..], "found the scheme `ftp`"),
+        (
+            &[
+                "--pushgateway-url",
+                "http://127.0.0.1:1",
+                "--push-user",
+                "u",
+                "--push-password-file",
+                "/nonexistent/pw",
+            ][..],
+            "--push-password-file /nonexistent/pw: cannot read it",
+        ),
+        (&["--push-header", "X Bad=1"][..], "X Bad"),
+        (&["--job="][..], "expected a job name"),
+    ] {
+        let out = Command::new(support::BIN).args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}

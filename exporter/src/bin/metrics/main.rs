@@ -8,12 +8,13 @@
 mod demo;
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 use mmo_metrics::{system, MetricsCollector, MetricsManager, MIN_COLLECT_INTERVAL};
-use mmo_metrics_exporter::{ExporterBuilder, ExporterError};
+use mmo_metrics_exporter::{ExporterBuilder, ExporterError, PushEndpoint, Pushgateway};
 
 #[global_allocator]
 static ALLOC: system::CountingAllocator = system::CountingAllocator::system();
@@ -51,9 +52,53 @@ struct Args {
     /// in OpenMetrics scrapes. Off by default: Prometheus 2.x stores each as a series of its own.
     #[arg(long)]
     openmetrics_created: bool,
+    /// Push everything the service exposes to this Pushgateway every --interval, as the group
+    /// job=--job, instance=--instance (repeatable); the group is deleted when the service stops.
+    #[arg(long = "pushgateway-url", value_name = "URL", value_parser = parse_push_url)]
+    pushgateway_urls: Vec<PushEndpoint>,
+    /// The job name of the pushes: the Pushgateway group's `job`.
+    #[arg(long, default_value = "mmo_server", value_parser = parse_job)]
+    job: String,
+    /// The instance name of the pushes: the Pushgateway group's `instance` (default: the host
+    /// name).
+    #[arg(long)]
+    instance: Option<String>,
+    /// Trust the certificate authorities in this PEM file (instead of the system's) for https://
+    /// push URLs.
+    #[arg(long, value_name = "PATH")]
+    push_ca_file: Option<PathBuf>,
+    /// User name for basic auth on pushes; the password is read from --push-password-file.
+    #[arg(long, value_name = "NAME", requires = "push_password_file")]
+    push_user: Option<String>,
+    /// File holding the basic-auth password of pushes (one line; kept off the command line, which
+    /// every local user can read).
+    #[arg(long, value_name = "PATH", requires = "push_user")]
+    push_password_file: Option<PathBuf>,
+    /// File holding a bearer token sent on pushes (`Authorization: Bearer ...`).
+    #[arg(long, value_name = "PATH", conflicts_with = "push_user")]
+    push_bearer_token_file: Option<PathBuf>,
+    /// A header sent on every push, NAME=VALUE (repeatable), e.g. X-Scope-OrgID=studio for Mimir.
+    #[arg(long = "push-header", value_name = "NAME=VALUE", value_parser = parse_header)]
+    push_headers: Vec<(String, String)>,
 }
 
-const LONG_FLAGS: [&str; 6] = ["addr", "interval", "label", "log-level", "demo", "demo-players"];
+const LONG_FLAGS: [&str; 15] = [
+    "addr",
+    "interval",
+    "label",
+    "log-level",
+    "demo",
+    "demo-players",
+    "pushgateway-url",
+    "job",
+    "instance",
+    "push-ca-file",
+    "push-user",
+    "push-password-file",
+    "push-bearer-token-file",
+    "push-header",
+    "openmetrics-created",
+];
 
 /// Accepts single-dash long flags (`-addr=:9200`) by adding the second dash.
 fn normalise(args: impl Iterator<Item = String>) -> Vec<String> {
@@ -97,6 +142,85 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
     mmo_metrics_exporter::validate_global_labels([k])
         .map_err(|e| format!("expected KEY=VALUE, e.g. service=gateway: {e}"))?;
     Ok((k.to_owned(), v.to_owned()))
+}
+
+fn parse_push_url(s: &str) -> Result<PushEndpoint, String> {
+    PushEndpoint::new(s).map_err(|e| e.to_string())
+}
+
+fn parse_job(s: &str) -> Result<String, String> {
+    if s.is_empty() {
+        return Err("expected a job name, e.g. mmo_server".into());
+    }
+    Ok(s.to_owned())
+}
+
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or("expected NAME=VALUE, e.g. X-Scope-OrgID=studio")?;
+    PushEndpoint::new("http://localhost/")
+        .and_then(|e| e.header(k, v))
+        .map_err(|e| format!("expected NAME=VALUE, e.g. X-Scope-OrgID=studio: {e}"))?;
+    Ok((k.to_owned(), v.to_owned()))
+}
+
+/// The host name, for the default `instance` of pushes.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// A file's first line, for secrets passed by file.
+fn read_secret(flag: &str, path: &std::path::Path) -> Result<String, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("--{flag} {}: cannot read it: {e}", path.display()))?;
+    let secret = text.lines().next().unwrap_or("").trim_end_matches('\r').to_owned();
+    if secret.is_empty() {
+        return Err(format!(
+            "--{flag} {}: expected the secret on its first line, found none",
+            path.display()
+        ));
+    }
+    Ok(secret)
+}
+
+/// The push endpoints' settings from the --push-* flags.
+fn push_settings(args: &Args) -> Result<impl Fn(PushEndpoint) -> PushEndpoint, String> {
+    let password = match &args.push_password_file {
+        Some(path) => Some(read_secret("push-password-file", path)?),
+        None => None,
+    };
+    let token = match &args.push_bearer_token_file {
+        Some(path) => Some(read_secret("push-bearer-token-file", path)?),
+        None => None,
+    };
+    if let Some(path) = &args.push_ca_file {
+        // Read now, so a bad file stops the start with a message naming it.
+        std::fs::metadata(path).map_err(|e| format!("--push-ca-file {}: cannot read it: {e}", path.display()))?;
+    }
+    let user = args.push_user.clone();
+    let ca_file = args.push_ca_file.clone();
+    let headers = args.push_headers.clone();
+    Ok(move |mut endpoint: PushEndpoint| {
+        if let Some(path) = &ca_file {
+            endpoint = endpoint.ca_file(path);
+        }
+        if let (Some(user), Some(password)) = (&user, &password) {
+            endpoint = endpoint.basic_auth(user, password);
+        }
+        if let Some(token) = &token {
+            endpoint = endpoint.bearer_token(token);
+        }
+        for (k, v) in &headers {
+            endpoint = endpoint.header(k, v).expect("checked by parse_header");
+        }
+        endpoint
+    })
 }
 
 const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
@@ -143,6 +267,26 @@ fn main() -> ExitCode {
     for (k, v) in &args.labels {
         builder = builder.global_label(k, v);
     }
+    let settings = match push_settings(&args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let instance = args.instance.clone().unwrap_or_else(host_name);
+    for url in &args.pushgateway_urls {
+        let gateway = Pushgateway::new(settings(url.clone()), &args.job)
+            .and_then(|g| g.grouping_label("instance", instance.clone()))
+            .map(|g| g.interval(args.interval));
+        match gateway {
+            Ok(g) => builder = builder.pushgateway(g),
+            Err(e) => {
+                eprintln!("error: --pushgateway-url {}: {e}", url.url());
+                return ExitCode::from(2);
+            }
+        }
+    }
     let exporter = match builder.serve() {
         Ok(e) => e,
         Err(ExporterError::Bind { addr, source }) if source.kind() == std::io::ErrorKind::AddrInUse => {
@@ -154,6 +298,10 @@ fn main() -> ExitCode {
                 port.wrapping_add(100)
             );
             return ExitCode::from(1);
+        }
+        Err(e @ ExporterError::Push(_)) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
         }
         Err(e) => {
             tracing::error!("{e}");
