@@ -9,6 +9,7 @@
 //! The store of received series is exposed on `/metrics` beside the manager's own series and
 //! forwarded by the exporter's own pushes; [`SeriesSource`] is what both read it through.
 
+pub(crate) mod receive;
 pub mod remote_write;
 
 use remote_write::proto;

@@ -1,0 +1,411 @@
+//! The latest point of every received series, who sent it and when, and the metadata of the
+//! families that have series.
+//!
+//! One mutex guards everything; it is held to apply a validated request (a hash-table probe per
+//! series: the hashes are computed before, outside it), to copy out a snapshot (one `Arc` clone
+//! per series), and to expire senders. Series are `Arc<TimeSeries>` so that a snapshot costs no
+//! string copies; updating a series that a snapshot still holds copies that one series.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use hashbrown::hash_table::Entry as TableEntry;
+use hashbrown::{DefaultHashBuilder, HashTable};
+
+use super::decode::{metric_name, Batch, Point};
+use crate::push::remote_write::proto::{Label, MetricMetadata, TimeSeries};
+use crate::push::SeriesSource;
+
+/// Why a new series was not stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RefuseReason {
+    /// Its sender has [`super::ReceiveConfig::max_series_per_sender`] series already.
+    SenderLimit,
+    /// The store has [`super::ReceiveConfig::max_series`] series already.
+    TotalLimit,
+    /// Its name is one of the exporter's own families' (see [`Store::apply`]).
+    Conflict,
+}
+
+impl RefuseReason {
+    pub(crate) const ALL: [RefuseReason; 3] = [Self::SenderLimit, Self::TotalLimit, Self::Conflict];
+
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::SenderLimit => "sender_limit",
+            Self::TotalLimit => "total_limit",
+            Self::Conflict => "conflict",
+        }
+    }
+}
+
+/// What applying one request did.
+#[derive(Debug, Default)]
+pub(crate) struct Applied {
+    pub(crate) added: usize,
+    pub(crate) updated: usize,
+    /// Series removed by a stale marker.
+    pub(crate) stale: usize,
+    /// New series refused, by [`RefuseReason`] (index in [`RefuseReason::ALL`]), and the first
+    /// refused series of each reason (`name{labels}`), for the log.
+    pub(crate) refused: [usize; 3],
+    pub(crate) first_refused: [Option<String>; 3],
+}
+
+/// Who sent a series: its `job` and `instance` label values, or for a series that has neither,
+/// the address of the peer that sent it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum SenderKey {
+    Labels { job: String, instance: String },
+    Peer(IpAddr),
+}
+
+struct Sender {
+    key: SenderKey,
+    series: usize,
+    last_push: Instant,
+}
+
+struct Entry {
+    hash: u64,
+    series: Arc<TimeSeries>,
+    /// Index of its sender in [`Inner::senders`].
+    sender: u32,
+    timestamp: i64,
+}
+
+struct Family {
+    metadata: Arc<MetricMetadata>,
+    received: Instant,
+}
+
+#[derive(Default)]
+struct Inner {
+    table: HashTable<Entry>,
+    /// Senders by index; `None` for a free slot (in `free`).
+    senders: Vec<Option<Sender>>,
+    free: Vec<u32>,
+    by_key: HashMap<SenderKey, u32>,
+    /// Series per metric name: which families have series.
+    names: HashMap<String, usize>,
+    /// Metadata by family name.
+    metadata: HashMap<String, Family>,
+}
+
+/// A copy of the store's contents for one exposition or push.
+#[derive(Default)]
+pub(crate) struct Snapshot {
+    pub(crate) series: Vec<Arc<TimeSeries>>,
+    pub(crate) metadata: Vec<Arc<MetricMetadata>>,
+}
+
+/// The received series.
+pub(crate) struct Store {
+    inner: Mutex<Inner>,
+    hasher: DefaultHashBuilder,
+    max_series: usize,
+    max_series_per_sender: usize,
+}
+
+/// Suffixes of the sample names a family's series may have besides its own name.
+const SUFFIXES: [&str; 6] = ["_total", "_bucket", "_sum", "_count", "_created", "_info"];
+
+impl Store {
+    pub(crate) fn new(max_series: usize, max_series_per_sender: usize) -> Self {
+        Self {
+            inner: Mutex::default(),
+            hasher: DefaultHashBuilder::default(),
+            max_series,
+            max_series_per_sender,
+        }
+    }
+
+    /// The hasher of label sets ([`Point::hash`]).
+    pub(crate) fn hasher(&self) -> &DefaultHashBuilder {
+        &self.hasher
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Applies a validated request from `peer` at `now`: each point replaces the stored one of
+    /// its series unless older; a stale marker removes its series; a new series is stored unless
+    /// `taken(name)` (a name of the exporter's own families), its sender is at
+    /// its limit or the store is full, and then it is refused (counted in the result) and the
+    /// rest of the request is applied. Metadata replaces the family's.
+    pub(crate) fn apply(&self, batch: Batch, peer: IpAddr, now: Instant, taken: &dyn Fn(&str) -> bool) -> Applied {
+        let mut applied = Applied::default();
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        // Requests come from one sender at a time, mostly: the last sender's labels are compared
+        // before its key is built and looked up.
+        let mut last: Option<(String, String, u32)> = None;
+        for point in batch.series {
+            let (job, instance) = sender_labels(&point.series.labels);
+            let sender = match &last {
+                Some((j, i, id)) if j == job && i == instance => *id,
+                _ => {
+                    let key = if job.is_empty() && instance.is_empty() {
+                        SenderKey::Peer(peer)
+                    } else {
+                        SenderKey::Labels {
+                            job: job.to_owned(),
+                            instance: instance.to_owned(),
+                        }
+                    };
+                    let id = inner.sender(key, now);
+                    last = Some((job.to_owned(), instance.to_owned(), id));
+                    id
+                }
+            };
+            inner.apply_point(point, sender, self, taken, &mut applied);
+        }
+        for m in batch.metadata {
+            let full = inner.metadata.len() >= self.max_series;
+            match inner.metadata.get_mut(&m.metric_family_name) {
+                Some(f) => {
+                    if *f.metadata != m {
+                        f.metadata = Arc::new(m);
+                    }
+                    f.received = now;
+                }
+                None if !full => {
+                    inner.metadata.insert(
+                        m.metric_family_name.clone(),
+                        Family {
+                            metadata: Arc::new(m),
+                            received: now,
+                        },
+                    );
+                }
+                None => {}
+            }
+        }
+        applied
+    }
+
+    /// Removes every series of the senders that have not pushed for `ttl`, and the metadata of
+    /// families without series received more than `ttl` ago. Returns the series removed.
+    pub(crate) fn expire(&self, now: Instant, ttl: Duration) -> usize {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let gone: Vec<u32> = inner
+            .senders
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                s.as_ref()
+                    .filter(|s| now.saturating_duration_since(s.last_push) >= ttl)
+                    .map(|_| i as u32)
+            })
+            .collect();
+        let mut removed = 0;
+        if !gone.is_empty() {
+            let names = &mut inner.names;
+            let senders = &inner.senders;
+            inner.table.retain(|e| {
+                let expired = senders[e.sender as usize]
+                    .as_ref()
+                    .is_some_and(|s| now.saturating_duration_since(s.last_push) >= ttl);
+                if expired {
+                    removed += 1;
+                    forget_name(names, metric_name(&e.series.labels));
+                }
+                !expired
+            });
+            for id in gone {
+                if let Some(s) = inner.senders[id as usize].take() {
+                    inner.by_key.remove(&s.key);
+                    inner.free.push(id);
+                }
+            }
+        }
+        let names = &inner.names;
+        inner
+            .metadata
+            .retain(|family, f| now.saturating_duration_since(f.received) < ttl || has_series(names, family));
+        removed
+    }
+
+    /// Series stored, senders known.
+    pub(crate) fn len(&self) -> (usize, usize) {
+        let inner = self.lock();
+        (inner.table.len(), inner.by_key.len())
+    }
+
+    /// Every series and metadata entry, as of now.
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        let inner = self.lock();
+        Snapshot {
+            series: inner.table.iter().map(|e| Arc::clone(&e.series)).collect(),
+            metadata: inner.metadata.values().map(|f| Arc::clone(&f.metadata)).collect(),
+        }
+    }
+}
+
+impl Inner {
+    /// The index of the sender of `key`, created if new; its last push is `now`.
+    fn sender(&mut self, key: SenderKey, now: Instant) -> u32 {
+        if let Some(&id) = self.by_key.get(&key) {
+            if let Some(s) = &mut self.senders[id as usize] {
+                s.last_push = now;
+            }
+            return id;
+        }
+        let sender = Sender {
+            key: key.clone(),
+            series: 0,
+            last_push: now,
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.senders[id as usize] = Some(sender);
+                id
+            }
+            None => {
+                self.senders.push(Some(sender));
+                (self.senders.len() - 1) as u32
+            }
+        };
+        self.by_key.insert(key, id);
+        id
+    }
+
+    fn count(&mut self, sender: u32, delta: isize) {
+        if let Some(s) = &mut self.senders[sender as usize] {
+            s.series = s.series.saturating_add_signed(delta);
+        }
+    }
+
+    fn apply_point(
+        &mut self,
+        point: Point,
+        sender: u32,
+        store: &Store,
+        taken: &dyn Fn(&str) -> bool,
+        applied: &mut Applied,
+    ) {
+        let labels = &point.series.labels;
+        let stored = self.table.len();
+        let entry = self
+            .table
+            .entry(point.hash, |e| e.series.labels == *labels, |e| e.hash);
+        match entry {
+            TableEntry::Occupied(mut o) => {
+                let e = o.get_mut();
+                if point.timestamp < e.timestamp {
+                    return;
+                }
+                if point.stale {
+                    let (e, _) = o.remove();
+                    applied.stale += 1;
+                    forget_name(&mut self.names, metric_name(&e.series.labels));
+                    self.count(e.sender, -1);
+                    return;
+                }
+                e.timestamp = point.timestamp;
+                match Arc::get_mut(&mut e.series) {
+                    Some(ts) => {
+                        ts.samples = point.series.samples;
+                        ts.histograms = point.series.histograms;
+                    }
+                    None => e.series = Arc::new(point.series),
+                }
+                applied.updated += 1;
+                let old = std::mem::replace(&mut e.sender, sender);
+                if old != sender {
+                    self.count(old, -1);
+                    self.count(sender, 1);
+                }
+            }
+            TableEntry::Vacant(v) => {
+                if point.stale {
+                    return;
+                }
+                let name = point.name();
+                let over_sender = self.senders[sender as usize]
+                    .as_ref()
+                    .is_some_and(|s| s.series >= store.max_series_per_sender);
+                let reason = if taken(name) {
+                    Some(RefuseReason::Conflict)
+                } else if over_sender {
+                    Some(RefuseReason::SenderLimit)
+                } else if stored >= store.max_series {
+                    Some(RefuseReason::TotalLimit)
+                } else {
+                    None
+                };
+                if let Some(reason) = reason {
+                    let i = reason as usize;
+                    applied.refused[i] += 1;
+                    if applied.first_refused[i].is_none() {
+                        applied.first_refused[i] = Some(super::decode::describe(labels));
+                    }
+                    return;
+                }
+                *self.names.entry(name.to_owned()).or_default() += 1;
+                v.insert(Entry {
+                    hash: point.hash,
+                    series: Arc::new(point.series),
+                    sender,
+                    timestamp: point.timestamp,
+                });
+                self.count(sender, 1);
+                applied.added += 1;
+            }
+        }
+    }
+}
+
+/// Whether the family `family` has series: one named `family`, or `family` and a suffix.
+fn has_series(names: &HashMap<String, usize>, family: &str) -> bool {
+    names.contains_key(family) || SUFFIXES.iter().any(|s| names.contains_key(&format!("{family}{s}")))
+}
+
+/// One series of `name` fewer.
+fn forget_name(names: &mut HashMap<String, usize>, name: &str) {
+    if let Some(n) = names.get_mut(name) {
+        *n -= 1;
+        if *n == 0 {
+            names.remove(name);
+        }
+    }
+}
+
+/// The `job` and `instance` values of sorted labels (empty when absent).
+fn sender_labels(labels: &[Label]) -> (&str, &str) {
+    let get = |name: &str| {
+        labels
+            .binary_search_by(|l| l.name.as_str().cmp(name))
+            .map_or("", |i| labels[i].value.as_str())
+    };
+    (get("job"), get("instance"))
+}
+
+/// The sender forwards what the store holds: a snapshot is taken under the lock, and `f` runs
+/// after it is released.
+impl SeriesSource for Store {
+    fn for_each_series(&self, f: &mut dyn FnMut(&TimeSeries)) {
+        for s in self.snapshot().series {
+            f(&s);
+        }
+    }
+
+    fn for_each_metadata(&self, f: &mut dyn FnMut(&MetricMetadata)) {
+        let kept: Vec<Arc<MetricMetadata>> = {
+            let inner = self.lock();
+            inner
+                .metadata
+                .iter()
+                .filter(|(family, _)| has_series(&inner.names, family))
+                .map(|(_, f)| Arc::clone(&f.metadata))
+                .collect()
+        };
+        for m in kept {
+            f(&m);
+        }
+    }
+}
