@@ -78,7 +78,7 @@ fn families<'a>(snapshot: &'a Snapshot, taken: &Taken) -> Vec<Family<'a>> {
         .collect();
     let mut by_name: BTreeMap<&str, Family<'a>> = BTreeMap::new();
     for s in &snapshot.series {
-        let name = crate::push::receive::decode::metric_name(&s.labels);
+        let name = crate::push::receive::decode::stored_name(&s.labels);
         if taken.contains(name) {
             continue;
         }

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use hashbrown::hash_table::Entry as TableEntry;
 use hashbrown::{DefaultHashBuilder, HashTable};
 
-use super::decode::{metric_name, Batch, Point};
-use crate::push::remote_write::proto::{Label, MetricMetadata, TimeSeries};
+use super::decode::{describe, stored_name, Batch, Point, Value};
+use crate::push::remote_write::proto::{Label, MetricMetadata, Sample, TimeSeries};
 use crate::push::SeriesSource;
 
 /// Why a new series was not stored.
@@ -136,15 +136,22 @@ impl Store {
     /// `taken(name)` (a name of the exporter's own families), its sender is at
     /// its limit or the store is full, and then it is refused (counted in the result) and the
     /// rest of the request is applied. Metadata replaces the family's.
-    pub(crate) fn apply(&self, batch: Batch, peer: IpAddr, now: Instant, taken: &dyn Fn(&str) -> bool) -> Applied {
+    pub(crate) fn apply(&self, batch: Batch<'_>, peer: IpAddr, now: Instant, taken: &dyn Fn(&str) -> bool) -> Applied {
+        let Batch {
+            labels,
+            series,
+            metadata,
+            ..
+        } = batch;
         let mut applied = Applied::default();
         let mut inner = self.lock();
         let inner = &mut *inner;
         // Requests come from one sender at a time, mostly: the last sender's labels are compared
         // before its key is built and looked up.
         let mut last: Option<(String, String, u32)> = None;
-        for point in batch.series {
-            let (job, instance) = sender_labels(&point.series.labels);
+        for point in series {
+            let pairs = &labels[point.labels.clone()];
+            let (job, instance) = sender_labels(pairs);
             let sender = match &last {
                 Some((j, i, id)) if j == job && i == instance => *id,
                 _ => {
@@ -161,9 +168,9 @@ impl Store {
                     id
                 }
             };
-            inner.apply_point(point, sender, self, taken, &mut applied);
+            inner.apply_point(point, pairs, sender, self, taken, &mut applied);
         }
-        for m in batch.metadata {
+        for m in metadata {
             let full = inner.metadata.len() >= self.max_series;
             match inner.metadata.get_mut(&m.metric_family_name) {
                 Some(f) => {
@@ -212,7 +219,7 @@ impl Store {
                     .is_some_and(|s| now.saturating_duration_since(s.last_push) >= ttl);
                 if expired {
                     removed += 1;
-                    forget_name(names, metric_name(&e.series.labels));
+                    forget_name(names, stored_name(&e.series.labels));
                 }
                 !expired
             });
@@ -283,16 +290,14 @@ impl Inner {
     fn apply_point(
         &mut self,
         point: Point,
+        pairs: &[(&str, &str)],
         sender: u32,
         store: &Store,
         taken: &dyn Fn(&str) -> bool,
         applied: &mut Applied,
     ) {
-        let labels = &point.series.labels;
         let stored = self.table.len();
-        let entry = self
-            .table
-            .entry(point.hash, |e| e.series.labels == *labels, |e| e.hash);
+        let entry = self.table.entry(point.hash, |e| same(&e.series.labels, pairs), |e| e.hash);
         match entry {
             TableEntry::Occupied(mut o) => {
                 let e = o.get_mut();
@@ -302,17 +307,22 @@ impl Inner {
                 if point.stale {
                     let (e, _) = o.remove();
                     applied.stale += 1;
-                    forget_name(&mut self.names, metric_name(&e.series.labels));
+                    forget_name(&mut self.names, stored_name(&e.series.labels));
                     self.count(e.sender, -1);
                     return;
                 }
                 e.timestamp = point.timestamp;
                 match Arc::get_mut(&mut e.series) {
-                    Some(ts) => {
-                        ts.samples = point.series.samples;
-                        ts.histograms = point.series.histograms;
+                    Some(ts) => set_point(ts, point.value, point.timestamp),
+                    // A snapshot holds the series: it keeps the old one.
+                    None => {
+                        let mut ts = TimeSeries {
+                            labels: e.series.labels.clone(),
+                            ..TimeSeries::default()
+                        };
+                        set_point(&mut ts, point.value, point.timestamp);
+                        e.series = Arc::new(ts);
                     }
-                    None => e.series = Arc::new(point.series),
                 }
                 applied.updated += 1;
                 let old = std::mem::replace(&mut e.sender, sender);
@@ -325,7 +335,7 @@ impl Inner {
                 if point.stale {
                     return;
                 }
-                let name = point.name();
+                let name = super::decode::metric_name(pairs.iter().copied());
                 let over_sender = self.senders[sender as usize]
                     .as_ref()
                     .is_some_and(|s| s.series >= store.max_series_per_sender);
@@ -342,14 +352,25 @@ impl Inner {
                     let i = reason as usize;
                     applied.refused[i] += 1;
                     if applied.first_refused[i].is_none() {
-                        applied.first_refused[i] = Some(super::decode::describe(labels));
+                        applied.first_refused[i] = Some(describe(pairs));
                     }
                     return;
                 }
                 *self.names.entry(name.to_owned()).or_default() += 1;
+                let mut ts = TimeSeries {
+                    labels: pairs
+                        .iter()
+                        .map(|(n, v)| Label {
+                            name: (*n).to_owned(),
+                            value: (*v).to_owned(),
+                        })
+                        .collect(),
+                    ..TimeSeries::default()
+                };
+                set_point(&mut ts, point.value, point.timestamp);
                 v.insert(Entry {
                     hash: point.hash,
-                    series: Arc::new(point.series),
+                    series: Arc::new(ts),
                     sender,
                     timestamp: point.timestamp,
                 });
@@ -357,6 +378,21 @@ impl Inner {
                 applied.added += 1;
             }
         }
+    }
+}
+
+/// Whether stored labels are `pairs`.
+fn same(labels: &[Label], pairs: &[(&str, &str)]) -> bool {
+    labels.len() == pairs.len() && labels.iter().zip(pairs).all(|(l, (n, v))| l.name == *n && l.value == *v)
+}
+
+/// Makes `value` the one point of `ts`, reusing its vectors.
+fn set_point(ts: &mut TimeSeries, value: Value, timestamp: i64) {
+    ts.samples.clear();
+    ts.histograms.clear();
+    match value {
+        Value::Sample(value) => ts.samples.push(Sample { value, timestamp }),
+        Value::Histogram(h) => ts.histograms.push(*h),
     }
 }
 
@@ -376,11 +412,11 @@ fn forget_name(names: &mut HashMap<String, usize>, name: &str) {
 }
 
 /// The `job` and `instance` values of sorted labels (empty when absent).
-fn sender_labels(labels: &[Label]) -> (&str, &str) {
+fn sender_labels<'a>(labels: &[(&'a str, &'a str)]) -> (&'a str, &'a str) {
     let get = |name: &str| {
         labels
-            .binary_search_by(|l| l.name.as_str().cmp(name))
-            .map_or("", |i| labels[i].value.as_str())
+            .binary_search_by(|(n, _)| (*n).cmp(name))
+            .map_or("", |i| labels[i].1)
     };
     (get("job"), get("instance"))
 }
