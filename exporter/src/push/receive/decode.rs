@@ -4,9 +4,9 @@
 //!
 //! The `WriteRequest` is read in place: label names and values stay slices of the decompressed
 //! bytes, so a series already stored is found and updated without allocating a string (the
-//! store builds owned labels for new series only). prost decoded the same request into owned
-//! messages at 560k series/s here, below the receiver's target of a million samples/s on one
-//! core. The reader follows prost's rules for what it reads (wire types, varints, UTF-8, the last
+//! store builds owned labels for new series only). In `benches/benches/receive.rs`, prost's
+//! decoding of a 2,000-series request into owned messages alone runs at 0.68 M series/s, the
+//! whole ingest read in place (snappy, reading, validation, store) at 1.3 M samples/s. The reader follows prost's rules for what it reads (wire types, varints, UTF-8, the last
 //! of repeated scalar fields wins); exemplars, native histograms and metadata are decoded with
 //! prost; the fuzz target checks that every body read here decodes with prost to the same series.
 
@@ -272,7 +272,20 @@ fn utf8<'a>(b: &'a [u8], what: &str) -> Result<&'a str, WireError> {
 }
 
 /// A varint, as prost reads it: at most 10 bytes, the 10th at most 1.
+#[inline]
 fn varint(buf: &mut &[u8]) -> Result<u64, WireError> {
+    // One byte: every key and length of a label here.
+    if let Some((&b, rest)) = buf.split_first() {
+        if b < 0x80 {
+            *buf = rest;
+            return Ok(u64::from(b));
+        }
+    }
+    varint_slow(buf)
+}
+
+#[inline(never)]
+fn varint_slow(buf: &mut &[u8]) -> Result<u64, WireError> {
     let mut v = 0u64;
     for i in 0..10 {
         let Some((&b, rest)) = buf.split_first() else {
@@ -291,6 +304,7 @@ fn varint(buf: &mut &[u8]) -> Result<u64, WireError> {
 }
 
 /// A field key: number (1 to 2^29 - 1) and wire type.
+#[inline]
 fn key(buf: &mut &[u8]) -> Result<(u32, u8), WireError> {
     let k = varint(buf)?;
     if k > u64::from(u32::MAX) {
@@ -307,6 +321,7 @@ fn key(buf: &mut &[u8]) -> Result<(u32, u8), WireError> {
     Ok((field, wire))
 }
 
+#[inline]
 fn bytes<'a>(buf: &mut &'a [u8]) -> Result<&'a [u8], WireError> {
     let len = varint(buf)?;
     if len > buf.len() as u64 {
@@ -365,14 +380,37 @@ fn check_labels(labels: &[(&str, &str)]) -> Result<(), String> {
             name = Some(v);
             continue;
         }
-        if let Err(e) = mmo_metrics::validate_label_names("received series", &[n], None) {
-            return Err(e.to_string());
+        // The engine's check gives the message; most names pass the byte check alone.
+        if !label_name_ok(n) {
+            if let Err(e) = mmo_metrics::validate_label_names("received series", &[n], None) {
+                return Err(e.to_string());
+            }
         }
     }
     let Some(name) = name else {
         return Err("no `__name__` label (the metric name)".into());
     };
+    if metric_name_ok(name) {
+        return Ok(());
+    }
     mmo_metrics::validate_metric_name(name).map_err(|e| e.to_string())
+}
+
+/// `[a-zA-Z_][a-zA-Z0-9_]*`, not starting with `__`: what the engine's check accepts.
+#[inline]
+fn label_name_ok(n: &str) -> bool {
+    let b = n.as_bytes();
+    matches!(b.first(), Some(c) if c.is_ascii_alphabetic() || *c == b'_')
+        && !n.starts_with("__")
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_')
+}
+
+/// `[a-zA-Z_:][a-zA-Z0-9_:]*`: what the engine's check accepts.
+#[inline]
+fn metric_name_ok(n: &str) -> bool {
+    let b = n.as_bytes();
+    matches!(b.first(), Some(c) if c.is_ascii_alphabetic() || *c == b'_' || *c == b':')
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b':')
 }
 
 /// Schema -4..=8, spans that cover exactly the buckets given, counts not negative: what the
