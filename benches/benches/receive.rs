@@ -70,7 +70,11 @@ fn receive(c: &mut Criterion) {
             // Each body newer than the last would be; the store ignores older points, which
             // does the same work (a probe and a timestamp comparison) but for the replacement.
             round = (round + 1) % bodies.len();
-            let r = harness.post(Some("application/x-protobuf"), Some("snappy"), black_box(&bodies[round]));
+            let r = harness.post(
+                Some("application/x-protobuf"),
+                Some("snappy"),
+                black_box(&bodies[round]),
+            );
             debug_assert_eq!(r.0, 204);
         })
     });

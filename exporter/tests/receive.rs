@@ -195,7 +195,8 @@ fn counter(m: &MetricsManager, name: &str, label: &str) -> u64 {
 #[test]
 fn received_series_are_exposed_in_every_format_latest_value_winning() {
     let m = MetricsManager::new();
-    m.register_counter("own_events", "The exporter's own counter.", &[]).unwrap();
+    m.register_counter("own_events", "The exporter's own counter.", &[])
+        .unwrap();
     m.increment_counter("own_events", 7, &[]).unwrap();
     let server = serve(&m, ReceiveConfig::new());
     let addr = server.local_addr();
@@ -251,7 +252,10 @@ fn received_series_are_exposed_in_every_format_latest_value_winning() {
     }
     assert!(text.contains("# TYPE game_logins_total counter\n"), "{text}");
     assert!(text.contains("# TYPE zone_players gauge\n"), "{text}");
-    assert!(text.contains("# HELP zone_players Players \"online\".\\nNow.\n"), "{text}");
+    assert!(
+        text.contains("# HELP zone_players Players \"online\".\\nNow.\n"),
+        "{text}"
+    );
     assert!(text.contains("# TYPE tick_seconds_bucket untyped\n"), "{text}");
     assert!(text.contains("# TYPE no_metadata_value untyped\n"), "{text}");
     promtool_check(&text);
@@ -261,7 +265,11 @@ fn received_series_are_exposed_in_every_format_latest_value_winning() {
     if let Some(types) = python_openmetrics_families(&om) {
         assert_eq!(types.get("game_logins").map(String::as_str), Some("counter"), "{om}");
         assert_eq!(types.get("zone_players").map(String::as_str), Some("gauge"), "{om}");
-        assert_eq!(types.get("no_metadata_value").map(String::as_str), Some("unknown"), "{om}");
+        assert_eq!(
+            types.get("no_metadata_value").map(String::as_str),
+            Some("unknown"),
+            "{om}"
+        );
         assert_eq!(types.get("own_events").map(String::as_str), Some("counter"), "{om}");
     }
 
@@ -302,10 +310,16 @@ fn native_histograms_are_exposed_in_protobuf_only() {
     });
     push(addr, vec![ts], vec![]);
     let fams = families(addr);
-    let f = fams.iter().find(|f| f.name() == "rpc_seconds").expect("rpc_seconds in protobuf");
+    let f = fams
+        .iter()
+        .find(|f| f.name() == "rpc_seconds")
+        .expect("rpc_seconds in protobuf");
     assert_eq!(f.r#type(), MetricType::Histogram);
     let h = f.metric[0].histogram.as_ref().unwrap();
-    assert_eq!((h.sample_count(), h.sample_sum(), h.schema(), h.zero_count()), (5, 2.5, 3, 1));
+    assert_eq!(
+        (h.sample_count(), h.sample_sum(), h.schema(), h.zero_count()),
+        (5, 2.5, 3, 1)
+    );
     assert_eq!(h.positive_delta, [1, 2]);
     let text = text(addr);
     assert!(!text.contains("rpc_seconds"), "{text}");
@@ -320,7 +334,11 @@ fn stale_markers_remove_series() {
     let t = now_ms();
     let a = [("job", "zone"), ("instance", "1"), ("room", "a")];
     let b = [("job", "zone"), ("instance", "1"), ("room", "b")];
-    push(addr, vec![series("rooms_open", &a, 1.0, t), series("rooms_open", &b, 1.0, t)], vec![]);
+    push(
+        addr,
+        vec![series("rooms_open", &a, 1.0, t), series("rooms_open", &b, 1.0, t)],
+        vec![],
+    );
     assert!(text(addr).contains("rooms_open{instance=\"1\",job=\"zone\",room=\"a\"} 1\n"));
     push(
         addr,
@@ -329,7 +347,10 @@ fn stale_markers_remove_series() {
     );
     let text = text(addr);
     assert!(!text.contains("room=\"a\""), "{text}");
-    assert!(text.contains("rooms_open{instance=\"1\",job=\"zone\",room=\"b\"} 1\n"), "{text}");
+    assert!(
+        text.contains("rooms_open{instance=\"1\",job=\"zone\",room=\"b\"} 1\n"),
+        "{text}"
+    );
     assert_eq!(counter(&m, RECEIVE_SERIES_REMOVED_METRIC, "stale"), 1);
 }
 
@@ -342,7 +363,10 @@ fn a_silent_sender_leaves_after_the_ttl() {
     let silent = [("job", "zone"), ("instance", "silent")];
     push(
         addr,
-        vec![series("up_seconds", &alive, 1.0, now_ms()), series("up_seconds", &silent, 1.0, now_ms())],
+        vec![
+            series("up_seconds", &alive, 1.0, now_ms()),
+            series("up_seconds", &silent, 1.0, now_ms()),
+        ],
         vec![],
     );
     // The live sender keeps pushing; the other is gone within the TTL and one tick.
@@ -373,7 +397,12 @@ fn series_limits_refuse_new_series_and_keep_the_rest() {
         (0..n)
             .map(|i| {
                 let id = i.to_string();
-                series("room_load", &[("job", "zone"), ("instance", sender), ("room", &id)], v, t)
+                series(
+                    "room_load",
+                    &[("job", "zone"), ("instance", sender), ("room", &id)],
+                    v,
+                    t,
+                )
             })
             .collect()
     };
@@ -454,7 +483,12 @@ fn hostile_bodies_are_refused_and_nothing_else_is_lost() {
             400,
             "snappy",
         ),
-        ("snappy of garbage", post(addr, &snappy(b"\x0a\xff\xff\x03nope")), 400, "protobuf"),
+        (
+            "snappy of garbage",
+            post(addr, &snappy(b"\x0a\xff\xff\x03nope")),
+            400,
+            "protobuf",
+        ),
         (
             "wrong content type",
             post_with(addr, Some("application/json"), Some("snappy"), &good),
@@ -563,13 +597,19 @@ fn hostile_bodies_are_refused_and_nothing_else_is_lost() {
         ),
         (
             "invalid label name",
-            post(addr, &body(vec![series("ok_name", &[("bad-label", "v")], 1.0, 0)], vec![])),
+            post(
+                addr,
+                &body(vec![series("ok_name", &[("bad-label", "v")], 1.0, 0)], vec![]),
+            ),
             400,
             "bad-label",
         ),
         (
             "reserved label name",
-            post(addr, &body(vec![series("ok_name", &[("__meta_x", "v")], 1.0, 0)], vec![])),
+            post(
+                addr,
+                &body(vec![series("ok_name", &[("__meta_x", "v")], 1.0, 0)], vec![]),
+            ),
             400,
             "__meta_x",
         ),

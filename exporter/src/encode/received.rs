@@ -151,7 +151,9 @@ fn text_families(families: &[Family<'_>], openmetrics: bool, out: &mut String) {
     for f in families.iter().filter(|f| !f.floats.is_empty()) {
         let kind = match f.kind {
             // OpenMetrics counters are not negative, and not NaN.
-            Kind::Counter if openmetrics && f.floats.iter().any(|s| !(value(s) >= 0.0)) => Kind::Untyped,
+            Kind::Counter if openmetrics && f.floats.iter().any(|s| value(s).is_nan() || value(s) < 0.0) => {
+                Kind::Untyped
+            }
             k => k,
         };
         let family = match (kind, openmetrics) {

@@ -160,7 +160,11 @@ async fn write(State(app): State<Arc<App>>, request: axum::extract::Request) -> 
         Ok(Some(Err(refusal))) => refuse(receiver, refusal),
         Ok(None) => {
             receiver.refused_other(500, "failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "the request could not be read or decoded\n").into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the request could not be read or decoded\n",
+            )
+                .into_response()
         }
         Err(_) => {
             receiver.refused_other(503, "timeout");

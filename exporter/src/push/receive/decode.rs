@@ -316,7 +316,9 @@ fn key(buf: &mut &[u8]) -> Result<(u32, u8), WireError> {
         return Err(WireError("field number 0".into()));
     }
     if !matches!(wire, VARINT | I64 | LEN | I32) {
-        return Err(WireError(format!("field {field}: wire type {wire} is not supported here")));
+        return Err(WireError(format!(
+            "field {field}: wire type {wire} is not supported here"
+        )));
     }
     Ok((field, wire))
 }
@@ -419,7 +421,7 @@ fn check_histogram(h: &Histogram) -> Result<(), String> {
     if !(-4..=8).contains(&h.schema) {
         return Err(format!("native histogram schema {}: expected -4 to 8", h.schema));
     }
-    if !(h.zero_threshold >= 0.0 && h.zero_threshold.is_finite()) {
+    if h.zero_threshold.is_nan() || h.zero_threshold < 0.0 || h.zero_threshold.is_infinite() {
         return Err(format!(
             "native histogram zero threshold {}: expected a finite value of 0 or more",
             h.zero_threshold
@@ -439,7 +441,7 @@ fn check_histogram(h: &Histogram) -> Result<(), String> {
             ));
         }
         if float {
-            if let Some(c) = counts.iter().find(|c| !(**c >= 0.0)) {
+            if let Some(c) = counts.iter().find(|c| c.is_nan() || **c < 0.0) {
                 return Err(format!("native histogram: {side} bucket count {c}, expected 0 or more"));
             }
         } else {

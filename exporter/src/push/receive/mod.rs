@@ -421,7 +421,12 @@ impl ReceiverHarness {
 
     /// Every stored series and metadata entry, as the remote write sender reads them
     /// (`SeriesSource`).
-    pub fn stored(&self) -> (Vec<crate::remote_write_proto::TimeSeries>, Vec<crate::remote_write_proto::MetricMetadata>) {
+    pub fn stored(
+        &self,
+    ) -> (
+        Vec<crate::remote_write_proto::TimeSeries>,
+        Vec<crate::remote_write_proto::MetricMetadata>,
+    ) {
         use crate::push::SeriesSource;
         let (mut series, mut metadata) = (Vec::new(), Vec::new());
         let store: &dyn SeriesSource = &*self.receiver.store;

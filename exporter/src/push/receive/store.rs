@@ -297,7 +297,9 @@ impl Inner {
         applied: &mut Applied,
     ) {
         let stored = self.table.len();
-        let entry = self.table.entry(point.hash, |e| same(&e.series.labels, pairs), |e| e.hash);
+        let entry = self
+            .table
+            .entry(point.hash, |e| same(&e.series.labels, pairs), |e| e.hash);
         match entry {
             TableEntry::Occupied(mut o) => {
                 let e = o.get_mut();
@@ -383,7 +385,11 @@ impl Inner {
 
 /// Whether stored labels are `pairs`.
 fn same(labels: &[Label], pairs: &[(&str, &str)]) -> bool {
-    labels.len() == pairs.len() && labels.iter().zip(pairs).all(|(l, (n, v))| l.name == *n && l.value == *v)
+    labels.len() == pairs.len()
+        && labels
+            .iter()
+            .zip(pairs)
+            .all(|(l, (n, v))| l.name == *n && l.value == *v)
 }
 
 /// Makes `value` the one point of `ts`, reusing its vectors.
