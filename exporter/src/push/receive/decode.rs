@@ -481,3 +481,115 @@ pub(crate) fn describe(labels: &[(&str, &str)]) -> String {
     out.push('}');
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::push::remote_write::proto::{Sample, TimeSeries, WriteRequest};
+
+    fn label(name: &str, value: &str) -> Label {
+        Label {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+
+    fn read(req: &WriteRequest) -> Result<Vec<(Vec<(String, String)>, f64, i64)>, String> {
+        let raw = req.encode_to_vec();
+        let hasher = hashbrown::DefaultHashBuilder::default();
+        let batch = decode(&raw, &hasher).map_err(|r| r.message().to_owned())?;
+        Ok(batch
+            .series
+            .iter()
+            .map(|p| {
+                let labels = batch.labels[p.labels.clone()]
+                    .iter()
+                    .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                    .collect();
+                let v = match p.value {
+                    Value::Sample(v) => v,
+                    Value::Histogram(_) => f64::INFINITY,
+                };
+                (labels, v, p.timestamp)
+            })
+            .collect())
+    }
+
+    fn one(labels: Vec<Label>) -> WriteRequest {
+        WriteRequest {
+            timeseries: vec![TimeSeries {
+                labels,
+                samples: vec![
+                    Sample {
+                        value: 2.0,
+                        timestamp: 20,
+                    },
+                    Sample {
+                        value: 1.0,
+                        timestamp: 10,
+                    },
+                ],
+                ..Default::default()
+            }],
+            metadata: vec![],
+        }
+    }
+
+    #[test]
+    fn reads_what_prost_writes() {
+        let got = read(&one(vec![
+            label("__name__", "x"),
+            label("empty", ""),
+            label("job", "j"),
+        ]))
+        .unwrap();
+        let want = vec![("__name__".into(), "x".into()), ("job".into(), "j".into())];
+        assert_eq!(got, [(want, 2.0, 20)]);
+        // A series without points is skipped.
+        let mut req = one(vec![label("__name__", "x")]);
+        req.timeseries[0].samples.clear();
+        assert_eq!(read(&req).unwrap(), []);
+    }
+
+    #[test]
+    fn names_the_series_and_the_problem() {
+        for (labels, want) in [
+            (
+                vec![label("job", "j"), label("__name__", "x")],
+                "series 0 x{job=\"j\"}: labels not sorted",
+            ),
+            (
+                vec![label("__name__", "x"), label("a", "1"), label("a", "2")],
+                "duplicate label name `a`",
+            ),
+            (vec![label("job", "j")], "no `__name__` label"),
+            (vec![label("__name__", "x-y")], "`x-y`"),
+            (vec![label("__name__", "x"), label("__y", "1")], "`__y`"),
+            (vec![label("__name__", "x"), label("1a", "1")], "`1a`"),
+        ] {
+            let e = read(&one(labels)).unwrap_err();
+            assert!(e.contains(want), "{e} lacks {want}");
+        }
+        for bad in [
+            &b"\x0a\x05\x0a\x03"[..],
+            b"\x08",
+            b"\x0a\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff",
+            b"\x00",
+        ] {
+            let hasher = hashbrown::DefaultHashBuilder::default();
+            let e = decode(bad, &hasher).err().expect("refused");
+            assert_eq!(e.reason(), "protobuf", "{}", e.message());
+        }
+    }
+
+    #[test]
+    fn snappy_length_is_checked_before_inflating() {
+        let body = snap::raw::Encoder::new().compress_vec(&[0u8; 1000]).unwrap();
+        let mut raw = Vec::new();
+        let e = decompress(&body, 999, &mut raw).unwrap_err();
+        assert_eq!(e.code(), 413);
+        assert!(raw.is_empty());
+        decompress(&body, 1000, &mut raw).unwrap();
+        assert_eq!(raw.len(), 1000);
+    }
+}

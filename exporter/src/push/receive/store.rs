@@ -237,10 +237,11 @@ impl Store {
         removed
     }
 
-    /// Series stored, senders known.
+    /// Series stored, and senders with series stored.
     pub(crate) fn len(&self) -> (usize, usize) {
         let inner = self.lock();
-        (inner.table.len(), inner.by_key.len())
+        let senders = inner.senders.iter().flatten().filter(|s| s.series > 0).count();
+        (inner.table.len(), senders)
     }
 
     /// Every series and metadata entry, as of now.
@@ -449,5 +450,145 @@ impl SeriesSource for Store {
         for m in kept {
             f(&m);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::push::receive::decode::{decode, Batch};
+    use crate::push::remote_write::proto::WriteRequest;
+    use prost::Message;
+
+    fn ts(labels: &[(&str, &str)], value: f64, timestamp: i64) -> TimeSeries {
+        TimeSeries {
+            labels: labels
+                .iter()
+                .map(|(n, v)| Label {
+                    name: (*n).into(),
+                    value: (*v).into(),
+                })
+                .collect(),
+            samples: vec![Sample { value, timestamp }],
+            ..Default::default()
+        }
+    }
+
+    fn apply(store: &Store, series: Vec<TimeSeries>, now: Instant) -> Applied {
+        let raw = WriteRequest {
+            timeseries: series,
+            metadata: vec![],
+        }
+        .encode_to_vec();
+        let batch: Batch<'_> = decode(&raw, store.hasher()).unwrap();
+        store.apply(batch, IpAddr::from([10, 0, 0, 1]), now, &|n| n == "taken")
+    }
+
+    fn values(store: &Store) -> Vec<(String, f64)> {
+        let mut v: Vec<_> = store
+            .snapshot()
+            .series
+            .iter()
+            .map(|s| (describe_stored(s), s.samples[0].value))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    fn describe_stored(s: &TimeSeries) -> String {
+        let pairs: Vec<(&str, &str)> = s.labels.iter().map(|l| (l.name.as_str(), l.value.as_str())).collect();
+        describe(&pairs)
+    }
+
+    #[test]
+    fn latest_point_wins_and_stale_markers_remove() {
+        let store = Store::new(10, 10);
+        let t0 = Instant::now();
+        let a = [("__name__", "x"), ("job", "j")];
+        let b = [("__name__", "x"), ("job", "k")];
+        let r = apply(&store, vec![ts(&a, 1.0, 10), ts(&b, 2.0, 10)], t0);
+        assert_eq!((r.added, r.updated), (2, 0));
+        // Newer wins, older is ignored, several samples of one series: the latest.
+        let mut many = ts(&a, 5.0, 30);
+        many.samples.push(Sample {
+            value: 4.0,
+            timestamp: 20,
+        });
+        apply(&store, vec![many, ts(&b, 0.0, 5)], t0);
+        assert_eq!(
+            values(&store),
+            [("x{job=\"j\"}".to_owned(), 5.0), ("x{job=\"k\"}".to_owned(), 2.0)]
+        );
+        let r = apply(
+            &store,
+            vec![ts(&a, f64::from_bits(super::super::decode::STALE_NAN_BITS), 31)],
+            t0,
+        );
+        assert_eq!(r.stale, 1);
+        assert_eq!(values(&store), [("x{job=\"k\"}".to_owned(), 2.0)]);
+    }
+
+    #[test]
+    fn limits_and_conflicts_refuse_only_new_series() {
+        let store = Store::new(3, 2);
+        let now = Instant::now();
+        let s = |job: &str, i: &str| ts(&[("__name__", "x"), ("i", i), ("job", job)], 1.0, 1);
+        let r = apply(&store, vec![s("a", "1"), s("a", "2"), s("a", "3")], now);
+        assert_eq!((r.added, r.refused), (2, [1, 0, 0]));
+        let r = apply(
+            &store,
+            vec![
+                s("b", "1"),
+                s("b", "2"),
+                ts(&[("__name__", "taken")], 1.0, 1),
+                s("a", "1"),
+            ],
+            now,
+        );
+        assert_eq!((r.added, r.updated, r.refused), (1, 1, [0, 1, 1]));
+        assert_eq!(store.len(), (3, 2));
+    }
+
+    #[test]
+    fn senders_expire_after_the_ttl_and_metadata_with_them() {
+        let store = Store::new(10, 10);
+        let t0 = Instant::now();
+        let ttl = Duration::from_secs(60);
+        apply(&store, vec![ts(&[("__name__", "x_total"), ("job", "a")], 1.0, 1)], t0);
+        apply(
+            &store,
+            vec![ts(&[("__name__", "x_total"), ("job", "b")], 1.0, 1)],
+            t0 + ttl / 2,
+        );
+        // Empty label values are the labels' absence: this one is the peer's series.
+        apply(&store, vec![ts(&[("__name__", "y"), ("job", "")], 1.0, 1)], t0);
+        assert_eq!(store.len(), (3, 3));
+        let raw = WriteRequest {
+            timeseries: vec![],
+            metadata: vec![MetricMetadata {
+                r#type: 1,
+                metric_family_name: "x".into(),
+                help: "X.".into(),
+                unit: String::new(),
+            }],
+        }
+        .encode_to_vec();
+        store.apply(
+            decode(&raw, store.hasher()).unwrap(),
+            IpAddr::from([10, 0, 0, 1]),
+            t0,
+            &|_| false,
+        );
+        assert_eq!(store.expire(t0 + ttl, ttl), 2);
+        assert_eq!(store.len(), (1, 1));
+        // `x` still has a series (`x_total` of b): its metadata stays.
+        let mut kept = Vec::new();
+        store.for_each_metadata(&mut |m| kept.push(m.metric_family_name.clone()));
+        assert_eq!(kept, ["x"]);
+        assert_eq!(store.expire(t0 + ttl * 2, ttl), 1);
+        assert_eq!(store.len(), (0, 0));
+        kept.clear();
+        store.for_each_metadata(&mut |m| kept.push(m.metric_family_name.clone()));
+        assert!(kept.is_empty());
     }
 }
