@@ -13,6 +13,8 @@
 //! | time to send request headers, and idle keep-alive time | [`ExporterBuilder::header_read_timeout`] | connection closed | `mmo_metrics_http_timeouts_total{timeout="header_read"}` |
 //! | time to answer | [`ExporterBuilder::request_timeout`] | 408 | `mmo_metrics_http_timeouts_total{timeout="request"}` |
 //! | time the client may stop reading a response | [`ExporterBuilder::write_timeout`] | connection closed | `mmo_metrics_http_timeouts_total{timeout="write"}` |
+//! | remote write bodies read at once (with [`ExporterBuilder::receive`]) | 4, and one decode at a time | wait; 503 past the request timeout | `mmo_metrics_receive_requests_refused_total{reason="timeout"}` |
+//! | remote write body, decompressed size, series | [`ReceiveConfig`](crate::ReceiveConfig) | 413, or new series refused | `mmo_metrics_receive_requests_refused_total`, `mmo_metrics_receive_series_refused_total` |
 //!
 //! A scrape's in-flight slot is held by a guard that lives in its response body, so whatever
 //! ends the scrape (the body sent, the client gone, a timeout) gives it back. Scrapes that arrive

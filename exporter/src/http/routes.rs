@@ -149,11 +149,14 @@ async fn write(State(app): State<Arc<App>>, request: axum::extract::Request) -> 
             // The client went away or broke the stream: nobody to answer.
             Err(_) => return None,
         };
-        let _decoding = receiver.decoding.acquire().await.ok()?;
+        let decoding = Arc::clone(&receiver.decoding).acquire_owned().await.ok()?;
         let r = Arc::clone(receiver);
-        tokio::task::spawn_blocking(move || r.ingest(&bytes, peer).map(|_| ()))
-            .await
-            .ok()
+        tokio::task::spawn_blocking(move || {
+            let _decoding = decoding;
+            r.ingest(&bytes, peer).map(|_| ())
+        })
+        .await
+        .ok()
     };
     match tokio::time::timeout(app.request_timeout, work).await {
         Ok(Some(Ok(()))) => StatusCode::NO_CONTENT.into_response(),

@@ -494,7 +494,10 @@ mod tests {
         }
     }
 
-    fn read(req: &WriteRequest) -> Result<Vec<(Vec<(String, String)>, f64, i64)>, String> {
+    /// A series read back: labels, value (+Inf for a histogram), timestamp.
+    type Read = (Vec<(String, String)>, f64, i64);
+
+    fn read(req: &WriteRequest) -> Result<Vec<Read>, String> {
         let raw = req.encode_to_vec();
         let hasher = hashbrown::DefaultHashBuilder::default();
         let batch = decode(&raw, &hasher).map_err(|r| r.message().to_owned())?;

@@ -218,8 +218,9 @@ pub(crate) struct Receiver {
     /// Bodies being read or decoded, at most [`READING`].
     pub(crate) reading: tokio::sync::Semaphore,
     /// Decodes running on the blocking pool: one, so the pool's other thread stays free for
-    /// scrapes.
-    pub(crate) decoding: tokio::sync::Semaphore,
+    /// scrapes. The permit moves into the blocking task, so a request whose answer timed out
+    /// keeps it until its decode really ends.
+    pub(crate) decoding: Arc<tokio::sync::Semaphore>,
     /// The decompressed bytes of the last request, whose allocation the next one reuses.
     buffer: Mutex<Vec<u8>>,
 }
@@ -239,7 +240,7 @@ impl Receiver {
             taken: RwLock::new(Arc::new(Taken::of(manager))),
             logged: Default::default(),
             reading: tokio::sync::Semaphore::new(READING),
-            decoding: tokio::sync::Semaphore::new(1),
+            decoding: Arc::new(tokio::sync::Semaphore::new(1)),
             buffer: Mutex::default(),
         }
     }
