@@ -194,8 +194,8 @@ impl ExporterBuilder {
     /// of every series received on `/metrics`, after the manager's own families (off by
     /// default). [`ReceiveConfig`](crate::ReceiveConfig) has the bounds and what a sender is.
     /// Received series whose names the manager's families take are refused
-    /// (`reason="conflict"`); how received series are exposed is in the `encode::received`
-    /// module's documentation (README, "Scaling out").
+    /// (`reason="conflict"`); see [`ReceiveConfig`](crate::ReceiveConfig) for how received
+    /// series are exposed.
     pub fn receive(mut self, config: crate::ReceiveConfig) -> Self {
         self.receive = Some(config);
         self

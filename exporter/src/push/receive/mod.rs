@@ -51,6 +51,22 @@ use store::{Applied, RefuseReason};
 ///
 /// The store keeps one point per series (the newest by timestamp; an older one is ignored). Each
 /// costs about 200 bytes plus its labels, so the default limits bound it to some 100 MB.
+///
+/// # Exposition
+///
+/// Received series follow the exporter's own families on `/metrics`, with their own labels
+/// only (the exporter's global labels are not added: scrape the service with
+/// `honor_labels: true` so their `job` and `instance` stay theirs), and without their
+/// timestamps (a scrape stamps them, so Prometheus never drops them as out of order). They are
+/// grouped by metric name, typed from the metadata their sender sent: `x_total` with counter
+/// metadata is a counter (OpenMetrics: family `x`), a name with gauge metadata a gauge, anything
+/// else, the series of classic histograms and summaries included, one untyped family per name
+/// (`unknown` in OpenMetrics), which Prometheus stores as the same series. Native histograms are
+/// exposed in protobuf only; the text formats cannot carry them. A received name that one of the
+/// exporter's own families takes (its name, a sample name, or a name whose OpenMetrics family
+/// it would be) cannot be a second family: such series are refused at ingest
+/// (`reason="conflict"`), so every format stays valid for `promtool check metrics` and the strict
+/// OpenMetrics parsers.
 #[derive(Debug, Clone)]
 pub struct ReceiveConfig {
     pub(crate) max_body_bytes: usize,
