@@ -13,7 +13,11 @@
 //! - everything else, the series of classic histograms and summaries included (`x_bucket`,
 //!   `x_sum`, `x_count`, `x`): one untyped family per name (`untyped` in text, `unknown` in
 //!   OpenMetrics, `UNTYPED` in protobuf). Prometheus stores them as the same series as typed
-//!   ones, and `histogram_quantile` works on them; only the type is not carried.
+//!   ones, and `histogram_quantile` works on them; only the type is not carried. They are not
+//!   regrouped into histogram and summary families because their series need not arrive together
+//!   (Prometheus' remote write splits what it sends across shards and requests): a scrape may
+//!   see a `_count` newer than its `+Inf` bucket, which a typed family must not show and strict
+//!   parsers refuse.
 //!
 //! Every family has a `# HELP`: the sender's help for it (or for the name without its suffix),
 //! else a note that none was sent. Received timestamps are not exposed: a scrape's samples are
