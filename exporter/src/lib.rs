@@ -4,7 +4,8 @@
 //! text format 0.0.4, [`encode_openmetrics`] OpenMetrics 1.0,
 //! [`encode_protobuf_with`] the protobuf format (its messages in [`proto`]), [`serve`] answers `GET /metrics`
 //! (in the format the scraper's `Accept` header asks for, see [`negotiate`]) and `GET /health`
-//! from one exporter thread.
+//! from one exporter thread; with [`ExporterBuilder::receive`] it also accepts Prometheus remote
+//! write 1.0 at `POST /api/v1/write` and exposes the latest point of every series it received.
 //!
 //! ```
 //! use mmo_metrics::MetricsManager;
@@ -39,6 +40,9 @@ mod push;
 
 pub use push::client::{PushConfigError, PushEndpoint};
 pub use push::pushgateway::{Pushgateway, PUSHGATEWAY_LAST_SUCCESS_METRIC, PUSHGATEWAY_PUSHES_METRIC};
+pub use push::receive::ReceiveConfig;
+#[doc(hidden)]
+pub use push::receive::ReceiverHarness;
 pub use push::remote_write::proto as remote_write_proto;
 
 pub use encode::{
@@ -48,6 +52,8 @@ pub use encode::{
 };
 pub use http::{
     serve, validate_global_labels, Exporter, ExporterBuilder, ExporterError, ACCEPT_ERRORS_METRIC, CONNECTIONS_METRIC,
-    CONNECTION_LIMIT_METRIC, SCRAPES_IN_FLIGHT_METRIC, SCRAPES_METRIC, SCRAPE_DURATION_METRIC, SERIES_METRIC,
+    CONNECTION_LIMIT_METRIC, RECEIVE_BYTES_METRIC, RECEIVE_REQUESTS_METRIC, RECEIVE_REQUESTS_REFUSED_METRIC,
+    RECEIVE_SAMPLES_METRIC, RECEIVE_SENDERS_METRIC, RECEIVE_SERIES_METRIC, RECEIVE_SERIES_REFUSED_METRIC,
+    RECEIVE_SERIES_REMOVED_METRIC, SCRAPES_IN_FLIGHT_METRIC, SCRAPES_METRIC, SCRAPE_DURATION_METRIC, SERIES_METRIC,
     TIMEOUTS_METRIC,
 };

@@ -524,6 +524,9 @@ pub fn suffixes(kind: &str, openmetrics: bool) -> &'static [&'static str] {
     match kind {
         "counter" if openmetrics => &["_total"],
         "counter" | "gauge" => &[""],
+        // Received series without a type (fuzz_targets/receive.rs).
+        "untyped" if !openmetrics => &[""],
+        "unknown" if openmetrics => &[""],
         "histogram" => &["_bucket", "_sum", "_count"],
         "summary" => &["", "_sum", "_count"],
         _ => &[],

@@ -14,6 +14,7 @@ mod negotiate;
 mod openmetrics;
 pub mod proto;
 mod protobuf;
+pub(crate) mod received;
 mod text;
 
 use std::sync::Arc;

@@ -13,6 +13,8 @@
 //! | time to send request headers, and idle keep-alive time | [`ExporterBuilder::header_read_timeout`] | connection closed | `mmo_metrics_http_timeouts_total{timeout="header_read"}` |
 //! | time to answer | [`ExporterBuilder::request_timeout`] | 408 | `mmo_metrics_http_timeouts_total{timeout="request"}` |
 //! | time the client may stop reading a response | [`ExporterBuilder::write_timeout`] | connection closed | `mmo_metrics_http_timeouts_total{timeout="write"}` |
+//! | remote write bodies read at once (with [`ExporterBuilder::receive`]) | 4, and one decode at a time | wait; 503 past the request timeout | `mmo_metrics_receive_requests_refused_total{reason="timeout"}` |
+//! | remote write body, decompressed size, series | [`ReceiveConfig`](crate::ReceiveConfig) | 413, or new series refused | `mmo_metrics_receive_requests_refused_total`, `mmo_metrics_receive_series_refused_total` |
 //!
 //! A scrape's in-flight slot is held by a guard that lives in its response body, so whatever
 //! ends the scrape (the body sent, the client gone, a timeout) gives it back. Scrapes that arrive
@@ -23,7 +25,7 @@
 mod limits;
 mod routes;
 mod scrape;
-mod self_metrics;
+pub(crate) mod self_metrics;
 mod server;
 
 use std::io;
@@ -36,7 +38,9 @@ use mmo_metrics::{MetricsError, MetricsManager};
 use tokio::sync::oneshot;
 
 pub use self_metrics::{
-    ACCEPT_ERRORS_METRIC, CONNECTIONS_METRIC, CONNECTION_LIMIT_METRIC, SCRAPES_IN_FLIGHT_METRIC, SCRAPES_METRIC,
+    ACCEPT_ERRORS_METRIC, CONNECTIONS_METRIC, CONNECTION_LIMIT_METRIC, RECEIVE_BYTES_METRIC, RECEIVE_REQUESTS_METRIC,
+    RECEIVE_REQUESTS_REFUSED_METRIC, RECEIVE_SAMPLES_METRIC, RECEIVE_SENDERS_METRIC, RECEIVE_SERIES_METRIC,
+    RECEIVE_SERIES_REFUSED_METRIC, RECEIVE_SERIES_REMOVED_METRIC, SCRAPES_IN_FLIGHT_METRIC, SCRAPES_METRIC,
     SCRAPE_DURATION_METRIC, SERIES_METRIC, TIMEOUTS_METRIC,
 };
 
@@ -111,6 +115,7 @@ pub struct ExporterBuilder {
     request_timeout: Duration,
     write_timeout: Duration,
     pushgateways: Vec<crate::Pushgateway>,
+    receive: Option<crate::ReceiveConfig>,
 }
 
 /// Time a stopping exporter gives its pushes to finish (a final push, a group deleted), so that a
@@ -133,6 +138,7 @@ impl ExporterBuilder {
             request_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(10),
             pushgateways: Vec::new(),
+            receive: None,
         }
     }
 
@@ -201,6 +207,17 @@ impl ExporterBuilder {
         self
     }
 
+    /// Accepts Prometheus remote write 1.0 at `POST /api/v1/write` and exposes the latest point
+    /// of every series received on `/metrics`, after the manager's own families (off by
+    /// default). [`ReceiveConfig`](crate::ReceiveConfig) has the bounds and what a sender is.
+    /// Received series whose names the manager's families take are refused
+    /// (`reason="conflict"`); see [`ReceiveConfig`](crate::ReceiveConfig) for how received
+    /// series are exposed.
+    pub fn receive(mut self, config: crate::ReceiveConfig) -> Self {
+        self.receive = Some(config);
+        self
+    }
+
     /// Binds, then serves from the exporter thread until the returned [`Exporter`] is dropped.
     pub fn serve(self) -> Result<Exporter, ExporterError> {
         validate_global_labels(self.global_labels.iter().map(|(k, _)| k.as_str()))?;
@@ -218,20 +235,30 @@ impl ExporterBuilder {
         let addr = listener.local_addr()?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            .max_blocking_threads(1)
+            // Encodes and gzip; with the receiver, one more thread for its decodes (one at a
+            // time), so a large remote write request never holds up a scrape's encode.
+            .max_blocking_threads(if self.receive.is_some() { 2 } else { 1 })
             .thread_name("mmo-metrics-encoder")
             .build()?;
         let metrics = Arc::new(self_metrics::SelfMetrics::register(&self.manager));
+        let receiver = self
+            .receive
+            .map(|config| Arc::new(crate::push::receive::Receiver::new(&self.manager, config)));
+        if let Some(r) = &receiver {
+            runtime.spawn(crate::push::receive::expiry_loop(Arc::clone(r)));
+        }
         let app = routes::router(Arc::new(routes::App {
             scraper: Arc::new(scrape::Scraper::new(
                 self.manager.clone(),
                 global_labels.clone(),
                 self.openmetrics,
+                receiver.clone(),
             )),
             slots: limits::Slots::new(self.max_in_flight, metrics.in_flight.clone()),
             metrics: Arc::clone(&metrics),
             request_timeout: self.request_timeout,
             offered: scrape::offered(),
+            receiver,
         }));
         let conns = limits::Connections::new(self.max_connections, Arc::clone(&metrics), addr);
         let conn_limits = server::ConnLimits {

@@ -1,5 +1,6 @@
 //! Routes: `GET /metrics` (the exposition in the format the `Accept` header negotiates, gzip when
-//! asked), `GET /health`, the live view at `GET /`, 404 and 405 for the rest.
+//! asked), `GET /health`, the live view at `GET /`, `POST /api/v1/write` when the remote write
+//! receiver is on, 404 and 405 for the rest.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,13 +9,14 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 
 use super::limits::Slots;
 use super::scrape::{ExpositionBody, Scraper};
 use super::self_metrics::SelfMetrics;
 use crate::encode::{negotiate, ExpositionFormat};
+use crate::push::receive::{Receiver, Refusal};
 
 /// The live view at `GET /`: one self-contained page that polls `/metrics` and draws charts.
 const LIVE_VIEW: &str = include_str!("../assets/live.html");
@@ -27,10 +29,16 @@ pub(crate) struct App {
     pub(crate) request_timeout: Duration,
     /// The formats the scraper can encode ([`super::scrape::offered`]).
     pub(crate) offered: Vec<ExpositionFormat>,
+    /// The remote write receiver, when on.
+    pub(crate) receiver: Option<Arc<Receiver>>,
 }
 
 pub(crate) fn router(app: Arc<App>) -> Router {
-    Router::new()
+    let mut router = Router::new();
+    if app.receiver.is_some() {
+        router = router.route("/api/v1/write", post(write));
+    }
+    router
         .route("/metrics", get(metrics))
         .route(
             "/",
@@ -99,6 +107,89 @@ async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
                 .into_response()
         }
     }
+}
+
+/// `POST /api/v1/write`: a remote write 1.0 request (see [`crate::ReceiveConfig`]). Its body is
+/// read at most [`crate::ReceiveConfig::max_body_bytes`] far, within the request timeout, and
+/// decoded on the blocking pool.
+async fn write(State(app): State<Arc<App>>, request: axum::extract::Request) -> Response {
+    let receiver = app.receiver.as_ref().expect("routed only when the receiver is on");
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+    let (parts, body) = request.into_parts();
+    let header = |name| parts.headers.get(name).map(|v| v.to_str().unwrap_or("(not text)"));
+    if let Err(refusal) = Receiver::check_headers(header(header::CONTENT_TYPE), header(header::CONTENT_ENCODING)) {
+        return refuse(receiver, refusal);
+    }
+    let max = receiver.config.max_body_bytes;
+    let length = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if let Some(n) = length.filter(|n| *n > max as u64) {
+        return refuse(
+            receiver,
+            Refusal::BodyTooLarge(format!(
+                "body: Content-Length {n} bytes is above the limit of {max} bytes"
+            )),
+        );
+    }
+    let work = async {
+        let _reading = receiver.reading.acquire().await.ok()?;
+        let read = http_body_util::BodyExt::collect(http_body_util::Limited::new(body, max)).await;
+        let bytes = match read {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return Some(Err(Refusal::BodyTooLarge(format!(
+                    "body: more than the limit of {max} bytes"
+                ))))
+            }
+            // The client went away or broke the stream: nobody to answer.
+            Err(_) => return None,
+        };
+        let decoding = Arc::clone(&receiver.decoding).acquire_owned().await.ok()?;
+        let r = Arc::clone(receiver);
+        tokio::task::spawn_blocking(move || {
+            let _decoding = decoding;
+            r.ingest(&bytes, peer).map(|_| ())
+        })
+        .await
+        .ok()
+    };
+    match tokio::time::timeout(app.request_timeout, work).await {
+        Ok(Some(Ok(()))) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Some(Err(refusal))) => refuse(receiver, refusal),
+        Ok(None) => {
+            receiver.refused_other(500, "failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the request could not be read or decoded\n",
+            )
+                .into_response()
+        }
+        Err(_) => {
+            receiver.refused_other(503, "timeout");
+            app.metrics.timeout("request");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "the request was not read and stored within the request timeout of {:?}; retry later\n",
+                    app.request_timeout
+                ),
+            )
+                .into_response()
+        }
+    }
+}
+
+fn refuse(receiver: &Receiver, refusal: Refusal) -> Response {
+    receiver.refused(&refusal);
+    let code = StatusCode::from_u16(refusal.code()).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut message = refusal.message().to_owned();
+    message.push('\n');
+    (code, message).into_response()
 }
 
 /// The format to answer in, from every `Accept` header of the request (several are one list).

@@ -2,6 +2,8 @@
 //! while it runs, one gzip of it shared by every scrape that asks for gzip, both on the runtime's
 //! blocking pool, and a response body that shares the encoded bytes and holds the scrape's
 //! in-flight slot until it has been handed to the connection in full (or the connection ends).
+//! With the remote write receiver on, the received series follow the manager's families (see
+//! `encode::received`).
 
 use std::convert::Infallible;
 use std::io::Write;
@@ -18,8 +20,10 @@ use tokio::sync::{watch, OnceCell};
 use super::limits::Slot;
 use super::self_metrics::SERIES_METRIC;
 use crate::encode::{
-    encode_openmetrics_with_options, encode_protobuf_with, encode_text_with, ExpositionFormat, OpenMetricsOptions,
+    encode_openmetrics_with_options, encode_protobuf_with, encode_text_with, received, ExpositionFormat,
+    OpenMetricsOptions,
 };
+use crate::push::receive::{Receiver, Taken};
 
 /// Writes one format's exposition of a manager, with global labels, into a buffer.
 type Encoder = fn(&MetricsManager, &[(String, String)], OpenMetricsOptions, &mut Vec<u8>);
@@ -105,6 +109,8 @@ pub(crate) struct Scraper {
     /// Per format: length of the last exposition; the next one's buffer starts that large, so
     /// the encode does not copy its output as it grows.
     last_len: [AtomicUsize; FORMATS],
+    /// The remote write receiver, whose series follow the manager's.
+    receiver: Option<Arc<Receiver>>,
 }
 
 impl Scraper {
@@ -112,6 +118,7 @@ impl Scraper {
         manager: MetricsManager,
         global_labels: Vec<(String, String)>,
         openmetrics: OpenMetricsOptions,
+        receiver: Option<Arc<Receiver>>,
     ) -> Self {
         Self {
             manager,
@@ -119,6 +126,7 @@ impl Scraper {
             openmetrics,
             pending: Mutex::new(std::array::from_fn(|_| None)),
             last_len: std::array::from_fn(|_| AtomicUsize::new(64 * 1024)),
+            receiver,
         }
     }
 
@@ -144,6 +152,20 @@ impl Scraper {
         let want = last_len.load(Ordering::Relaxed);
         let mut out = Vec::with_capacity(want + want / 8);
         encode(&self.manager, &self.global_labels, self.openmetrics, &mut out);
+        if let Some(receiver) = &self.receiver {
+            let taken = Arc::new(Taken::of(&self.manager));
+            receiver.set_taken(Arc::clone(&taken));
+            let snapshot = receiver.store().snapshot();
+            let eof: &[u8] = b"# EOF\n";
+            let om = format == ExpositionFormat::OpenMetrics && out.ends_with(eof);
+            if om {
+                out.truncate(out.len() - eof.len());
+            }
+            received::expose(&snapshot, &taken, format, &mut out);
+            if om {
+                out.extend_from_slice(eof);
+            }
+        }
         last_len.store(out.len(), Ordering::Relaxed);
         Exposition {
             body: Bytes::from(out),
@@ -234,7 +256,7 @@ mod tests {
         m.register_counter("hits", "Hits.", &[]).unwrap();
         m.increment_counter("hits", 1, &[]).unwrap();
         assert_eq!(offered(), ExpositionFormat::ALL);
-        let scraper = Arc::new(Scraper::new(m, Vec::new(), OpenMetricsOptions::default()));
+        let scraper = Arc::new(Scraper::new(m, Vec::new(), OpenMetricsOptions::default(), None));
         let (text, om, pb) = tokio::join!(
             scraper.exposition(ExpositionFormat::Text),
             scraper.exposition(ExpositionFormat::OpenMetrics),

@@ -117,3 +117,119 @@ impl SelfMetrics {
         }
     }
 }
+
+/// Self-metric: remote write requests answered by the receiver, by status code.
+pub const RECEIVE_REQUESTS_METRIC: &str = "mmo_metrics_receive_requests_total";
+/// Self-metric: remote write requests refused whole, by reason (`body_size`,
+/// `decompressed_size`, `content_type`, `content_encoding`, `snappy`, `protobuf`,
+/// `invalid_series`; and `timeout`: not read and stored within the request timeout, 503; `failed`:
+/// the body could not be read, 500).
+pub const RECEIVE_REQUESTS_REFUSED_METRIC: &str = "mmo_metrics_receive_requests_refused_total";
+/// Self-metric: samples and native histograms in the remote write requests the receiver decoded.
+pub const RECEIVE_SAMPLES_METRIC: &str = "mmo_metrics_receive_samples_total";
+/// Self-metric: remote write body bytes the receiver read (snappy-compressed, as sent).
+pub const RECEIVE_BYTES_METRIC: &str = "mmo_metrics_receive_bytes_total";
+/// Self-metric: received series stored.
+pub const RECEIVE_SERIES_METRIC: &str = "mmo_metrics_receive_series";
+/// Self-metric: senders with series stored (see `ReceiveConfig`).
+pub const RECEIVE_SENDERS_METRIC: &str = "mmo_metrics_receive_senders";
+/// Self-metric: new received series refused, by reason (`sender_limit`, `total_limit`,
+/// `conflict`); the rest of their requests was kept.
+pub const RECEIVE_SERIES_REFUSED_METRIC: &str = "mmo_metrics_receive_series_refused_total";
+/// Self-metric: received series removed, by cause (`stale`: a stale marker; `ttl`: the sender
+/// stopped pushing).
+pub const RECEIVE_SERIES_REMOVED_METRIC: &str = "mmo_metrics_receive_series_removed_total";
+
+/// Handles to the receiver's self-metrics (see [`SelfMetrics`] for why each may be missing).
+pub(crate) struct ReceiveMetrics {
+    manager: MetricsManager,
+    samples: Option<CounterHandle>,
+    bytes: Option<CounterHandle>,
+    series: Gauge,
+    senders: Gauge,
+}
+
+impl ReceiveMetrics {
+    pub(crate) fn register(m: &MetricsManager) -> Self {
+        let _ = m.register_counter(
+            RECEIVE_REQUESTS_METRIC,
+            "Remote write requests answered by the receiver (POST /api/v1/write), by HTTP status code.",
+            &["code"],
+        );
+        let _ = m.register_counter(
+            RECEIVE_REQUESTS_REFUSED_METRIC,
+            "Remote write requests refused whole, by reason.",
+            &["reason"],
+        );
+        let _ = m.register_counter(
+            RECEIVE_SAMPLES_METRIC,
+            "Samples and native histograms in the remote write requests the receiver decoded.",
+            &[],
+        );
+        let _ = m.register_counter(
+            RECEIVE_BYTES_METRIC,
+            "Remote write body bytes read by the receiver, snappy-compressed as sent.",
+            &[],
+        );
+        let _ = m.register_gauge(RECEIVE_SERIES_METRIC, "Received series stored.", &[]);
+        let _ = m.register_gauge(RECEIVE_SENDERS_METRIC, "Remote write senders with series stored.", &[]);
+        let _ = m.register_counter(
+            RECEIVE_SERIES_REFUSED_METRIC,
+            "New received series refused (the rest of their requests kept), by reason: sender_limit, \
+             total_limit, conflict (a name of this exporter's own families).",
+            &["reason"],
+        );
+        let _ = m.register_counter(
+            RECEIVE_SERIES_REMOVED_METRIC,
+            "Received series removed, by cause: stale (a stale marker), ttl (the sender stopped pushing).",
+            &["cause"],
+        );
+        Self {
+            manager: m.clone(),
+            samples: m.counter(RECEIVE_SAMPLES_METRIC, &[]).ok(),
+            bytes: m.counter(RECEIVE_BYTES_METRIC, &[]).ok(),
+            series: Gauge(m.gauge(RECEIVE_SERIES_METRIC, &[]).ok()),
+            senders: Gauge(m.gauge(RECEIVE_SENDERS_METRIC, &[]).ok()),
+        }
+    }
+
+    pub(crate) fn request(&self, code: u16) {
+        let code = itoa::Buffer::new().format(code).to_owned();
+        let _ = self.manager.increment_counter(RECEIVE_REQUESTS_METRIC, 1, &[&code]);
+    }
+
+    pub(crate) fn request_refused(&self, reason: &str) {
+        let _ = self
+            .manager
+            .increment_counter(RECEIVE_REQUESTS_REFUSED_METRIC, 1, &[reason]);
+    }
+
+    pub(crate) fn samples(&self, n: usize) {
+        if let Some(c) = &self.samples {
+            c.increment(n as u64);
+        }
+    }
+
+    pub(crate) fn bytes(&self, n: usize) {
+        if let Some(c) = &self.bytes {
+            c.increment(n as u64);
+        }
+    }
+
+    pub(crate) fn stored(&self, series: usize, senders: usize) {
+        self.series.set(series as f64);
+        self.senders.set(senders as f64);
+    }
+
+    pub(crate) fn series_refused(&self, reason: &str, n: usize) {
+        let _ = self
+            .manager
+            .increment_counter(RECEIVE_SERIES_REFUSED_METRIC, n as u64, &[reason]);
+    }
+
+    pub(crate) fn series_removed(&self, cause: &str, n: usize) {
+        let _ = self
+            .manager
+            .increment_counter(RECEIVE_SERIES_REMOVED_METRIC, n as u64, &[cause]);
+    }
+}

@@ -97,10 +97,15 @@ async fn serve(
     metrics: Arc<SelfMetrics>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // The peer's address, for the handlers that need it (the receiver's senders without labels).
+    let peer = stream.peer_addr().ok();
     let mut io = TimeoutStream::new(stream);
     io.set_write_timeout(Some(limits.write));
     let busy = ticket.busy();
-    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        if let Some(peer) = peer {
+            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+        }
         let request = Busy::new(&busy);
         let app = app.clone();
         async move {

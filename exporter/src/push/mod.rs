@@ -11,6 +11,7 @@
 
 pub(crate) mod client;
 pub(crate) mod pushgateway;
+pub(crate) mod receive;
 pub mod remote_write;
 
 use remote_write::proto;

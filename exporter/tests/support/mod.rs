@@ -149,12 +149,18 @@ impl Prometheus {
     /// [`Prometheus::start`] with more command-line flags (e.g.
     /// `--enable-feature=native-histograms`).
     pub fn start_with(binary: &std::path::Path, target: SocketAddr, flags: &[&str]) -> Self {
+        Self::start_with_config(binary, target, "", flags)
+    }
+
+    /// [`Prometheus::start_with`] with more top-level configuration appended (e.g. a
+    /// `remote_write:` section).
+    pub fn start_with_config(binary: &std::path::Path, target: SocketAddr, extra: &str, flags: &[&str]) -> Self {
         let dir = tempdir();
         let config = dir.join("prometheus.yml");
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: mmo_server\n    static_configs:\n      - targets: ['{target}']\n"
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: mmo_server\n    static_configs:\n      - targets: ['{target}']\n{extra}"
             ),
         )
         .unwrap();
