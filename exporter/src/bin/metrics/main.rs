@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use mmo_metrics::{system, MetricsCollector, MetricsManager, MIN_COLLECT_INTERVAL};
-use mmo_metrics_exporter::{ExporterBuilder, ExporterError, PushEndpoint, Pushgateway};
+use mmo_metrics_exporter::{ExporterBuilder, ExporterError, PushEndpoint, Pushgateway, ReceiveConfig};
 
 #[global_allocator]
 static ALLOC: system::CountingAllocator = system::CountingAllocator::system();
@@ -52,6 +52,23 @@ struct Args {
     /// in OpenMetrics scrapes. Off by default: Prometheus 2.x stores each as a series of its own.
     #[arg(long)]
     openmetrics_created: bool,
+    /// Accept Prometheus remote write 1.0 at POST /api/v1/write from the host's processes, and
+    /// expose the latest point of every received series on /metrics (and forward them with the
+    /// service's own remote-write pushes).
+    #[arg(long)]
+    receive: bool,
+    /// With --receive: a sender's series leave this long after its last push (a sender is the
+    /// job and instance labels of its series). 5m is Prometheus' staleness lookback: a process
+    /// killed without notice leaves the service no later than Prometheus would forget a target.
+    #[arg(long, default_value = "5m", value_parser = parse_ttl, requires = "receive")]
+    receive_ttl: Duration,
+    /// With --receive: series kept from all senders together; past it new series are refused
+    /// (counted in mmo_metrics_receive_series_refused_total) and the rest kept.
+    #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..), requires = "receive")]
+    receive_max_series: u64,
+    /// With --receive: series kept per sender; past it the sender's new series are refused.
+    #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..), requires = "receive")]
+    receive_max_series_per_sender: u64,
     /// Push everything the service exposes to this Pushgateway every --interval, as the group
     /// job=--job, instance=--instance (repeatable); the group is deleted when the service stops.
     #[arg(long = "pushgateway-url", value_name = "URL", value_parser = parse_push_url)]
@@ -82,7 +99,11 @@ struct Args {
     push_headers: Vec<(String, String)>,
 }
 
-const LONG_FLAGS: [&str; 15] = [
+const LONG_FLAGS: [&str; 19] = [
+    "receive",
+    "receive-ttl",
+    "receive-max-series",
+    "receive-max-series-per-sender",
     "addr",
     "interval",
     "label",
@@ -142,6 +163,17 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
     mmo_metrics_exporter::validate_global_labels([k])
         .map_err(|e| format!("expected KEY=VALUE, e.g. service=gateway: {e}"))?;
     Ok((k.to_owned(), v.to_owned()))
+}
+
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("expected a duration such as 30s or 5m ({e})"))?;
+    if d < Duration::from_secs(1) {
+        return Err(format!(
+            "expected a duration of at least 1s, such as 30s or 5m (got {})",
+            humantime::format_duration(d)
+        ));
+    }
+    Ok(d)
 }
 
 fn parse_push_url(s: &str) -> Result<PushEndpoint, String> {
@@ -274,6 +306,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.receive {
+        builder = builder.receive(
+            ReceiveConfig::new()
+                .ttl(args.receive_ttl)
+                .max_series(usize::try_from(args.receive_max_series).unwrap_or(usize::MAX))
+                .max_series_per_sender(usize::try_from(args.receive_max_series_per_sender).unwrap_or(usize::MAX)),
+        );
+    }
     let instance = args.instance.clone().unwrap_or_else(host_name);
     for url in &args.pushgateway_urls {
         let gateway = Pushgateway::new(settings(url.clone()), &args.job)
@@ -344,6 +384,12 @@ fn main() -> ExitCode {
         "metrics service listening on {addr}: http://{shown}/metrics (collecting every {})",
         humantime::format_duration(args.interval)
     );
+    if args.receive {
+        tracing::info!(
+            "receiving remote write at http://{shown}/api/v1/write (a silent sender's series leave after {})",
+            humantime::format_duration(args.receive_ttl)
+        );
+    }
 
     let signal = signals.wait();
     tracing::info!("{signal} received, stopping");
