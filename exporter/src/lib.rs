@@ -39,6 +39,7 @@ mod push;
 
 pub use push::client::{PushConfigError, PushEndpoint};
 pub use push::remote_write::proto as remote_write_proto;
+pub use push::remote_write::RemoteWriteEncoder;
 
 pub use encode::{
     encode_openmetrics, encode_openmetrics_with, encode_openmetrics_with_options, encode_protobuf_with, encode_text,
