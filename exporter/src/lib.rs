@@ -39,7 +39,11 @@ mod push;
 
 pub use push::client::{PushConfigError, PushEndpoint};
 pub use push::remote_write::proto as remote_write_proto;
-pub use push::remote_write::RemoteWriteEncoder;
+pub use push::remote_write::{
+    RemoteWrite, RemoteWriteEncoder, REMOTE_WRITE_BYTES_METRIC, REMOTE_WRITE_DURATION_METRIC,
+    REMOTE_WRITE_LAST_SUCCESS_METRIC, REMOTE_WRITE_PENDING_METRIC, REMOTE_WRITE_REQUESTS_METRIC,
+    REMOTE_WRITE_RETRIES_METRIC, REMOTE_WRITE_SAMPLES_METRIC,
+};
 
 pub use encode::{
     encode_openmetrics, encode_openmetrics_with, encode_openmetrics_with_options, encode_protobuf_with, encode_text,

@@ -73,6 +73,9 @@ pub enum ExporterError {
     /// The runtime or the thread could not be started.
     #[error("cannot start the exporter thread: {0}")]
     Io(#[from] io::Error),
+    /// A remote write endpoint whose settings cannot be used (its CA file, its TLS settings).
+    #[error("remote write: {0}")]
+    Push(#[from] crate::PushConfigError),
 }
 
 /// Checks global label names: valid label names, no duplicates, none of
@@ -107,6 +110,19 @@ pub struct ExporterBuilder {
     header_read_timeout: Duration,
     request_timeout: Duration,
     write_timeout: Duration,
+    listen: bool,
+    remote_writes: Vec<crate::RemoteWrite>,
+    push_source: Option<PushSource>,
+}
+
+/// Series pushed besides the manager's (the receiver's store), in a `Debug` wrapper.
+#[derive(Clone)]
+struct PushSource(Arc<dyn crate::push::SeriesSource>);
+
+impl std::fmt::Debug for PushSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PushSource")
+    }
 }
 
 impl ExporterBuilder {
@@ -124,7 +140,34 @@ impl ExporterBuilder {
             header_read_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(10),
+            listen: true,
+            remote_writes: Vec::new(),
+            push_source: None,
         }
+    }
+
+    /// Listens on no port: the exporter only pushes ([`Self::remote_write`]). For a game server
+    /// that pushes to the host's collection service, which has the port. [`Exporter::local_addr`]
+    /// is then `0.0.0.0:0`.
+    pub fn without_listener(mut self) -> Self {
+        self.listen = false;
+        self
+    }
+
+    /// Pushes the registry (with the global labels) to a Prometheus remote write 1.0 receiver
+    /// from the exporter thread, as [`RemoteWrite`](crate::RemoteWrite) describes. Call it once
+    /// per receiver.
+    pub fn remote_write(mut self, remote_write: crate::RemoteWrite) -> Self {
+        self.remote_writes.push(remote_write);
+        self
+    }
+
+    /// Series every remote write pushes besides the manager's (the remote-write receiver's
+    /// store).
+    #[allow(dead_code)]
+    pub(crate) fn push_series_source(mut self, source: Arc<dyn crate::push::SeriesSource>) -> Self {
+        self.push_source = Some(PushSource(source));
+        self
     }
 
     /// The address to listen on (port 0: any free port, see [`Exporter::local_addr`]).
@@ -184,15 +227,37 @@ impl ExporterBuilder {
         self
     }
 
-    /// Binds, then serves from the exporter thread until the returned [`Exporter`] is dropped.
+    /// Binds (unless [`Self::without_listener`]), then serves and pushes from the exporter
+    /// thread until the returned [`Exporter`] is dropped.
     pub fn serve(self) -> Result<Exporter, ExporterError> {
         validate_global_labels(self.global_labels.iter().map(|(k, _)| k.as_str()))?;
-        let listener = TcpListener::bind(self.addr).map_err(|source| ExporterError::Bind {
-            addr: self.addr,
-            source,
-        })?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
+        let listener = if self.listen {
+            let listener = TcpListener::bind(self.addr).map_err(|source| ExporterError::Bind {
+                addr: self.addr,
+                source,
+            })?;
+            listener.set_nonblocking(true)?;
+            Some(listener)
+        } else {
+            None
+        };
+        let addr = match &listener {
+            Some(l) => l.local_addr()?,
+            None => SocketAddr::from(([0, 0, 0, 0], 0)),
+        };
+        let global_labels = Arc::new(self.global_labels);
+        let pushers = self
+            .remote_writes
+            .into_iter()
+            .map(|rw| {
+                crate::push::remote_write::Pusher::new(
+                    rw,
+                    self.manager.clone(),
+                    Arc::clone(&global_labels),
+                    self.push_source.as_ref().map(|s| Arc::clone(&s.0)),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .max_blocking_threads(1)
@@ -202,7 +267,7 @@ impl ExporterBuilder {
         let app = routes::router(Arc::new(routes::App {
             scraper: Arc::new(scrape::Scraper::new(
                 self.manager.clone(),
-                self.global_labels,
+                global_labels.to_vec(),
                 self.openmetrics,
             )),
             slots: limits::Slots::new(self.max_in_flight, metrics.in_flight.clone()),
@@ -220,15 +285,30 @@ impl ExporterBuilder {
         let thread = std::thread::Builder::new()
             .name("mmo-metrics-exporter".into())
             .spawn(move || {
-                runtime.block_on(server::accept_loop(
-                    listener,
-                    addr,
-                    app,
-                    conn_limits,
-                    conns,
-                    metrics,
-                    rx,
-                ));
+                runtime.block_on(async move {
+                    // The stop reaches the server and the pushers at once; the thread ends when
+                    // the server has drained and every pusher has sent its last push.
+                    let (stop_pushers, stopped) = tokio::sync::watch::channel(false);
+                    let pushing: Vec<_> = pushers
+                        .into_iter()
+                        .map(|p| tokio::spawn(p.run(stopped.clone())))
+                        .collect();
+                    let (stop_server, server_stopped) = oneshot::channel::<()>();
+                    let relay = async move {
+                        let _ = rx.await;
+                        let _ = stop_pushers.send(true);
+                        let _ = stop_server.send(());
+                    };
+                    let serve = async move {
+                        if let Some(listener) = listener {
+                            server::accept_loop(listener, addr, app, conn_limits, conns, metrics, server_stopped).await;
+                        }
+                    };
+                    tokio::join!(relay, serve);
+                    for p in pushing {
+                        let _ = p.await;
+                    }
+                });
             })?;
         Ok(Exporter {
             addr,
@@ -239,7 +319,9 @@ impl ExporterBuilder {
     }
 }
 
-/// A running exporter; dropping it stops the server (within about 2 s) and joins its thread.
+/// A running exporter; dropping it stops the server (within about 2 s) and the remote writes
+/// (after their last push and stale markers, within their shutdown timeout), and joins its
+/// thread.
 #[derive(Debug)]
 pub struct Exporter {
     addr: SocketAddr,
@@ -249,7 +331,8 @@ pub struct Exporter {
 }
 
 impl Exporter {
-    /// The address the server listens on (the real port when the address had port 0).
+    /// The address the server listens on (the real port when the address had port 0);
+    /// `0.0.0.0:0` for an exporter built [without a listener](ExporterBuilder::without_listener).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }

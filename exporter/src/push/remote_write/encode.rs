@@ -65,8 +65,6 @@ pub(crate) struct Snapshot {
     pub(crate) samples: usize,
     /// Series in the snapshot (stale markers left out).
     pub(crate) series: usize,
-    /// The timestamp of every sample, ms since the Unix epoch.
-    pub(crate) timestamp_ms: i64,
 }
 
 /// The series sent, as needed to send stale markers for them later.
@@ -119,6 +117,8 @@ const COUNT: usize = 3;
 pub(crate) struct Encoder {
     max_samples: usize,
     timestamp_ms: i64,
+    /// The timestamp of the last [`Self::encode`]'s samples (0 before the first).
+    pub(crate) last_timestamp_ms: i64,
     /// The request being built: its `timeseries` fields.
     batch: Vec<u8>,
     /// Its `metadata` fields.
@@ -152,6 +152,7 @@ impl Encoder {
         Self {
             max_samples: max_samples.max(1),
             timestamp_ms: 0,
+            last_timestamp_ms: 0,
             batch: Vec::new(),
             batch_meta: Vec::new(),
             batch_samples: 0,
@@ -184,6 +185,7 @@ impl Encoder {
         timestamp_ms: i64,
     ) -> Snapshot {
         self.begin(timestamp_ms);
+        self.last_timestamp_ms = timestamp_ms;
         walk(manager, global_labels, self);
         if let Some(source) = source {
             self.source(source, global_labels);
@@ -215,10 +217,7 @@ impl Encoder {
 
     fn begin(&mut self, timestamp_ms: i64) {
         self.timestamp_ms = timestamp_ms;
-        self.snapshot = Snapshot {
-            timestamp_ms,
-            ..Snapshot::default()
-        };
+        self.snapshot = Snapshot::default();
         self.batch.clear();
         self.batch_meta.clear();
         self.batch_samples = 0;
