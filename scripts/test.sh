@@ -64,6 +64,7 @@ install_tools() {
     command -v promtool >/dev/null 2>&1 || { log "test.sh: promtool still missing after install" >&2; return 1; }
 
     command -v prometheus >/dev/null 2>&1 || apt_install prometheus
+    command -v victoria-metrics >/dev/null 2>&1 || apt_install victoria-metrics
     if ! command -v chromium >/dev/null 2>&1; then
         log "test.sh: chromium missing (the live view test renders the page); installing the Debian package"
         apt_install chromium
