@@ -71,6 +71,33 @@ fn encode(c: &mut Criterion) {
     g.bench_function("100k_counters", |b| {
         b.iter(|| black_box(encoder.encode(&manager, &[], 1_700_000_000_000)))
     });
+    // For reference: the text exposition of the same registry into a reused buffer, and the
+    // snappy compression alone of the push's uncompressed requests.
+    let mut text_buf = String::new();
+    g.bench_function("100k_counters_text_reference", |b| {
+        b.iter(|| {
+            text_buf.clear();
+            mmo_metrics_exporter::encode_text_into(&manager, &mut text_buf);
+            black_box(text_buf.len())
+        })
+    });
+    let raw: Vec<Vec<u8>> = bodies
+        .iter()
+        .map(|b| snap::raw::Decoder::new().decompress_vec(b).unwrap())
+        .collect();
+    eprintln!(
+        "bench-bytes: remote_write_uncompressed={}",
+        raw.iter().map(Vec::len).sum::<usize>()
+    );
+    let mut snappy = snap::raw::Encoder::new();
+    let mut out = vec![0; raw.iter().map(|r| snap::raw::max_compress_len(r.len())).max().unwrap()];
+    g.bench_function("100k_counters_snappy_only", |b| {
+        b.iter(|| {
+            for r in &raw {
+                black_box(snappy.compress(r, &mut out).unwrap());
+            }
+        })
+    });
     g.finish();
 }
 

@@ -4,7 +4,9 @@
 //! text format 0.0.4, [`encode_openmetrics`] OpenMetrics 1.0,
 //! [`encode_protobuf_with`] the protobuf format (its messages in [`proto`]), [`serve`] answers `GET /metrics`
 //! (in the format the scraper's `Accept` header asks for, see [`negotiate`]) and `GET /health`
-//! from one exporter thread.
+//! from one exporter thread, which also pushes to Prometheus remote write receivers
+//! ([`RemoteWrite`], with [`ExporterBuilder::remote_write`]; a process that only pushes listens
+//! on no port: [`ExporterBuilder::without_listener`]).
 //!
 //! ```
 //! use mmo_metrics::MetricsManager;

@@ -23,7 +23,7 @@ use std::hash::Hasher as _;
 
 use bytes::Bytes;
 use mmo_metrics::{MetricKind, MetricsManager, NativeBuckets, Sample, SeriesValue};
-use prost::encoding::{encode_varint, encoded_len_varint};
+use prost::encoding::encoded_len_varint;
 use prost::Message as _;
 use rustc_hash::{FxHashSet, FxHasher};
 
@@ -67,17 +67,21 @@ pub(crate) struct Snapshot {
     pub(crate) series: usize,
 }
 
-/// The series sent, as needed to send stale markers for them later.
+/// The series sent, as needed to send stale markers for them later: a hash of each one's encoded
+/// labels, and where those labels are in the compressed requests they were sent in (read back,
+/// decompressed, only when a series is gone; the requests are shared with the snapshot, so they
+/// cost no copy).
 #[derive(Default)]
 struct Seen {
-    /// Encoded labels (each a `TimeSeries.labels` field) of every series, one after another.
-    labels: Vec<u8>,
+    bodies: Vec<Bytes>,
     entries: Vec<Seen1>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct Seen1 {
     hash: u64,
+    /// Index in `bodies` of the request, and where the labels are in it once decompressed.
+    request: u32,
     start: u32,
     len: u32,
     /// A native histogram: its stale marker is a histogram whose sum is the stale NaN.
@@ -86,7 +90,7 @@ struct Seen1 {
 
 impl Seen {
     fn clear(&mut self) {
-        self.labels.clear();
+        self.bodies.clear();
         self.entries.clear();
     }
 }
@@ -138,6 +142,12 @@ pub(crate) struct Encoder {
     unsorted: Vec<u8>,
     ranges: Vec<(usize, usize, usize)>,
     scratch: String,
+    /// The label layouts of the last label names seen, one per extra label (none, `le`,
+    /// `quantile`).
+    plans: [Plan; 3],
+    /// The values of the current series' labels, in its order (an allocation reused across
+    /// series whatever their lifetime: it is always empty between calls).
+    values: Vec<&'static str>,
     histogram: proto::Histogram,
     exemplar: proto::Exemplar,
     exemplar_bytes: Vec<u8>,
@@ -166,6 +176,8 @@ impl Encoder {
             unsorted: Vec::new(),
             ranges: Vec::new(),
             scratch: String::new(),
+            plans: Default::default(),
+            values: Vec::new(),
             histogram: proto::Histogram::default(),
             exemplar: proto::Exemplar::default(),
             exemplar_bytes: Vec::new(),
@@ -223,12 +235,17 @@ impl Encoder {
         self.batch_samples = 0;
         self.current.clear();
         self.family.kind = None;
+        // A plan's key holds addresses of label names, valid during one walk only.
+        self.plans = Default::default();
     }
 
     /// A stale marker for every delivered series not in `current`.
     fn stale_markers(&mut self) {
         // Markers belong to no family: a request they start carries no family's metadata.
         self.family.kind = None;
+        if self.delivered.entries.is_empty() {
+            return;
+        }
         let same = self.delivered.entries.len() == self.current.entries.len()
             && self
                 .delivered
@@ -241,13 +258,22 @@ impl Encoder {
         }
         let current: FxHashSet<u64> = self.current.entries.iter().map(|e| e.hash).collect();
         let stale_sample = f64::from_bits(STALE_NAN);
+        let mut decoder = snap::raw::Decoder::new();
+        let mut raw = Vec::new();
+        let mut raw_of = None;
         for i in 0..self.delivered.entries.len() {
             let e = self.delivered.entries[i];
             if current.contains(&e.hash) {
                 continue;
             }
             self.room_for(1);
-            let labels = &self.delivered.labels[e.start as usize..(e.start + e.len) as usize];
+            if raw_of != Some(e.request) {
+                raw = decoder
+                    .decompress_vec(&self.delivered.bodies[e.request as usize])
+                    .expect("a request this encoder compressed");
+                raw_of = Some(e.request);
+            }
+            let labels = &raw[e.start as usize..(e.start + e.len) as usize];
             if e.histogram {
                 self.histogram = proto::Histogram {
                     sum: stale_sample,
@@ -303,8 +329,10 @@ impl Encoder {
             .snappy
             .compress(&self.batch, &mut self.compressed)
             .expect("the output buffer is max_compress_len long");
+        let body = Bytes::copy_from_slice(&self.compressed[..n]);
+        self.current.bodies.push(body.clone());
         self.snapshot.requests.push(Request {
-            body: Bytes::copy_from_slice(&self.compressed[..n]),
+            body,
             samples: self.batch_samples,
         });
         self.batch.clear();
@@ -371,17 +399,76 @@ impl Encoder {
         self.exemplar_bytes.clear();
         self.batch_samples += 1;
         self.snapshot.samples += 1;
-        let labels = &self.batch[labels_start..labels_end];
         let mut hasher = FxHasher::default();
-        hasher.write(labels);
-        let start = self.current.labels.len();
-        self.current.labels.extend_from_slice(labels);
+        hasher.write(&self.batch[labels_start..labels_end]);
         self.current.entries.push(Seen1 {
             hash: hasher.finish(),
-            start: start as u32,
-            len: labels.len() as u32,
+            request: self.snapshot.requests.len() as u32,
+            start: labels_start as u32,
+            len: (labels_end - labels_start) as u32,
             histogram: matches!(point, Point::Histogram),
         });
+    }
+
+    /// Lays out the labels of a series of the walk into `sorted` (and `name_at`, `extra_at`) with
+    /// the plan for its label names: [`Self::collect_labels`] and [`Self::sort_labels`] with the
+    /// sorting done once per label set.
+    fn plan_labels(&mut self, labels: SeriesLabels<'_>, extra: usize) {
+        let extra_name = ["", "le", "quantile"][extra];
+        let mut values: Vec<&str> = reuse(std::mem::take(&mut self.values));
+        let mut key = (0, 0, 0);
+        for (i, (name, value)) in labels.iter().enumerate() {
+            if i == 0 {
+                key = (name.as_ptr() as usize, name.len(), 0);
+            }
+            values.push(value);
+        }
+        key.2 = values.len();
+        let plan = &mut self.plans[extra];
+        if plan.key != Some(key) {
+            let mut names: Vec<(&str, u32)> = labels.iter().enumerate().map(|(i, (n, _))| (n, i as u32)).collect();
+            names.push(("__name__", NAME_SLOT));
+            if !extra_name.is_empty() {
+                names.push((extra_name, EXTRA_SLOT));
+            }
+            names.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            plan.order.clear();
+            plan.order.extend(names.iter().map(|n| n.1));
+            plan.names.clear();
+            for (name, _) in labels.iter() {
+                let mut field = Vec::new();
+                write_string_field(&mut field, KEY_1_LEN, name);
+                plan.names.push(field);
+            }
+            plan.key = Some(key);
+        }
+        self.sorted.clear();
+        self.name_at = 0;
+        self.extra_at = 0;
+        for &i in &plan.order {
+            match i {
+                NAME_SLOT => self.name_at = self.sorted.len(),
+                EXTRA_SLOT => self.extra_at = self.sorted.len(),
+                i => {
+                    let value = values[i as usize];
+                    if value.is_empty() {
+                        continue;
+                    }
+                    let name = &plan.names[i as usize];
+                    let len = name.len() + 1 + encoded_len_varint(value.len() as u64) + value.len();
+                    self.sorted.push(KEY_1_LEN);
+                    encode_varint(len as u64, &mut self.sorted);
+                    self.sorted.extend_from_slice(name);
+                    self.sorted.push(KEY_2_LEN);
+                    encode_varint(value.len() as u64, &mut self.sorted);
+                    self.sorted.extend_from_slice(value.as_bytes());
+                }
+            }
+        }
+        if extra_name.is_empty() {
+            self.extra_at = self.name_at;
+        }
+        self.values = reuse(values);
     }
 
     /// Sorts the current series' labels (`ranges` over `unsorted`) into `sorted`, and finds where
@@ -560,20 +647,36 @@ impl Encoder {
             let n = series.samples.len() + series.histograms.len();
             self.batch_samples += n;
             self.snapshot.samples += n;
-            let labels = &self.batch[start..end];
             let mut hasher = FxHasher::default();
-            hasher.write(labels);
-            let at = self.current.labels.len();
-            self.current.labels.extend_from_slice(labels);
+            hasher.write(&self.batch[start..end]);
             self.current.entries.push(Seen1 {
                 hash: hasher.finish(),
-                start: at as u32,
-                len: labels.len() as u32,
+                request: self.snapshot.requests.len() as u32,
+                start: start as u32,
+                len: (end - start) as u32,
                 histogram: !series.histograms.is_empty(),
             });
         });
     }
 }
+
+/// Where each label of a series goes once sorted, for every series with the same label names
+/// (a family's series have the same ones): worked out once, not per series.
+#[derive(Default)]
+struct Plan {
+    /// The label names it is for: address and length of the first name, and the number of
+    /// labels. Names live in the family (or the global labels) for the whole walk, so equal
+    /// addresses are equal names.
+    key: Option<(usize, usize, usize)>,
+    /// Label indices in sorted order; [`NAME_SLOT`] and [`EXTRA_SLOT`] where `__name__` and the
+    /// extra label go.
+    order: Vec<u32>,
+    /// Each label's encoded name field (`Label.name`), by label index.
+    names: Vec<Vec<u8>>,
+}
+
+const NAME_SLOT: u32 = u32::MAX;
+const EXTRA_SLOT: u32 = u32::MAX - 1;
 
 #[derive(Clone, Copy)]
 enum Point {
@@ -633,15 +736,14 @@ impl Format for Encoder {
         if self.family.kind.is_none() {
             return;
         }
-        self.collect_labels(labels.iter());
         match sample.value() {
             SeriesValue::Counter(v) => {
-                self.sort_labels("");
+                self.plan_labels(labels, 0);
                 self.set_exemplar(sample.exemplar());
                 self.emit(NAME, None, Point::Sample(v as f64));
             }
             SeriesValue::FloatCounter(v) | SeriesValue::Gauge(v) => {
-                self.sort_labels("");
+                self.plan_labels(labels, 0);
                 self.emit(NAME, None, Point::Sample(v));
             }
             SeriesValue::Histogram {
@@ -652,12 +754,12 @@ impl Format for Encoder {
                 native,
             } => {
                 if let Some(native) = &native {
-                    self.sort_labels("");
+                    self.plan_labels(labels, 0);
                     self.set_native(native, sum, count);
                     self.emit(NAME, None, Point::Histogram);
                 }
                 if native.is_none() || !bounds.is_empty() {
-                    self.sort_labels("le");
+                    self.plan_labels(labels, 1);
                     self.extra_labels("le", bounds, true);
                     for (i, &c) in cumulative.iter().enumerate() {
                         self.set_exemplar(sample.bucket_exemplar(i));
@@ -673,7 +775,7 @@ impl Format for Encoder {
                 sum,
                 count,
             } => {
-                self.sort_labels("quantile");
+                self.plan_labels(labels, 2);
                 self.extra_labels("quantile", quantiles, false);
                 for (i, &v) in values.iter().enumerate() {
                     self.emit(NAME, Some(i), Point::Sample(v));
@@ -685,6 +787,23 @@ impl Format for Encoder {
             _ => {}
         }
     }
+}
+
+/// Appends `v` as a protobuf varint (prost's `encode_varint`, inlined: most are one byte).
+#[inline]
+fn encode_varint(mut v: u64, out: &mut Vec<u8>) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// An empty vector of another lifetime on the same allocation (the values of one series are
+/// borrowed for one call only).
+fn reuse<'a, 'b>(mut v: Vec<&'a str>) -> Vec<&'b str> {
+    v.clear();
+    v.into_iter().map(|_| -> &'b str { unreachable!("the vector is empty") }).collect()
 }
 
 /// Length of a `Sample` message (proto3: a zero value or timestamp is left out).

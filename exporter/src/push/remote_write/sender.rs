@@ -47,7 +47,8 @@ pub const REMOTE_WRITE_PENDING_METRIC: &str = "mmo_metrics_remote_write_pending_
 /// `Content-Type: application/x-protobuf`, `X-Prometheus-Remote-Write-Version: 0.1.0`,
 /// `User-Agent: mmo-metrics/<version>`). Series are those of the text exposition (labels sorted
 /// by name, global labels added as there, every sample of a push at the time of its snapshot);
-/// native histograms go as remote-write histograms.
+/// native histograms go as remote-write histograms, which need a receiver that takes them
+/// (Prometheus with `--enable-feature=native-histograms`).
 ///
 /// **Failures.** A request answered 5xx or 429, or not answered (connection refused, TLS, the
 /// endpoint's [timeout](PushEndpoint::timeout)), is sent again after a capped exponential

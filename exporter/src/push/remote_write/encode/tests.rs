@@ -472,3 +472,32 @@ proptest! {
         prop_assert_eq!(series, expected.timeseries);
     }
 }
+
+#[test]
+fn stale_markers_read_labels_back_from_any_request_of_the_delivered_push() {
+    let m = MetricsManager::new();
+    m.register_gauge("g", "", &["k"]).unwrap();
+    for k in ["a", "b", "c", "d", "e"] {
+        m.gauge("g", &[k]).unwrap().set(1.0);
+    }
+    let mut enc = Encoder::new(2);
+    assert_eq!(enc.encode(&m, &[], None, TS).requests.len(), 3);
+    enc.delivered();
+    m.remove_series("g", &["b"]).unwrap();
+    m.remove_series("g", &["e"]).unwrap();
+    let mut stale = Vec::new();
+    for r in enc.encode(&m, &[], None, TS + 1).requests {
+        for t in decode(&r.body).timeseries {
+            if t.samples[0].value.to_bits() == STALE_NAN {
+                stale.push(t.labels);
+            }
+        }
+    }
+    assert_eq!(
+        stale,
+        [
+            vec![label("__name__", "g"), label("k", "b")],
+            vec![label("__name__", "g"), label("k", "e")]
+        ]
+    );
+}
