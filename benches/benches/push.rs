@@ -19,7 +19,7 @@
 use std::hint::black_box;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
@@ -213,9 +213,12 @@ fn interference(c: &mut Criterion) {
     g.bench_function("cpu/pushing_100k_every_1s", |b| b.iter_custom(|iters| run(iters, &op)));
     let pushed = requests.load(Ordering::Relaxed) - before;
     drop(exporter);
-    eprintln!("bench-pushes: {} requests ({} per push)", pushed, 100_002usize.div_ceil(2_000));
+    eprintln!(
+        "bench-pushes: {} requests ({} per push)",
+        pushed,
+        100_002usize.div_ceil(2_000)
+    );
     g.finish();
-    let _ = AtomicBool::new(false);
 }
 
 criterion_group!(benches, encode, interference);

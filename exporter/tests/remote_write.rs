@@ -80,7 +80,12 @@ fn self_metric(m: &MetricsManager, name: &str, labels: &[(&str, &str)]) -> f64 {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .map(parse_line)
-        .filter(|s| s.name == name && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(v)))
+        .filter(|s| {
+            s.name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(v))
+        })
         .map(|s| s.value)
         .sum()
 }
@@ -94,7 +99,9 @@ fn pushes(m: &MetricsManager, url: &str) -> f64 {
 /// every value recorded before it.
 fn wait_two_pushes(m: &MetricsManager, url: &str) {
     let start = pushes(m, url);
-    wait_until("two more pushes", Duration::from_secs(30), || pushes(m, url) >= start + 2.0);
+    wait_until("two more pushes", Duration::from_secs(30), || {
+        pushes(m, url) >= start + 2.0
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -122,7 +129,8 @@ fn game_server(native: bool) -> MetricsManager {
     m.register_summary("rtt_seconds", "Round trips.", &["peer"], &[0.5, 0.9])
         .unwrap();
     for i in 1..=20 {
-        m.observe_histogram("tick_seconds", f64::from(i) / 40.0, &["a"]).unwrap();
+        m.observe_histogram("tick_seconds", f64::from(i) / 40.0, &["a"])
+            .unwrap();
         m.observe_summary("rtt_seconds", f64::from(i) / 100.0, &["b"]).unwrap();
     }
     if native {
@@ -193,7 +201,11 @@ fn prometheus_has(prom: SocketAddr, expected: &[TextSample]) -> Result<(), Strin
         let mut labels = s.labels.clone();
         labels.insert("__name__".into(), s.name.clone());
         if got.len() != 1 || got[0].0 != labels || got[0].1 != s.value {
-            return Err(format!("{}: expected {} with {labels:?}, found {got:?}", selector(s), s.value));
+            return Err(format!(
+                "{}: expected {} with {labels:?}, found {got:?}",
+                selector(s),
+                s.value
+            ));
         }
     }
     Ok(())
@@ -219,8 +231,12 @@ fn prometheus_receives_every_kind_with_exact_values_then_stale_markers() {
         .into_iter()
         .filter(|s| !s.name.starts_with("frame_seconds"))
         .collect();
-    assert!(expected.iter().any(|s| s.name == "tick_seconds_bucket" && s.labels["le"] == "0.1"));
-    assert!(expected.iter().any(|s| s.name == "rtt_seconds" && s.labels["quantile"] == "0.9"));
+    assert!(expected
+        .iter()
+        .any(|s| s.name == "tick_seconds_bucket" && s.labels["le"] == "0.1"));
+    assert!(expected
+        .iter()
+        .any(|s| s.name == "rtt_seconds" && s.labels["quantile"] == "0.9"));
     assert!(expected.iter().any(|s| s.name == "logins_total" && s.value == 12.0));
     let mut last = Ok(());
     wait_until("Prometheus holds every sample", Duration::from_secs(20), || {
@@ -229,7 +245,10 @@ fn prometheus_receives_every_kind_with_exact_values_then_stale_markers() {
     });
     // Native histograms: count and sum as the manager has them, buckets as a quantile.
     for (q, want) in [
-        ("histogram_count(frame_seconds{zone=\"north\",service=\"login\",host=\"h1\"})", 6.0),
+        (
+            "histogram_count(frame_seconds{zone=\"north\",service=\"login\",host=\"h1\"})",
+            6.0,
+        ),
         ("histogram_sum(frame_seconds)", 0.0 + 0.3 - 2.0 + 0.25 + 1.0 + 7.5),
         ("histogram_count(queue_seconds)", 6.0),
     ] {
@@ -368,9 +387,7 @@ fn a_receiver_down_then_back_costs_resolution_only() {
     m.register_counter("events", "Events.", &["zone"]).unwrap();
     let events = m.counter("events", &["a"]).unwrap();
     let url = format!("http://{}/api/v1/write", prom.addr);
-    let rw = fast(&url)
-        .max_retries(2)
-        .interval(Duration::from_millis(100));
+    let rw = fast(&url).max_retries(2).interval(Duration::from_millis(100));
     let exporter = push_only(&m, rw);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let recorder = {
@@ -383,7 +400,9 @@ fn a_receiver_down_then_back_costs_resolution_only() {
         })
     };
     wait_until("the first samples", Duration::from_secs(20), || {
-        prom_vector(prom.addr, "events_total").first().is_some_and(|s| s.1 > 0.0)
+        prom_vector(prom.addr, "events_total")
+            .first()
+            .is_some_and(|s| s.1 > 0.0)
     });
     let before_kill = prom_vector(prom.addr, "events_total")[0].1;
     let (addr, dir) = prom.kill_keeping_data();
@@ -398,7 +417,10 @@ fn a_receiver_down_then_back_costs_resolution_only() {
     while outage.elapsed() < Duration::from_secs(3) {
         let pending = self_metric(&m, REMOTE_WRITE_PENDING_METRIC, &[("url", &url)]);
         let bound = one_push() + 50.0;
-        assert!(pending <= bound, "{pending} samples pending: more than one snapshot ({bound})");
+        assert!(
+            pending <= bound,
+            "{pending} samples pending: more than one snapshot ({bound})"
+        );
         thread::sleep(Duration::from_millis(50));
     }
     let dropped = self_metric(&m, REMOTE_WRITE_SAMPLES_METRIC, &[("result", "dropped")]) - dropped_before;
@@ -421,10 +443,16 @@ fn a_receiver_down_then_back_costs_resolution_only() {
         .iter()
         .map(|v| v[1].as_str().unwrap().parse().unwrap())
         .collect();
-    assert!(values.windows(2).all(|w| w[0] <= w[1]), "the counter went down: {values:?}");
+    assert!(
+        values.windows(2).all(|w| w[0] <= w[1]),
+        "the counter went down: {values:?}"
+    );
     assert_eq!(values.last(), Some(&want), "{values:?}");
     // Values from both sides of the gap.
-    assert!(values[0] <= before_kill && want > before_kill, "{before_kill}: {values:?}");
+    assert!(
+        values[0] <= before_kill && want > before_kill,
+        "{before_kill}: {values:?}"
+    );
     drop(exporter);
 }
 
@@ -617,26 +645,40 @@ fn server_errors_and_429_are_retried_and_400_is_not() {
     for first in [500u16, 429] {
         let receiver = TestReceiver::start(&[first], 204, None);
         let url = receiver.url("http");
-        let exporter = push_only(&m, fast(&url).interval(Duration::from_secs(3600)).max_samples_per_request(100_000));
+        let exporter = push_only(
+            &m,
+            fast(&url)
+                .interval(Duration::from_secs(3600))
+                .max_samples_per_request(100_000),
+        );
         drop(exporter); // the shutdown's last push goes through the retry as well
         let reqs = receiver.requests();
         assert!(reqs.len() >= 2, "{first}: {} requests", reqs.len());
         assert_eq!(reqs[0].body, reqs[1].body, "{first}: the retry sends the same request");
         assert_eq!(self_metric(&m, REMOTE_WRITE_RETRIES_METRIC, &[("url", &url)]), 1.0);
         assert_eq!(
-            self_metric(&m, REMOTE_WRITE_REQUESTS_METRIC, &[("url", &url), ("code", &first.to_string())]),
+            self_metric(
+                &m,
+                REMOTE_WRITE_REQUESTS_METRIC,
+                &[("url", &url), ("code", &first.to_string())]
+            ),
             1.0
         );
         let samples = reqs[1].decode().timeseries.len() as f64;
         assert!(self_metric(&m, REMOTE_WRITE_SAMPLES_METRIC, &[("url", &url), ("result", "sent")]) >= samples);
-        assert_eq!(self_metric(&m, REMOTE_WRITE_SAMPLES_METRIC, &[("url", &url), ("result", "dropped")]), 0.0);
+        assert_eq!(
+            self_metric(&m, REMOTE_WRITE_SAMPLES_METRIC, &[("url", &url), ("result", "dropped")]),
+            0.0
+        );
     }
 
     // 400: never retried, counted `failed`, logged once however many pushes it refuses.
     let receiver = TestReceiver::start(&[], 400, None);
     let url = receiver.url("http");
     let exporter = push_only(&m, fast(&url));
-    wait_until("three refused pushes", Duration::from_secs(20), || receiver.requests().len() >= 3);
+    wait_until("three refused pushes", Duration::from_secs(20), || {
+        receiver.requests().len() >= 3
+    });
     drop(exporter);
     let reqs = receiver.requests();
     let samples: usize = reqs.iter().map(|r| r.decode().timeseries.len()).sum();
@@ -651,9 +693,16 @@ fn server_errors_and_429_are_retried_and_400_is_not() {
     );
     let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
     let port = format!(":{}/", receiver.addr.port());
-    let lines: Vec<_> = text.lines().filter(|l| l.contains(&port) && l.contains("400")).collect();
+    let lines: Vec<_> = text
+        .lines()
+        .filter(|l| l.contains(&port) && l.contains("400"))
+        .collect();
     assert_eq!(lines.len(), 1, "{lines:#?}");
-    assert!(lines[0].contains("not retried") && lines[0].contains("because!"), "{}", lines[0]);
+    assert!(
+        lines[0].contains("not retried") && lines[0].contains("because!"),
+        "{}",
+        lines[0]
+    );
 }
 
 #[test]
@@ -671,7 +720,9 @@ fn shutdown_sends_the_last_values_then_stale_markers_and_a_dead_receiver_cannot_
     let marked: Vec<_> = markers.iter().flat_map(|r| &r.timeseries).collect();
     let valued: Vec<_> = values.iter().flat_map(|r| &r.timeseries).collect();
     assert!(marked.iter().all(|t| t.samples[0].value.to_bits() == STALE_NAN));
-    assert!(valued.iter().all(|t| t.samples[0].value.to_bits() != STALE_NAN && t.samples[0].timestamp < last_ts));
+    assert!(valued
+        .iter()
+        .all(|t| t.samples[0].value.to_bits() != STALE_NAN && t.samples[0].timestamp < last_ts));
     let mut a: Vec<_> = marked.iter().map(|t| labels_of(t)).collect();
     let mut b: Vec<_> = valued.iter().map(|t| labels_of(t)).collect();
     a.sort();
@@ -685,11 +736,17 @@ fn shutdown_sends_the_last_values_then_stale_markers_and_a_dead_receiver_cannot_
 
     // A receiver that never answers: the shutdown ends at its deadline.
     let stalled = TestReceiver::start(&[], 0, None);
-    let rw = RemoteWrite::new(PushEndpoint::new(&stalled.url("http")).unwrap().timeout(Duration::from_secs(60)))
-        .interval(Duration::from_millis(50))
-        .shutdown_timeout(Duration::from_secs(1));
+    let rw = RemoteWrite::new(
+        PushEndpoint::new(&stalled.url("http"))
+            .unwrap()
+            .timeout(Duration::from_secs(60)),
+    )
+    .interval(Duration::from_millis(50))
+    .shutdown_timeout(Duration::from_secs(1));
     let exporter = push_only(&m, rw);
-    wait_until("a stalled push", Duration::from_secs(10), || !stalled.requests().is_empty());
+    wait_until("a stalled push", Duration::from_secs(10), || {
+        !stalled.requests().is_empty()
+    });
     let started = Instant::now();
     drop(exporter);
     let took = started.elapsed();
@@ -708,7 +765,17 @@ fn certificate(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     .unwrap();
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+        ])
         .arg("-config")
         .arg(&config)
         .arg("-keyout")
@@ -759,7 +826,8 @@ fn tls_with_a_ca_file_and_credentials_and_extra_headers() {
     assert_eq!(exporter.local_addr(), "0.0.0.0:0".parse().unwrap());
     wait_until("pushes with both credentials", Duration::from_secs(10), || {
         let r = receiver.requests();
-        r.iter().any(|r| r.header("Authorization") == Some("Basic Z2FtZTpzM2NyZXQ="))
+        r.iter()
+            .any(|r| r.header("Authorization") == Some("Basic Z2FtZTpzM2NyZXQ="))
             && r.iter().any(|r| r.header("Authorization") == Some("Bearer t0ken"))
     });
     for r in receiver.requests() {
@@ -777,11 +845,20 @@ fn tls_with_a_ca_file_and_credentials_and_extra_headers() {
     let m = game_server(false);
     let untrusted = PushEndpoint::new(&url).unwrap();
     let before = receiver.requests().len();
-    let exporter = push_only(&m, RemoteWrite::new(untrusted).interval(Duration::from_millis(100)).max_retries(0));
+    let exporter = push_only(
+        &m,
+        RemoteWrite::new(untrusted)
+            .interval(Duration::from_millis(100))
+            .max_retries(0),
+    );
     wait_until("an untrusted push", Duration::from_secs(10), || {
         self_metric(&m, REMOTE_WRITE_REQUESTS_METRIC, &[("code", "error")]) > 0.0
     });
     drop(exporter);
-    assert_eq!(receiver.requests().len(), before, "no request over an untrusted connection");
+    assert_eq!(
+        receiver.requests().len(),
+        before,
+        "no request over an untrusted connection"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,6 +1,6 @@
 use mmo_metrics::NativeConfig;
-use prost::Message;
 use proptest::prelude::*;
+use prost::Message;
 
 use super::*;
 use crate::encode::fmt::push_f64;
@@ -82,7 +82,10 @@ fn oracle(m: &MetricsManager, global: &[(String, String)], ts: i64) -> proto::Wr
                 }
             };
             let sample = |mut t: proto::TimeSeries, v: f64| {
-                t.samples.push(proto::Sample { value: v, timestamp: ts });
+                t.samples.push(proto::Sample {
+                    value: v,
+                    timestamp: ts,
+                });
                 t
             };
             match s.value() {
@@ -97,7 +100,9 @@ fn oracle(m: &MetricsManager, global: &[(String, String)], ts: i64) -> proto::Wr
                     }
                     ts_of.push(t);
                 }
-                SeriesValue::Gauge(v) | SeriesValue::FloatCounter(v) => ts_of.push(sample(series(base.clone(), None), v)),
+                SeriesValue::Gauge(v) | SeriesValue::FloatCounter(v) => {
+                    ts_of.push(sample(series(base.clone(), None), v))
+                }
                 SeriesValue::Histogram {
                     bounds,
                     cumulative,
@@ -225,8 +230,15 @@ fn one_request_is_byte_for_byte_what_prost_writes() {
         .decompress_vec(&snap.requests[0].body)
         .unwrap();
     assert_eq!(decode(&snap.requests[0].body), expected);
-    assert_eq!(raw, expected.encode_to_vec(), "the bytes prost writes for the same message");
-    assert_eq!(proto::WriteRequest::decode(&expected.encode_to_vec()[..]).unwrap(), expected);
+    assert_eq!(
+        raw,
+        expected.encode_to_vec(),
+        "the bytes prost writes for the same message"
+    );
+    assert_eq!(
+        proto::WriteRequest::decode(&expected.encode_to_vec()[..]).unwrap(),
+        expected
+    );
     assert_eq!(snap.samples, expected.timeseries.len());
     assert_eq!(snap.series, expected.timeseries.len());
 }
@@ -236,7 +248,12 @@ fn labels_are_sorted_in_byte_order_and_empty_values_left_out() {
     let m = every_kind();
     let mut enc = Encoder::new(10_000);
     let req = decode(&enc.encode(&m, &global(), None, TS).requests[0].body);
-    let names = |t: &proto::TimeSeries| t.labels.iter().map(|l| format!("{}={}", l.name, l.value)).collect::<Vec<_>>();
+    let names = |t: &proto::TimeSeries| {
+        t.labels
+            .iter()
+            .map(|l| format!("{}={}", l.name, l.value))
+            .collect::<Vec<_>>()
+    };
     let logins: Vec<_> = req
         .timeseries
         .iter()
@@ -246,8 +263,19 @@ fn labels_are_sorted_in_byte_order_and_empty_values_left_out() {
     assert_eq!(
         logins,
         [
-            vec!["Zone=north", "__name__=logins_total", "instance=zone-7", "result=ok", "service=login"],
-            vec!["Zone=south", "__name__=logins_total", "instance=zone-7", "service=login"],
+            vec![
+                "Zone=north",
+                "__name__=logins_total",
+                "instance=zone-7",
+                "result=ok",
+                "service=login"
+            ],
+            vec![
+                "Zone=south",
+                "__name__=logins_total",
+                "instance=zone-7",
+                "service=login"
+            ],
         ]
     );
     let bucket = req
@@ -257,9 +285,22 @@ fn labels_are_sorted_in_byte_order_and_empty_values_left_out() {
         .unwrap();
     assert_eq!(
         names(bucket),
-        ["Shard=a", "Zone=global", "__name__=tick_seconds_bucket", "instance=zone-7", "le=0.01", "service=login"]
+        [
+            "Shard=a",
+            "Zone=global",
+            "__name__=tick_seconds_bucket",
+            "instance=zone-7",
+            "le=0.01",
+            "service=login"
+        ]
     );
-    assert_eq!(bucket.samples, [proto::Sample { value: 1.0, timestamp: TS }]);
+    assert_eq!(
+        bucket.samples,
+        [proto::Sample {
+            value: 1.0,
+            timestamp: TS
+        }]
+    );
     // The own `instance` label wins over the manager's global one; an empty own one hides it.
     let players: Vec<_> = req
         .timeseries
@@ -291,7 +332,14 @@ fn labels_are_sorted_in_byte_order_and_empty_values_left_out() {
     let meta: Vec<_> = req.metadata.iter().map(|m| m.metric_family_name.as_str()).collect();
     assert_eq!(
         meta,
-        ["frame_seconds", "logins_total", "players", "queue_seconds", "rtt_seconds", "tick_seconds"]
+        [
+            "frame_seconds",
+            "logins_total",
+            "players",
+            "queue_seconds",
+            "rtt_seconds",
+            "tick_seconds"
+        ]
     );
 }
 
@@ -306,11 +354,17 @@ fn requests_hold_at_most_the_maximum_and_carry_their_families_metadata() {
         for r in &snap.requests {
             let req = decode(&r.body);
             let n = req.timeseries.len();
-            assert!(n <= max && n == r.samples, "max {max}: {n} series, {} counted", r.samples);
+            assert!(
+                n <= max && n == r.samples,
+                "max {max}: {n} series, {} counted",
+                r.samples
+            );
             for t in &req.timeseries {
                 let name = &t.labels.iter().find(|l| l.name == "__name__").unwrap().value;
                 assert!(
-                    req.metadata.iter().any(|md| name.starts_with(md.metric_family_name.as_str())),
+                    req.metadata
+                        .iter()
+                        .any(|md| name.starts_with(md.metric_family_name.as_str())),
                     "max {max}: {name} without its family's metadata"
                 );
             }
@@ -354,7 +408,10 @@ fn gone_series_get_one_stale_marker_and_shutdown_marks_every_series() {
         .collect();
     assert_eq!(stale, ["g,b", "h,a"]);
     assert_eq!(third.timeseries.len(), 3);
-    assert!(third.timeseries.iter().all(|t| t.samples.iter().chain([]).all(|s| s.timestamp == TS + 2)));
+    assert!(third
+        .timeseries
+        .iter()
+        .all(|t| t.samples.iter().chain([]).all(|s| s.timestamp == TS + 2)));
     // Not delivered either: the next push marks them again.
     let again = enc.encode(&m, &[], None, TS + 3);
     assert_eq!(again.samples, 3);
@@ -417,7 +474,11 @@ fn a_sources_series_and_metadata_go_along_with_the_global_labels_they_lack() {
     assert_eq!(req.metadata, [meta]);
     assert_eq!(
         req.timeseries[0].labels,
-        [label("__name__", "zone_players"), label("service", "host"), label("zone", "7")]
+        [
+            label("__name__", "zone_players"),
+            label("service", "host"),
+            label("zone", "7")
+        ]
     );
     assert_eq!(req.timeseries[0].samples[0].timestamp, 1_000);
     assert_eq!(req.timeseries[1], hist, "its own `service` wins");
