@@ -66,6 +66,7 @@ install_tools() {
     command -v prometheus >/dev/null 2>&1 || apt_install prometheus
     # The Pushgateway client's tests push to a real one.
     command -v prometheus-pushgateway >/dev/null 2>&1 || apt_install prometheus-pushgateway
+    command -v victoria-metrics >/dev/null 2>&1 || apt_install victoria-metrics
     if ! command -v chromium >/dev/null 2>&1; then
         log "test.sh: chromium missing (the live view test renders the page); installing the Debian package"
         apt_install chromium

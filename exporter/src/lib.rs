@@ -4,8 +4,11 @@
 //! text format 0.0.4, [`encode_openmetrics`] OpenMetrics 1.0,
 //! [`encode_protobuf_with`] the protobuf format (its messages in [`proto`]), [`serve`] answers `GET /metrics`
 //! (in the format the scraper's `Accept` header asks for, see [`negotiate`]) and `GET /health`
-//! from one exporter thread; with [`ExporterBuilder::receive`] it also accepts Prometheus remote
-//! write 1.0 at `POST /api/v1/write` and exposes the latest point of every series it received.
+//! from one exporter thread. That thread also pushes: to Prometheus remote write receivers
+//! ([`RemoteWrite`], with [`ExporterBuilder::remote_write`]; a process that only pushes listens
+//! on no port: [`ExporterBuilder::without_listener`]) and to Pushgateway groups
+//! ([`Pushgateway`]). With [`ExporterBuilder::receive`] it also accepts remote write 1.0 at
+//! `POST /api/v1/write` and exposes (and forwards) the latest point of every series it received.
 //!
 //! ```
 //! use mmo_metrics::MetricsManager;
@@ -44,6 +47,11 @@ pub use push::receive::ReceiveConfig;
 #[doc(hidden)]
 pub use push::receive::ReceiverHarness;
 pub use push::remote_write::proto as remote_write_proto;
+pub use push::remote_write::{
+    RemoteWrite, RemoteWriteEncoder, REMOTE_WRITE_BYTES_METRIC, REMOTE_WRITE_DURATION_METRIC,
+    REMOTE_WRITE_LAST_SUCCESS_METRIC, REMOTE_WRITE_PENDING_METRIC, REMOTE_WRITE_REQUESTS_METRIC,
+    REMOTE_WRITE_RETRIES_METRIC, REMOTE_WRITE_SAMPLES_METRIC,
+};
 
 pub use encode::{
     encode_openmetrics, encode_openmetrics_with, encode_openmetrics_with_options, encode_protobuf_with, encode_text,

@@ -74,12 +74,12 @@ pub enum ExporterError {
         /// Every reserved name.
         reserved: [&'static str; 2],
     },
-    /// A push's settings cannot be used (a CA file that cannot be read, say).
-    #[error("{0}")]
-    Push(#[from] crate::PushConfigError),
     /// The runtime or the thread could not be started.
     #[error("cannot start the exporter thread: {0}")]
     Io(#[from] io::Error),
+    /// A remote write endpoint whose settings cannot be used (its CA file, its TLS settings).
+    #[error("remote write: {0}")]
+    Push(#[from] crate::PushConfigError),
 }
 
 /// Checks global label names: valid label names, no duplicates, none of
@@ -114,13 +114,26 @@ pub struct ExporterBuilder {
     header_read_timeout: Duration,
     request_timeout: Duration,
     write_timeout: Duration,
+    listen: bool,
+    remote_writes: Vec<crate::RemoteWrite>,
+    push_source: Option<PushSource>,
     pushgateways: Vec<crate::Pushgateway>,
     receive: Option<crate::ReceiveConfig>,
 }
 
-/// Time a stopping exporter gives its pushes to finish (a final push, a group deleted), so that a
-/// receiver that does not answer cannot hold the process's shutdown.
-const PUSH_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
+/// Time a stopping exporter gives its Pushgateway clients to delete their groups, so that a
+/// Pushgateway that does not answer cannot hold the process's shutdown.
+const PUSHGATEWAY_SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Series pushed besides the manager's (the receiver's store), in a `Debug` wrapper.
+#[derive(Clone)]
+struct PushSource(Arc<dyn crate::push::SeriesSource>);
+
+impl std::fmt::Debug for PushSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PushSource")
+    }
+}
 
 impl ExporterBuilder {
     /// An exporter of `manager` on `0.0.0.0:9100`, with 8 scrapes in flight and 256 connections
@@ -137,9 +150,53 @@ impl ExporterBuilder {
             header_read_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             write_timeout: Duration::from_secs(10),
+            listen: true,
+            remote_writes: Vec::new(),
+            push_source: None,
             pushgateways: Vec::new(),
             receive: None,
         }
+    }
+
+    /// Listens on no port: the exporter only pushes ([`Self::remote_write`]). For a game server
+    /// that pushes to the host's collection service, which has the port. [`Exporter::local_addr`]
+    /// is then `0.0.0.0:0`.
+    pub fn without_listener(mut self) -> Self {
+        self.listen = false;
+        self
+    }
+
+    /// Pushes the registry (with the global labels) to a Prometheus remote write 1.0 receiver
+    /// from the exporter thread, as [`RemoteWrite`](crate::RemoteWrite) describes. Call it once
+    /// per receiver.
+    pub fn remote_write(mut self, remote_write: crate::RemoteWrite) -> Self {
+        self.remote_writes.push(remote_write);
+        self
+    }
+
+    /// Series every remote write pushes besides the manager's (the remote-write receiver's
+    /// store).
+    fn push_series_source(mut self, source: Arc<dyn crate::push::SeriesSource>) -> Self {
+        self.push_source = Some(PushSource(source));
+        self
+    }
+
+    /// Pushes the manager's text exposition (with the global labels) to a Pushgateway group
+    /// every interval, from the exporter thread, and deletes the group when the exporter stops
+    /// (repeatable: one group per call). See [`Pushgateway`](crate::Pushgateway).
+    pub fn pushgateway(mut self, gateway: crate::Pushgateway) -> Self {
+        self.pushgateways.push(gateway);
+        self
+    }
+
+    /// Accepts Prometheus remote write 1.0 at `POST /api/v1/write`, exposes the latest point of
+    /// every series received on `/metrics` after the manager's own families, and forwards them
+    /// with every [`Self::remote_write`] push (off by default). [`ReceiveConfig`](crate::ReceiveConfig)
+    /// has the bounds, what a sender is, and how received series are exposed; received series
+    /// whose names the manager's families take are refused (`reason="conflict"`).
+    pub fn receive(mut self, config: crate::ReceiveConfig) -> Self {
+        self.receive = Some(config);
+        self
     }
 
     /// The address to listen on (port 0: any free port, see [`Exporter::local_addr`]).
@@ -199,58 +256,64 @@ impl ExporterBuilder {
         self
     }
 
-    /// Pushes the exposition (with the global labels) to a Pushgateway group every interval, from
-    /// the exporter thread, and deletes the group when the exporter stops (repeatable: one group
-    /// per call). See [`Pushgateway`](crate::Pushgateway).
-    pub fn pushgateway(mut self, gateway: crate::Pushgateway) -> Self {
-        self.pushgateways.push(gateway);
-        self
-    }
-
-    /// Accepts Prometheus remote write 1.0 at `POST /api/v1/write` and exposes the latest point
-    /// of every series received on `/metrics`, after the manager's own families (off by
-    /// default). [`ReceiveConfig`](crate::ReceiveConfig) has the bounds and what a sender is.
-    /// Received series whose names the manager's families take are refused
-    /// (`reason="conflict"`); see [`ReceiveConfig`](crate::ReceiveConfig) for how received
-    /// series are exposed.
-    pub fn receive(mut self, config: crate::ReceiveConfig) -> Self {
-        self.receive = Some(config);
-        self
-    }
-
-    /// Binds, then serves from the exporter thread until the returned [`Exporter`] is dropped.
-    pub fn serve(self) -> Result<Exporter, ExporterError> {
+    /// Binds (unless [`Self::without_listener`]), then serves and pushes from the exporter
+    /// thread until the returned [`Exporter`] is dropped.
+    pub fn serve(mut self) -> Result<Exporter, ExporterError> {
         validate_global_labels(self.global_labels.iter().map(|(k, _)| k.as_str()))?;
-        let pushgateways = self
-            .pushgateways
+        let receiver = self
+            .receive
+            .take()
+            .map(|config| Arc::new(crate::push::receive::Receiver::new(&self.manager, config)));
+        if let Some(r) = &receiver {
+            let store: Arc<dyn crate::push::SeriesSource> = Arc::clone(r.store()) as _;
+            self = self.push_series_source(store);
+        }
+        let pushgateways = std::mem::take(&mut self.pushgateways)
             .into_iter()
             .map(|g| Ok((crate::push::client::HttpClient::new(g.endpoint.clone())?, g)))
             .collect::<Result<Vec<_>, crate::PushConfigError>>()?;
-        let global_labels = self.global_labels;
-        let listener = TcpListener::bind(self.addr).map_err(|source| ExporterError::Bind {
-            addr: self.addr,
-            source,
-        })?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
+        let listener = if self.listen {
+            let listener = TcpListener::bind(self.addr).map_err(|source| ExporterError::Bind {
+                addr: self.addr,
+                source,
+            })?;
+            listener.set_nonblocking(true)?;
+            Some(listener)
+        } else {
+            None
+        };
+        let addr = match &listener {
+            Some(l) => l.local_addr()?,
+            None => SocketAddr::from(([0, 0, 0, 0], 0)),
+        };
+        let global_labels = Arc::new(self.global_labels);
+        let pushers = self
+            .remote_writes
+            .into_iter()
+            .map(|rw| {
+                crate::push::remote_write::Pusher::new(
+                    rw,
+                    self.manager.clone(),
+                    Arc::clone(&global_labels),
+                    self.push_source.as_ref().map(|s| Arc::clone(&s.0)),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             // Encodes and gzip; with the receiver, one more thread for its decodes (one at a
             // time), so a large remote write request never holds up a scrape's encode.
-            .max_blocking_threads(if self.receive.is_some() { 2 } else { 1 })
+            .max_blocking_threads(if receiver.is_some() { 2 } else { 1 })
             .thread_name("mmo-metrics-encoder")
             .build()?;
         let metrics = Arc::new(self_metrics::SelfMetrics::register(&self.manager));
-        let receiver = self
-            .receive
-            .map(|config| Arc::new(crate::push::receive::Receiver::new(&self.manager, config)));
         if let Some(r) = &receiver {
             runtime.spawn(crate::push::receive::expiry_loop(Arc::clone(r)));
         }
         let app = routes::router(Arc::new(routes::App {
             scraper: Arc::new(scrape::Scraper::new(
                 self.manager.clone(),
-                global_labels.clone(),
+                global_labels.to_vec(),
                 self.openmetrics,
                 receiver.clone(),
             )),
@@ -267,30 +330,54 @@ impl ExporterBuilder {
         };
         let (tx, rx) = oneshot::channel::<()>();
         let handle = runtime.handle().clone();
-        let (stop_pushes, pushes_stopped) = tokio::sync::watch::channel(false);
-        let global: Arc<[(String, String)]> = global_labels.into();
-        let pushes: Vec<_> = pushgateways
-            .into_iter()
-            .map(|(client, gateway)| {
-                runtime.spawn(crate::push::pushgateway::run(
-                    gateway,
-                    client,
-                    self.manager.clone(),
-                    Arc::clone(&global),
-                    pushes_stopped.clone(),
-                ))
-            })
-            .collect();
+        let manager = self.manager.clone();
+        let gateway_labels: Arc<[(String, String)]> = global_labels.as_slice().into();
         let thread = std::thread::Builder::new()
             .name("mmo-metrics-exporter".into())
             .spawn(move || {
                 runtime.block_on(async move {
-                    server::accept_loop(listener, addr, app, conn_limits, conns, metrics, rx).await;
-                    let _ = stop_pushes.send(true);
-                    let all = futures_join_all(pushes);
-                    if tokio::time::timeout(PUSH_SHUTDOWN_DEADLINE, all).await.is_err() {
+                    // The stop reaches the server and the pushers at once; the thread ends when
+                    // the server has drained and every pusher has sent its last push.
+                    let (stop_pushers, stopped) = tokio::sync::watch::channel(false);
+                    let pushing: Vec<_> = pushers
+                        .into_iter()
+                        .map(|p| tokio::spawn(p.run(stopped.clone())))
+                        .collect();
+                    let gateways: Vec<_> = pushgateways
+                        .into_iter()
+                        .map(|(client, gateway)| {
+                            tokio::spawn(crate::push::pushgateway::run(
+                                gateway,
+                                client,
+                                manager.clone(),
+                                Arc::clone(&gateway_labels),
+                                stopped.clone(),
+                            ))
+                        })
+                        .collect();
+                    let (stop_server, server_stopped) = oneshot::channel::<()>();
+                    let relay = async move {
+                        let _ = rx.await;
+                        let _ = stop_pushers.send(true);
+                        let _ = stop_server.send(());
+                    };
+                    let serve = async move {
+                        if let Some(listener) = listener {
+                            server::accept_loop(listener, addr, app, conn_limits, conns, metrics, server_stopped).await;
+                        }
+                    };
+                    tokio::join!(relay, serve);
+                    for p in pushing {
+                        let _ = p.await;
+                    }
+                    let deleting = async {
+                        for g in gateways {
+                            let _ = g.await;
+                        }
+                    };
+                    if tokio::time::timeout(PUSHGATEWAY_SHUTDOWN_DEADLINE, deleting).await.is_err() {
                         tracing::warn!(
-                            "pushes still running {PUSH_SHUTDOWN_DEADLINE:?} after the exporter stopped; left unfinished"
+                            "Pushgateway groups not deleted within {PUSHGATEWAY_SHUTDOWN_DEADLINE:?} of the stop; left as they are"
                         );
                     }
                 });
@@ -304,14 +391,9 @@ impl ExporterBuilder {
     }
 }
 
-/// Awaits every task (a failed or cancelled one counts as finished).
-async fn futures_join_all(tasks: Vec<tokio::task::JoinHandle<()>>) {
-    for task in tasks {
-        let _ = task.await;
-    }
-}
-
-/// A running exporter; dropping it stops the server (within about 2 s) and joins its thread.
+/// A running exporter; dropping it stops the server (within about 2 s) and the remote writes
+/// (after their last push and stale markers, within their shutdown timeout), and joins its
+/// thread.
 #[derive(Debug)]
 pub struct Exporter {
     addr: SocketAddr,
@@ -321,7 +403,8 @@ pub struct Exporter {
 }
 
 impl Exporter {
-    /// The address the server listens on (the real port when the address had port 0).
+    /// The address the server listens on (the real port when the address had port 0);
+    /// `0.0.0.0:0` for an exporter built [without a listener](ExporterBuilder::without_listener).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
     }

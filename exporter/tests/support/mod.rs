@@ -138,6 +138,8 @@ pub struct Prometheus {
     pub addr: SocketAddr,
     dir: PathBuf,
     _proc: Proc,
+    /// Keep `dir` on drop (a receiver restarted on the same data).
+    keep_dir: bool,
 }
 
 impl Prometheus {
@@ -177,7 +179,12 @@ impl Prometheus {
                 .spawn()
                 .unwrap(),
         );
-        let me = Self { addr, dir, _proc: proc };
+        let me = Self {
+            addr,
+            dir,
+            _proc: proc,
+            keep_dir: false,
+        };
         wait_until("Prometheus ready", Duration::from_secs(60), || {
             get(&format!("http://{addr}/-/ready")).0 == 200
         });
@@ -195,6 +202,56 @@ impl Prometheus {
         me
     }
 
+    /// A Prometheus with no scrape target that accepts remote write
+    /// (`--web.enable-remote-write-receiver`) at `http://{addr}/api/v1/write`, on a free port with
+    /// a new temporary directory; waits until it is ready.
+    pub fn receiver(binary: &std::path::Path, flags: &[&str]) -> Self {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        Self::receiver_at(binary, addr, tempdir(), flags)
+    }
+
+    /// [`Prometheus::receiver`] on `addr` with its config and data in `dir` (kept from a
+    /// receiver stopped by [`Prometheus::kill_keeping_data`]).
+    pub fn receiver_at(binary: &std::path::Path, addr: SocketAddr, dir: PathBuf, flags: &[&str]) -> Self {
+        let config = dir.join("prometheus.yml");
+        std::fs::write(&config, "global:\n  evaluation_interval: 1s\n").unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("prometheus.log"))
+            .unwrap();
+        let proc = Proc(
+            Command::new(binary)
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+                .arg(format!("--web.listen-address={addr}"))
+                .arg("--web.enable-remote-write-receiver")
+                .args(flags)
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        );
+        let me = Self {
+            addr,
+            dir,
+            _proc: proc,
+            keep_dir: false,
+        };
+        wait_until("Prometheus ready", Duration::from_secs(60), || {
+            get(&format!("http://{addr}/-/ready")).0 == 200
+        });
+        me
+    }
+
+    /// Kills it (SIGKILL, no shutdown) and returns its address and directory, which stays.
+    pub fn kill_keeping_data(mut self) -> (SocketAddr, PathBuf) {
+        let _ = self._proc.0.kill();
+        let _ = self._proc.0.wait();
+        self.keep_dir = true;
+        (self.addr, self.dir.clone())
+    }
+
     /// What Prometheus logged.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("prometheus.log")).unwrap_or_default()
@@ -205,7 +262,9 @@ impl Drop for Prometheus {
     fn drop(&mut self) {
         let _ = self._proc.0.kill();
         let _ = self._proc.0.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
+        if !self.keep_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
