@@ -327,9 +327,9 @@ fn native_histograms_are_exposed_in_protobuf_only() {
 }
 
 #[test]
-fn stale_markers_remove_series() {
+fn stale_markers_remove_series_after_the_grace() {
     let m = MetricsManager::new();
-    let server = serve(&m, ReceiveConfig::new());
+    let server = serve(&m, ReceiveConfig::new().stale_grace(Duration::from_millis(300)));
     let addr = server.local_addr();
     let t = now_ms();
     let a = [("job", "zone"), ("instance", "1"), ("room", "a")];
@@ -345,13 +345,30 @@ fn stale_markers_remove_series() {
         vec![series("rooms_open", &a, f64::from_bits(STALE_NAN), t + 1)],
         vec![],
     );
-    let text = text(addr);
-    assert!(!text.contains("room=\"a\""), "{text}");
+    // Within the grace the last point is still exposed (a scrape after the sender's last push
+    // carries it); then the series leaves.
+    let during = text(addr);
     assert!(
-        text.contains("rooms_open{instance=\"1\",job=\"zone\",room=\"b\"} 1\n"),
-        "{text}"
+        during.contains("rooms_open{instance=\"1\",job=\"zone\",room=\"a\"} 1\n"),
+        "{during}"
     );
     assert_eq!(counter(&m, RECEIVE_SERIES_REMOVED_METRIC, "stale"), 1);
+    let started = std::time::Instant::now();
+    let after = loop {
+        let t = text(addr);
+        if !t.contains("room=\"a\"") || started.elapsed() > Duration::from_secs(10) {
+            break t;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        !after.contains("room=\"a\""),
+        "still there 10 s after a 300 ms grace: {after}"
+    );
+    assert!(
+        after.contains("rooms_open{instance=\"1\",job=\"zone\",room=\"b\"} 1\n"),
+        "{after}"
+    );
 }
 
 #[test]

@@ -56,6 +56,14 @@ pub enum PushConfigError {
     /// The TLS settings were refused by rustls.
     #[error("TLS settings: {0}")]
     Tls(String),
+    /// A remote write external label with an invalid or reserved name.
+    #[error("remote write to {url}: external labels: {problem}")]
+    ExternalLabel {
+        /// The endpoint (without credentials).
+        url: String,
+        /// What is wrong.
+        problem: String,
+    },
     /// A Pushgateway grouping label that cannot name a group.
     #[error("Pushgateway grouping label `{name}`: {problem}")]
     Grouping {

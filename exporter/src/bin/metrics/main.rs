@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use mmo_metrics::{system, MetricsCollector, MetricsManager, MIN_COLLECT_INTERVAL};
-use mmo_metrics_exporter::{ExporterBuilder, ExporterError, PushEndpoint, Pushgateway, ReceiveConfig};
+use mmo_metrics_exporter::{ExporterBuilder, ExporterError, PushEndpoint, Pushgateway, ReceiveConfig, RemoteWrite};
 
 #[global_allocator]
 static ALLOC: system::CountingAllocator = system::CountingAllocator::system();
@@ -62,6 +62,12 @@ struct Args {
     /// killed without notice leaves the service no later than Prometheus would forget a target.
     #[arg(long, default_value = "5m", value_parser = parse_ttl, requires = "receive")]
     receive_ttl: Duration,
+    /// With --receive: a series stays this long, with its last point, after its sender's stale
+    /// marker (a sender that stops sends its last values and its stale markers at once); at least
+    /// the scrape interval of the Prometheus that scrapes this service and this service's own
+    /// --interval, so that the last values reach the store.
+    #[arg(long, default_value = "15s", value_parser = parse_grace, requires = "receive")]
+    receive_stale_grace: Duration,
     /// With --receive: series kept from all senders together; past it new series are refused
     /// (counted in mmo_metrics_receive_series_refused_total) and the rest kept.
     #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..), requires = "receive")]
@@ -69,15 +75,24 @@ struct Args {
     /// With --receive: series kept per sender; past it the sender's new series are refused.
     #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..), requires = "receive")]
     receive_max_series_per_sender: u64,
+    /// Push everything the service exposes, and every series it received with --receive, to this
+    /// Prometheus remote write 1.0 receiver every --interval (repeatable), with the labels
+    /// job=--job and instance=--instance on every series that has none: e.g.
+    /// http://127.0.0.1:9100/api/v1/write (the host's collection service) or
+    /// http://prometheus:9090/api/v1/write. At SIGTERM: a last push, then stale markers.
+    #[arg(long = "remote-write-url", value_name = "URL", value_parser = parse_push_url)]
+    remote_write_urls: Vec<PushEndpoint>,
     /// Push everything the service exposes to this Pushgateway every --interval, as the group
     /// job=--job, instance=--instance (repeatable); the group is deleted when the service stops.
     #[arg(long = "pushgateway-url", value_name = "URL", value_parser = parse_push_url)]
     pushgateway_urls: Vec<PushEndpoint>,
-    /// The job name of the pushes: the Pushgateway group's `job`.
+    /// The job name of the pushes: the Pushgateway group's `job`, the `job` label of remote
+    /// writes.
     #[arg(long, default_value = "mmo_server", value_parser = parse_job)]
     job: String,
-    /// The instance name of the pushes: the Pushgateway group's `instance` (default: the host
-    /// name).
+    /// The instance name of the pushes: the Pushgateway group's `instance`, the `instance` label
+    /// of remote writes (default: HOST:PORT, the host name and the --addr port, as Prometheus
+    /// names a scraped target; unique per process on a host).
     #[arg(long)]
     instance: Option<String>,
     /// Trust the certificate authorities in this PEM file (instead of the system's) for https://
@@ -99,7 +114,9 @@ struct Args {
     push_headers: Vec<(String, String)>,
 }
 
-const LONG_FLAGS: [&str; 19] = [
+const LONG_FLAGS: [&str; 21] = [
+    "receive-stale-grace",
+    "remote-write-url",
     "receive",
     "receive-ttl",
     "receive-max-series",
@@ -174,6 +191,10 @@ fn parse_ttl(s: &str) -> Result<Duration, String> {
         ));
     }
     Ok(d)
+}
+
+fn parse_grace(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("expected a duration such as 15s or 0s ({e})"))
 }
 
 fn parse_push_url(s: &str) -> Result<PushEndpoint, String> {
@@ -310,11 +331,23 @@ fn main() -> ExitCode {
         builder = builder.receive(
             ReceiveConfig::new()
                 .ttl(args.receive_ttl)
+                .stale_grace(args.receive_stale_grace)
                 .max_series(usize::try_from(args.receive_max_series).unwrap_or(usize::MAX))
                 .max_series_per_sender(usize::try_from(args.receive_max_series_per_sender).unwrap_or(usize::MAX)),
         );
     }
-    let instance = args.instance.clone().unwrap_or_else(host_name);
+    let instance = args
+        .instance
+        .clone()
+        .unwrap_or_else(|| format!("{}:{}", host_name(), args.addr.port()));
+    for url in &args.remote_write_urls {
+        builder = builder.remote_write(
+            RemoteWrite::new(settings(url.clone()))
+                .interval(args.interval)
+                .external_label("job", &args.job)
+                .external_label("instance", &instance),
+        );
+    }
     for url in &args.pushgateway_urls {
         let gateway = Pushgateway::new(settings(url.clone()), &args.job)
             .and_then(|g| g.grouping_label("instance", instance.clone()))
@@ -393,7 +426,11 @@ fn main() -> ExitCode {
 
     let signal = signals.wait();
     tracing::info!("{signal} received, stopping");
-    drop(demo);
+    if let Some(demo) = demo {
+        drop(demo);
+        // The players have stopped: these are the totals the last push carries.
+        tracing::info!("demo stopped: messages_total {}", demo::messages_total(&manager));
+    }
     drop(running);
     exporter.stop();
     tracing::info!("stopped");

@@ -36,6 +36,7 @@ use store::{Applied, RefuseReason};
 /// | [`max_series_per_sender`](Self::max_series_per_sender) | 50 000 | the sender's new series are refused, the rest kept (204) |
 /// | [`max_series`](Self::max_series) (all senders) | 200 000 | new series are refused, the rest kept (204) |
 /// | [`ttl`](Self::ttl) | 5 min | a sender's series leave that long after its last push |
+/// | [`stale_grace`](Self::stale_grace) | 15 s | a series leaves that long after its stale marker, its last point exposed and forwarded until then |
 ///
 /// Refusing whole requests for the series limits would lose their good data: remote write
 /// senders never retry a 4xx. A request is refused whole (400) when it is not a valid remote
@@ -46,8 +47,9 @@ use store::{Applied, RefuseReason};
 ///
 /// A sender is the `job` and `instance` label values of a series (what Prometheus and this
 /// crate's remote write sender put on every series); a series with neither belongs to the IP
-/// address that sent it. A sender's series leave when it sends their stale markers (Prometheus'
-/// stale NaN), or all at once [`ttl`](Self::ttl) after its last push.
+/// address that sent it. A sender's series leave [`stale_grace`](Self::stale_grace) after it sends
+/// their stale markers (Prometheus' stale NaN), or all at once [`ttl`](Self::ttl) after its last
+/// push.
 ///
 /// The store keeps one point per series (the newest by timestamp; an older one is ignored). Each
 /// costs about 200 bytes plus its labels, so the default limits bound it to some 100 MB.
@@ -74,6 +76,7 @@ pub struct ReceiveConfig {
     pub(crate) max_series: usize,
     pub(crate) max_series_per_sender: usize,
     pub(crate) ttl: Duration,
+    pub(crate) stale_grace: Duration,
 }
 
 impl Default for ReceiveConfig {
@@ -84,6 +87,7 @@ impl Default for ReceiveConfig {
             max_series: 200_000,
             max_series_per_sender: 50_000,
             ttl: Duration::from_secs(300),
+            stale_grace: Duration::from_secs(15),
         }
     }
 }
@@ -126,6 +130,18 @@ impl ReceiveConfig {
     /// default 10 s interval, so a few lost pushes never drop a live sender).
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
+        self
+    }
+
+    /// Time a series stays, with its last point, after its sender's stale marker for it (default
+    /// 15 s, Prometheus' default scrape interval). A sender that stops sends its last values and
+    /// then its stale markers within milliseconds; without the grace no scrape of this service
+    /// and no push from it would carry those last values, and the increments of the sender's
+    /// last interval would never reach Prometheus. Set it to at least the scrape interval of the
+    /// Prometheus that scrapes this service and the interval of this service's own pushes.
+    /// Zero: the series leaves at once.
+    pub fn stale_grace(mut self, grace: Duration) -> Self {
+        self.stale_grace = grace;
         self
     }
 }
@@ -249,7 +265,11 @@ impl Receiver {
     pub(crate) fn new(manager: &MetricsManager, config: ReceiveConfig) -> Self {
         let metrics = ReceiveMetrics::register(manager);
         Self {
-            store: Arc::new(Store::new(config.max_series, config.max_series_per_sender)),
+            store: Arc::new(Store::new(
+                config.max_series,
+                config.max_series_per_sender,
+                config.stale_grace,
+            )),
             config,
             manager: manager.clone(),
             metrics,

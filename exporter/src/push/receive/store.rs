@@ -74,6 +74,9 @@ struct Entry {
     /// Index of its sender in [`Inner::senders`].
     sender: u32,
     timestamp: i64,
+    /// When its sender sent its stale marker: the series stays, with its last point, for the
+    /// store's stale grace, then leaves.
+    ended: Option<Instant>,
 }
 
 struct Family {
@@ -107,6 +110,7 @@ pub(crate) struct Store {
     hasher: DefaultHashBuilder,
     max_series: usize,
     max_series_per_sender: usize,
+    stale_grace: Duration,
 }
 
 /// Series applied per taking of the lock ([`Store::apply`]).
@@ -116,12 +120,15 @@ const CHUNK: usize = 4096;
 const SUFFIXES: [&str; 6] = ["_total", "_bucket", "_sum", "_count", "_created", "_info"];
 
 impl Store {
-    pub(crate) fn new(max_series: usize, max_series_per_sender: usize) -> Self {
+    /// A store of at most `max_series` series, `max_series_per_sender` from one sender; a series
+    /// whose stale marker arrives leaves `stale_grace` later (at once for zero).
+    pub(crate) fn new(max_series: usize, max_series_per_sender: usize, stale_grace: Duration) -> Self {
         Self {
             inner: Mutex::default(),
             hasher: DefaultHashBuilder::default(),
             max_series,
             max_series_per_sender,
+            stale_grace,
         }
     }
 
@@ -205,11 +212,27 @@ impl Store {
         applied
     }
 
-    /// Removes every series of the senders that have not pushed for `ttl`, and the metadata of
-    /// families without series received more than `ttl` ago. Returns the series removed.
+    /// Removes every series of the senders that have not pushed for `ttl`, the series whose stale
+    /// grace is over, and the metadata of families without series received more than `ttl` ago.
+    /// Returns the series removed by the ttl.
     pub(crate) fn expire(&self, now: Instant, ttl: Duration) -> usize {
         let mut inner = self.lock();
         let inner = &mut *inner;
+        let grace = self.stale_grace;
+        if inner.table.iter().any(|e| e.ended.is_some()) {
+            let names = &mut inner.names;
+            let senders = &mut inner.senders;
+            inner.table.retain(|e| {
+                let over = e.ended.is_some_and(|t| now.saturating_duration_since(t) >= grace);
+                if over {
+                    forget_name(names, stored_name(&e.series.labels));
+                    if let Some(s) = &mut senders[e.sender as usize] {
+                        s.series = s.series.saturating_sub(1);
+                    }
+                }
+                !over
+            });
+        }
         let gone: Vec<u32> = inner
             .senders
             .iter()
@@ -319,12 +342,21 @@ impl Inner {
                     return;
                 }
                 if point.stale {
-                    let (e, _) = o.remove();
-                    applied.stale += 1;
-                    forget_name(&mut self.names, stored_name(&e.series.labels));
-                    self.count(e.sender, -1);
+                    if e.ended.is_none() {
+                        applied.stale += 1;
+                    }
+                    if store.stale_grace.is_zero() {
+                        let (e, _) = o.remove();
+                        forget_name(&mut self.names, stored_name(&e.series.labels));
+                        self.count(e.sender, -1);
+                    } else {
+                        // Kept with its last point for the grace, so that a push or a scrape
+                        // after its sender's last push still carries that point.
+                        e.ended.get_or_insert_with(Instant::now);
+                    }
                     return;
                 }
+                e.ended = None;
                 e.timestamp = point.timestamp;
                 match Arc::get_mut(&mut e.series) {
                     Some(ts) => set_point(ts, point.value, point.timestamp),
@@ -385,6 +417,7 @@ impl Inner {
                 v.insert(Entry {
                     hash: point.hash,
                     series: Arc::new(ts),
+                    ended: None,
                     sender,
                     timestamp: point.timestamp,
                 });
@@ -513,7 +546,7 @@ mod tests {
 
     #[test]
     fn latest_point_wins_and_stale_markers_remove() {
-        let store = Store::new(10, 10);
+        let store = Store::new(10, 10, Duration::ZERO);
         let t0 = Instant::now();
         let a = [("__name__", "x"), ("job", "j")];
         let b = [("__name__", "x"), ("job", "k")];
@@ -540,8 +573,27 @@ mod tests {
     }
 
     #[test]
+    fn a_stale_series_keeps_its_last_point_for_the_grace() {
+        let grace = Duration::from_secs(15);
+        let store = Store::new(10, 10, grace);
+        let t0 = Instant::now();
+        let a = [("__name__", "x"), ("job", "j")];
+        apply(&store, vec![ts(&a, 7.0, 10)], t0);
+        let stale = f64::from_bits(super::super::decode::STALE_NAN_BITS);
+        let r = apply(&store, vec![ts(&a, stale, 11)], t0);
+        assert_eq!(r.stale, 1);
+        // Still there with its last value (a push or a scrape now carries it) until the grace ends.
+        assert_eq!(values(&store), [("x{job=\"j\"}".to_owned(), 7.0)]);
+        store.expire(Instant::now(), Duration::from_secs(300));
+        assert_eq!(values(&store).len(), 1);
+        store.expire(Instant::now() + grace, Duration::from_secs(300));
+        assert!(values(&store).is_empty());
+        assert_eq!(store.len(), (0, 0));
+    }
+
+    #[test]
     fn limits_and_conflicts_refuse_only_new_series() {
-        let store = Store::new(3, 2);
+        let store = Store::new(3, 2, Duration::ZERO);
         let now = Instant::now();
         let s = |job: &str, i: &str| ts(&[("__name__", "x"), ("i", i), ("job", job)], 1.0, 1);
         let r = apply(&store, vec![s("a", "1"), s("a", "2"), s("a", "3")], now);
@@ -562,7 +614,7 @@ mod tests {
 
     #[test]
     fn a_request_larger_than_a_chunk_keeps_its_senders_counts() {
-        let store = Store::new(100_000, CHUNK + 10);
+        let store = Store::new(100_000, CHUNK + 10, Duration::ZERO);
         let ids: Vec<String> = (0..CHUNK * 2).map(|i| i.to_string()).collect();
         let series = ids
             .iter()
@@ -575,7 +627,7 @@ mod tests {
 
     #[test]
     fn senders_expire_after_the_ttl_and_metadata_with_them() {
-        let store = Store::new(10, 10);
+        let store = Store::new(10, 10, Duration::ZERO);
         let t0 = Instant::now();
         let ttl = Duration::from_secs(60);
         apply(&store, vec![ts(&[("__name__", "x_total"), ("job", "a")], 1.0, 1)], t0);

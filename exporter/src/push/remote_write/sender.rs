@@ -97,6 +97,7 @@ pub struct RemoteWrite {
     min_backoff: Duration,
     max_backoff: Duration,
     shutdown_timeout: Duration,
+    external_labels: Vec<(String, String)>,
 }
 
 impl RemoteWrite {
@@ -113,7 +114,19 @@ impl RemoteWrite {
             min_backoff: Duration::from_millis(30),
             max_backoff: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(5),
+            external_labels: Vec::new(),
         }
+    }
+
+    /// A label added to every series this endpoint gets, unless the series has it already (its
+    /// own label or an exporter-wide [global label](crate::ExporterBuilder::global_label)), as
+    /// Prometheus' `external_labels` are. A process pushing to the host's collection service
+    /// names itself this way: `job` and `instance` are what the service tells senders apart by,
+    /// and two processes pushing the same series without them would overwrite each other's.
+    /// `le`, `quantile` and invalid names are refused by [`ExporterBuilder::serve`](crate::ExporterBuilder::serve).
+    pub fn external_label(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.external_labels.push((name.into(), value.into()));
+        self
     }
 
     /// Time between pushes (default 15 s, at least 1 ms). The first push is one interval after
@@ -295,6 +308,23 @@ impl Pusher {
         source: Option<Arc<dyn SeriesSource>>,
     ) -> Result<Self, crate::PushConfigError> {
         let client = HttpClient::new(config.endpoint.clone())?;
+        let global_labels = if config.external_labels.is_empty() {
+            global_labels
+        } else {
+            crate::validate_global_labels(config.external_labels.iter().map(|(n, _)| n.as_str())).map_err(|e| {
+                crate::PushConfigError::ExternalLabel {
+                    url: config.endpoint.display_url(),
+                    problem: e.to_string(),
+                }
+            })?;
+            let mut all = global_labels.as_ref().clone();
+            for (name, value) in &config.external_labels {
+                if !all.iter().any(|(n, _)| n == name) {
+                    all.push((name.clone(), value.clone()));
+                }
+            }
+            Arc::new(all)
+        };
         let url = config.endpoint.display_url();
         let metrics = Metrics::register(&manager, &url);
         let jitter = now_ms() as u64 ^ (url.len() as u64).rotate_left(17) | 1;
