@@ -315,7 +315,8 @@ async fn player(addr: SocketAddr, stop: watch::Receiver<bool>, id: usize) {
 pub fn messages_total(manager: &MetricsManager) -> u64 {
     let mut total = 0u64;
     manager.visit(|family| {
-        if family.name() == "messages_total" {
+        // Counter families are named without `_total` (their samples carry it).
+        if family.name() == "messages" {
             family.for_each_series(|_, value| {
                 if let mmo_metrics::SeriesValue::Counter(n) = value {
                     total = total.saturating_add(n);
