@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every fuzz target of fuzz/ (one per exposition encoder) for a bounded time; fails when a
+# Runs every fuzz target of fuzz/ (one per exposition encoder, and the remote write receiver) for a bounded time; fails when a
 # target finds an input that makes it fail (the input is kept in fuzz/artifacts/<target>/).
 # Installs cargo-fuzz when it is missing. scripts/test.sh runs this as one of its steps.
 #

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check of the project: format, lints, docs, all tests (unit, integration, doctests,
-# the exposition checks against promtool and Python's prometheus_client), the loom models, a
+# the exposition checks against promtool and Python's prometheus_client, the push tests against real
+# Prometheus, Pushgateway and VictoriaMetrics servers), the loom models, a
 # build of the benches and a bounded run of every fuzz target (scripts/fuzz.sh; FUZZ_SECONDS per
 # target, default 20). Installs the external tools the tests need when they are missing; no test
 # is skipped for want of a tool (MMO_REQUIRE_TOOLS=1 turns a missing tool into a failure).
@@ -133,7 +134,7 @@ bench_build() {
         cargo bench -p mmo-metrics-benches --no-run
 }
 
-step "install test tools (prometheus, promtool, prometheus_client, chromium)" install_tools
+step "install test tools (prometheus, promtool, pushgateway, victoria-metrics, prometheus_client, chromium)" install_tools
 step "cargo fmt --check" cargo fmt --all -- --check
 # --all-features: the `metrics` service and the tests that run it are behind the exporter's
 # `service` feature, which keeps their command-line dependencies out of the library.
