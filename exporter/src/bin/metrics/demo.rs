@@ -309,20 +309,3 @@ async fn player(addr: SocketAddr, stop: watch::Receiver<bool>, id: usize) {
         tokio::time::sleep(Duration::from_millis(pause)).await;
     }
 }
-
-/// The sum of every `messages_total` series (both directions, every type): the demo's traffic so
-/// far.
-pub fn messages_total(manager: &MetricsManager) -> u64 {
-    let mut total = 0u64;
-    manager.visit(|family| {
-        // Counter families are named without `_total` (their samples carry it).
-        if family.name() == "messages" {
-            family.for_each_series(|_, value| {
-                if let mmo_metrics::SeriesValue::Counter(n) = value {
-                    total = total.saturating_add(n);
-                }
-            });
-        }
-    });
-    total
-}

@@ -429,12 +429,29 @@ fn main() -> ExitCode {
     if let Some(demo) = demo {
         drop(demo);
         // The players have stopped: these are the totals the last push carries.
-        tracing::info!("demo stopped: messages_total {}", demo::messages_total(&manager));
+        tracing::info!("demo stopped: messages_total {}", demo_messages_total(&manager));
     }
     drop(running);
     exporter.stop();
     tracing::info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// The sum of every `messages_total` series (both directions, every type): the demo's traffic so
+/// far.
+fn demo_messages_total(manager: &MetricsManager) -> u64 {
+    let mut total = 0u64;
+    manager.visit(|family| {
+        // Counter families are named without `_total` (their samples carry it).
+        if family.name() == "messages" {
+            family.for_each_series(|_, value| {
+                if let mmo_metrics::SeriesValue::Counter(n) = value {
+                    total = total.saturating_add(n);
+                }
+            });
+        }
+    });
+    total
 }
 
 /// SIGINT and SIGTERM handlers, installed before the service starts so that a signal sent as soon
