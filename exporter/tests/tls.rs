@@ -21,6 +21,24 @@ fn hash(password: &str) -> String {
     bcrypt::hash(password, 4).unwrap()
 }
 
+/// The hash `htpasswd -nbBC 4 user password` makes (the README's recipe), when `htpasswd` is
+/// installed (Debian's apache2-utils); the bcrypt crate's otherwise.
+fn htpasswd_hash(user: &str, password: &str) -> String {
+    match Command::new("htpasswd").args(["-nbBC", "4", user, password]).output() {
+        Ok(out) if out.status.success() => {
+            let line = String::from_utf8(out.stdout).unwrap();
+            let (name, hash) = line.trim().split_once(':').unwrap();
+            assert_eq!(name, user);
+            assert!(hash.starts_with("$2y$04$"), "{hash}");
+            hash.to_owned()
+        }
+        _ => {
+            eprintln!("NOTICE: htpasswd not found; the README's recipe is not checked");
+            hash(password)
+        }
+    }
+}
+
 /// Runs `openssl` with `args` in `dir`; panics with its output if it fails.
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl").args(args).current_dir(dir).output().unwrap();
@@ -197,7 +215,7 @@ fn curl_over_tls_with_basic_auth() {
              http_server_config:\n  headers:\n    X-Frame-Options: deny\n\
              basic_auth_users:\n  {USER}: {}\n  alice: {}\n",
             hash(PASSWORD),
-            hash("alice's")
+            htpasswd_hash("alice", "alice's")
         ),
     );
     let ca = dir.join("ca.crt");
@@ -668,4 +686,51 @@ fn run_bounded(cmd: &mut Command) -> std::process::Output {
         std::thread::sleep(Duration::from_millis(20));
     }
     child.wait_with_output().unwrap()
+}
+
+#[test]
+fn health_answers_while_wrong_passwords_wait_for_bcrypt() {
+    if support::tool("curl").is_none() || support::tool("openssl").is_none() {
+        return;
+    }
+    let dir = pki();
+    // Cost 10, as `htpasswd -nbBC 10` makes: each wrong password costs a bcrypt run of that cost.
+    let config = write_config(
+        &dir,
+        "web.yml",
+        &format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  {USER}: {}\n",
+            bcrypt::hash(PASSWORD, 10).unwrap()
+        ),
+    );
+    let ca = dir.join("ca.crt");
+    let (_p, addr) = start(&config, &ca, &[]);
+    let cacert = ca.to_str().unwrap().to_owned();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let wrong: Vec<_> = (0..10)
+        .map(|i| {
+            let (cacert, done) = (cacert.clone(), std::sync::Arc::clone(&done));
+            std::thread::spawn(move || {
+                let r = curl(
+                    &format!("https://{addr}/metrics"),
+                    &["--cacert", &cacert, "-u", &format!("{USER}:wrong{i}")],
+                );
+                done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                r.code
+            })
+        })
+        .collect();
+    // Once a wrong password has reached the service, /health answers while the rest wait for
+    // their turn at bcrypt (one run at a time).
+    std::thread::sleep(Duration::from_millis(200));
+    let health = curl(&format!("https://{addr}/health"), &["--cacert", &cacert]);
+    let finished_by_then = done.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(health.code, 200, "{}", health.stderr);
+    assert!(
+        finished_by_then < 10,
+        "/health answered only after all {finished_by_then} bcrypt checks"
+    );
+    for w in wrong {
+        assert_eq!(w.join().unwrap(), 401);
+    }
 }

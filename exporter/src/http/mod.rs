@@ -10,7 +10,8 @@
 //! |---|---|---|---|
 //! | open connections | [`ExporterBuilder::max_connections`] | the oldest idle connection is closed to make room; if every one is busy the new one is closed | `mmo_metrics_http_connection_limit_total{action}` |
 //! | scrapes in flight (encoding or sending) | [`ExporterBuilder::max_in_flight`] | 503 | `mmo_metrics_scrapes_total{code="503"}` |
-//! | time to send request headers, and idle keep-alive time | [`ExporterBuilder::header_read_timeout`] | connection closed | `mmo_metrics_http_timeouts_total{timeout="header_read"}` |
+//! | time to send request headers, and idle keep-alive time; with TLS, the handshake's time too | [`ExporterBuilder::header_read_timeout`] | connection closed | `mmo_metrics_http_timeouts_total{timeout="header_read"}` |
+//! | bcrypt runs for basic auth (with a [`WebConfig`] that has users) | one at a time | wait; 503 past the request timeout | — |
 //! | time to answer | [`ExporterBuilder::request_timeout`] | 408 | `mmo_metrics_http_timeouts_total{timeout="request"}` |
 //! | time the client may stop reading a response | [`ExporterBuilder::write_timeout`] | connection closed | `mmo_metrics_http_timeouts_total{timeout="write"}` |
 //! | remote write bodies read at once (with [`ExporterBuilder::receive`]) | 4, and one decode at a time | wait; 503 past the request timeout | `mmo_metrics_receive_requests_refused_total{reason="timeout"}` |
@@ -21,6 +22,10 @@
 //! while an encode of their format runs share it (the format is negotiated from `Accept`, see
 //! [`crate::negotiate`]), and all their responses share its bytes: a client that stops reading
 //! pins no copy of its own.
+//!
+//! With a [`WebConfig`] ([`ExporterBuilder::web_config_file`]) the endpoint serves TLS, asks for
+//! client certificates, checks basic-auth credentials on every path but `/health`, and adds the
+//! configured response headers; see the README's "Securing the endpoint".
 
 mod auth;
 mod limits;
