@@ -220,7 +220,7 @@ fn curl_over_tls_with_basic_auth() {
     );
     let ca = dir.join("ca.crt");
     let cacert = ca.to_str().unwrap();
-    let (_p, addr) = start(&config, &ca, &[]);
+    let (_p, addr) = start(&config, &ca, &["--receive"]);
     let url = |path: &str| format!("https://{addr}{path}");
 
     let health = curl(&url("/health"), &["--cacert", cacert]);
@@ -277,6 +277,21 @@ fn curl_over_tls_with_basic_auth() {
         curl(&url("/metrics"), &["--cacert", cacert, "-u", "alice:wrong"]).code,
         401,
         "a cached user with another password"
+    );
+
+    // The remote write receiver is behind the credentials too.
+    let write = |auth: &[&str]| {
+        let mut a = vec!["--cacert", cacert, "-X", "POST", "--data-binary", "x"];
+        a.extend(auth);
+        curl(&url("/api/v1/write"), &a)
+    };
+    let r = write(&[]);
+    assert_eq!(r.code, 401, "remote write without credentials: {}", r.text);
+    let r = write(&["-u", &c]);
+    assert!(
+        r.code != 401 && (400..500).contains(&r.code),
+        "remote write with credentials reaches the receiver, which refuses the body: {}",
+        r.text
     );
 
     // TLS 1.2 is accepted (the default minimum), and TLS 1.3.
