@@ -239,6 +239,9 @@ fn bench(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("scrape");
     g.bench_function("http", |b| b.iter(|| get(&mut http, "/metrics", None, false)));
+    // A new connection: the first one has been idle longer than the keep-alive timeout by now.
+    let mut https = connect_tls(secured.local_addr(), &client);
+    get(&mut https, "/metrics", Some(&auth), false);
     g.bench_function("https_basic_auth", |b| {
         b.iter(|| get(&mut https, "/metrics", Some(&auth), false))
     });
