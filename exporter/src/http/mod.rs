@@ -10,7 +10,8 @@
 //! |---|---|---|---|
 //! | open connections | [`ExporterBuilder::max_connections`] | the oldest idle connection is closed to make room; if every one is busy the new one is closed | `mmo_metrics_http_connection_limit_total{action}` |
 //! | scrapes in flight (encoding or sending) | [`ExporterBuilder::max_in_flight`] | 503 | `mmo_metrics_scrapes_total{code="503"}` |
-//! | time to send request headers, and idle keep-alive time | [`ExporterBuilder::header_read_timeout`] | connection closed | `mmo_metrics_http_timeouts_total{timeout="header_read"}` |
+//! | time to send request headers, and idle keep-alive time; with TLS, the handshake's time too | [`ExporterBuilder::header_read_timeout`] | connection closed | `mmo_metrics_http_timeouts_total{timeout="header_read"}` |
+//! | bcrypt runs for basic auth (with a [`WebConfig`] that has users) | one at a time | wait; 503 past the request timeout | — |
 //! | time to answer | [`ExporterBuilder::request_timeout`] | 408 | `mmo_metrics_http_timeouts_total{timeout="request"}` |
 //! | time the client may stop reading a response | [`ExporterBuilder::write_timeout`] | connection closed | `mmo_metrics_http_timeouts_total{timeout="write"}` |
 //! | remote write bodies read at once (with [`ExporterBuilder::receive`]) | 4, and one decode at a time | wait; 503 past the request timeout | `mmo_metrics_receive_requests_refused_total{reason="timeout"}` |
@@ -21,12 +22,19 @@
 //! while an encode of their format runs share it (the format is negotiated from `Accept`, see
 //! [`crate::negotiate`]), and all their responses share its bytes: a client that stops reading
 //! pins no copy of its own.
+//!
+//! With a [`WebConfig`] ([`ExporterBuilder::web_config_file`]) the endpoint serves TLS, asks for
+//! client certificates, checks basic-auth credentials on every path but `/health`, and adds the
+//! configured response headers; see the README's "Securing the endpoint".
 
+mod auth;
 mod limits;
 mod routes;
 mod scrape;
 pub(crate) mod self_metrics;
 mod server;
+mod tls;
+mod web_config;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -43,6 +51,8 @@ pub use self_metrics::{
     RECEIVE_SERIES_REFUSED_METRIC, RECEIVE_SERIES_REMOVED_METRIC, SCRAPES_IN_FLIGHT_METRIC, SCRAPES_METRIC,
     SCRAPE_DURATION_METRIC, SERIES_METRIC, TIMEOUTS_METRIC,
 };
+
+pub use web_config::{WebConfig, WebConfigError};
 
 use crate::encode::RESERVED_GLOBAL_LABELS;
 
@@ -80,6 +90,9 @@ pub enum ExporterError {
     /// A remote write endpoint whose settings cannot be used (its CA file, its TLS settings).
     #[error("remote write: {0}")]
     Push(#[from] crate::PushConfigError),
+    /// A web configuration file that cannot be read, parsed or used (its certificate, its key).
+    #[error("{0}")]
+    WebConfig(#[from] WebConfigError),
 }
 
 /// Checks global label names: valid label names, no duplicates, none of
@@ -119,6 +132,15 @@ pub struct ExporterBuilder {
     push_source: Option<PushSource>,
     pushgateways: Vec<crate::Pushgateway>,
     receive: Option<crate::ReceiveConfig>,
+    web_config: Option<WebConfigSource>,
+    health_requires_auth: bool,
+}
+
+/// Where the web configuration comes from.
+#[derive(Debug, Clone)]
+enum WebConfigSource {
+    File(std::path::PathBuf),
+    Parsed(Box<WebConfig>),
 }
 
 /// Time a stopping exporter gives its Pushgateway clients to delete their groups, so that a
@@ -155,7 +177,32 @@ impl ExporterBuilder {
             push_source: None,
             pushgateways: Vec::new(),
             receive: None,
+            web_config: None,
+            health_requires_auth: false,
         }
+    }
+
+    /// Serves TLS, asks for client certificates, and checks basic-auth credentials as the
+    /// [web configuration file](WebConfig) at `path` says (the `--web.config.file` of
+    /// Prometheus' exporters). [`Self::serve`] reads it and fails with
+    /// [`ExporterError::WebConfig`] when it cannot be used; the certificate, key and client CA
+    /// files are read again when they change.
+    pub fn web_config_file(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.web_config = Some(WebConfigSource::File(path.into()));
+        self
+    }
+
+    /// [`Self::web_config_file`] with a configuration already read.
+    pub fn web_config(mut self, config: WebConfig) -> Self {
+        self.web_config = Some(WebConfigSource::Parsed(Box::new(config)));
+        self
+    }
+
+    /// Whether `/health` needs basic-auth credentials too, when the web configuration has users
+    /// (default off: liveness probes carry none).
+    pub fn health_requires_auth(mut self, on: bool) -> Self {
+        self.health_requires_auth = on;
+        self
     }
 
     /// Listens on no port: the exporter only pushes ([`Self::remote_write`]). For a game server
@@ -260,6 +307,25 @@ impl ExporterBuilder {
     /// thread until the returned [`Exporter`] is dropped.
     pub fn serve(mut self) -> Result<Exporter, ExporterError> {
         validate_global_labels(self.global_labels.iter().map(|(k, _)| k.as_str()))?;
+        let web_config = match self.web_config.take() {
+            Some(WebConfigSource::File(path)) => Some(WebConfig::from_file(path)?),
+            Some(WebConfigSource::Parsed(config)) => Some(*config),
+            None => None,
+        };
+        let tls = match web_config.as_ref().and_then(|c| c.tls.clone().map(|t| (c, t))) {
+            Some((config, settings)) => Some(Arc::new(
+                tls::Tls::new(settings, config.file().to_owned()).map_err(|e| config.error(e))?,
+            )),
+            None => None,
+        };
+        let auth = web_config.as_ref().filter(|c| c.basic_auth()).map(|c| {
+            Arc::new(auth::BasicAuth::new(
+                c.users.clone(),
+                self.health_requires_auth,
+                self.request_timeout,
+            ))
+        });
+        let headers = Arc::new(web_config.map(|c| c.headers).unwrap_or_default());
         let receiver = self
             .receive
             .take()
@@ -303,7 +369,9 @@ impl ExporterBuilder {
             .enable_all()
             // Encodes and gzip; with the receiver, one more thread for its decodes (one at a
             // time), so a large remote write request never holds up a scrape's encode.
-            .max_blocking_threads(if receiver.is_some() { 2 } else { 1 })
+            // With basic auth, one more for bcrypt runs (one at a time), so wrong passwords never
+            // hold up an encode.
+            .max_blocking_threads(1 + usize::from(receiver.is_some()) + usize::from(auth.is_some()))
             .thread_name("mmo-metrics-encoder")
             .build()?;
         let metrics = Arc::new(self_metrics::SelfMetrics::register(&self.manager));
@@ -322,6 +390,8 @@ impl ExporterBuilder {
             request_timeout: self.request_timeout,
             offered: scrape::offered(),
             receiver,
+            auth,
+            headers,
         }));
         let conns = limits::Connections::new(self.max_connections, Arc::clone(&metrics), addr);
         let conn_limits = server::ConnLimits {
@@ -363,7 +433,8 @@ impl ExporterBuilder {
                     };
                     let serve = async move {
                         if let Some(listener) = listener {
-                            server::accept_loop(listener, addr, app, conn_limits, conns, metrics, server_stopped).await;
+                            server::accept_loop(listener, addr, app, conn_limits, conns, metrics, tls, server_stopped)
+                                .await;
                         }
                     };
                     tokio::join!(relay, serve);

@@ -1,6 +1,7 @@
 //! Routes: `GET /metrics` (the exposition in the format the `Accept` header negotiates, gzip when
 //! asked), `GET /health`, the live view at `GET /`, `POST /api/v1/write` when the remote write
-//! receiver is on, 404 and 405 for the rest.
+//! receiver is on, 404 and 405 for the rest; with a web configuration, basic auth in front of
+//! them all (`/health` aside unless asked) and its extra headers on every response.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
+use super::auth::{add_headers, authenticate, BasicAuth};
 use super::limits::Slots;
 use super::scrape::{ExpositionBody, Scraper};
 use super::self_metrics::SelfMetrics;
@@ -31,6 +33,10 @@ pub(crate) struct App {
     pub(crate) offered: Vec<ExpositionFormat>,
     /// The remote write receiver, when on.
     pub(crate) receiver: Option<Arc<Receiver>>,
+    /// Basic auth, when the web configuration has users.
+    pub(crate) auth: Option<Arc<BasicAuth>>,
+    /// Headers added to every response (the web configuration's `http_server_config.headers`).
+    pub(crate) headers: Arc<Vec<(axum::http::HeaderName, HeaderValue)>>,
 }
 
 pub(crate) fn router(app: Arc<App>) -> Router {
@@ -38,7 +44,9 @@ pub(crate) fn router(app: Arc<App>) -> Router {
     if app.receiver.is_some() {
         router = router.route("/api/v1/write", post(write));
     }
-    router
+    let auth = app.auth.clone();
+    let headers = Arc::clone(&app.headers);
+    let mut router = router
         .route("/metrics", get(metrics))
         .route(
             "/",
@@ -54,7 +62,15 @@ pub(crate) fn router(app: Arc<App>) -> Router {
                 "not found: try /metrics, /health or / (live view)\n",
             )
         })
-        .with_state(app)
+        .with_state(app);
+    if let Some(auth) = auth {
+        router = router.layer(axum::middleware::from_fn_with_state(auth, authenticate));
+    }
+    if !headers.is_empty() {
+        // Outside the auth layer, so that a 401 carries the headers too.
+        router = router.layer(axum::middleware::map_response_with_state(headers, add_headers));
+    }
+    router
 }
 
 async fn metrics(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {

@@ -1,4 +1,4 @@
-//! The accept loop and the connections: the cap, the timeouts, and graceful shutdown.
+//! The accept loop and the connections: the cap, the timeouts, TLS, and graceful shutdown.
 
 use std::net::SocketAddr;
 use std::pin::pin;
@@ -15,6 +15,7 @@ use tower::ServiceExt;
 
 use super::limits::{Admit, Busy, Connections, LogEvery, Ticket};
 use super::self_metrics::SelfMetrics;
+use super::tls::Tls;
 
 /// How long a stopping exporter waits for open connections before it drops them.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
@@ -29,6 +30,7 @@ pub(crate) struct ConnLimits {
     pub(crate) write: Duration,
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn accept_loop(
     listener: std::net::TcpListener,
     addr: SocketAddr,
@@ -36,6 +38,7 @@ pub(crate) async fn accept_loop(
     limits: ConnLimits,
     conns: Arc<Connections>,
     metrics: Arc<SelfMetrics>,
+    tls: Option<Arc<Tls>>,
     mut stop: oneshot::Receiver<()>,
 ) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
@@ -49,7 +52,7 @@ pub(crate) async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => match conns.admit() {
                     Admit::Serve { ticket, made_room } => {
-                        let conn = serve(stream, ticket, app.clone(), limits, Arc::clone(&metrics), shutdown_rx.clone());
+                        let conn = serve(stream, ticket, app.clone(), limits, Arc::clone(&metrics), tls.clone(), shutdown_rx.clone());
                         tokio::spawn(conn);
                         if made_room {
                             // Let the connection asked to make room close its socket before the
@@ -88,19 +91,68 @@ pub(crate) async fn accept_loop(
 }
 
 /// Serves one connection until it ends, the table asks it to make room, or the exporter stops;
-/// in the last two cases the response being sent is finished first.
+/// in the last two cases the response being sent is finished first. With TLS the handshake comes
+/// first, and must end within the header-read timeout (a connection in its handshake serves no
+/// request, so the table may also close it to make room).
 async fn serve(
     stream: TcpStream,
     mut ticket: Ticket,
     app: Router,
     limits: ConnLimits,
     metrics: Arc<SelfMetrics>,
+    tls: Option<Arc<Tls>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     // The peer's address, for the handlers that need it (the receiver's senders without labels).
     let peer = stream.peer_addr().ok();
     let mut io = TimeoutStream::new(stream);
     io.set_write_timeout(Some(limits.write));
+    let io = Box::pin(io);
+    let mut make_room = ticket.close_requested();
+    match tls {
+        None => serve_http(io, peer, &mut ticket, &mut make_room, app, limits, &metrics, shutdown).await,
+        Some(tls) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
+            let handshake = tokio::time::timeout(limits.header_read, acceptor.accept(io));
+            let stream = tokio::select! {
+                r = handshake => match r {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) => return tracing::debug!("mmo-metrics exporter: TLS handshake failed: {e}"),
+                    Err(_) => return metrics.timeout("header_read"),
+                },
+                _ = &mut make_room => return,
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            };
+            serve_http(
+                stream,
+                peer,
+                &mut ticket,
+                &mut make_room,
+                app,
+                limits,
+                &metrics,
+                shutdown,
+            )
+            .await;
+        }
+    }
+    drop(ticket);
+}
+
+/// HTTP/1.1 on an open connection (plain, or TLS after its handshake).
+#[allow(clippy::too_many_arguments)]
+async fn serve_http<IO>(
+    io: IO,
+    peer: Option<SocketAddr>,
+    ticket: &mut Ticket,
+    make_room: &mut oneshot::Receiver<()>,
+    app: Router,
+    limits: ConnLimits,
+    metrics: &SelfMetrics,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let busy = ticket.busy();
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         if let Some(peer) = peer {
@@ -117,14 +169,13 @@ async fn serve(
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read)
-        .serve_connection(TokioIo::new(Box::pin(io)), service);
+        .serve_connection(TokioIo::new(io), service);
     let mut conn = pin!(conn);
-    let mut make_room = ticket.close_requested();
     let mut closing = false;
     let result = loop {
         tokio::select! {
             r = conn.as_mut() => break r,
-            _ = &mut make_room, if !closing => {
+            _ = &mut *make_room, if !closing => {
                 closing = true;
                 conn.as_mut().graceful_shutdown();
             }
@@ -142,7 +193,6 @@ async fn serve(
         }
         tracing::debug!("mmo-metrics exporter: connection ended: {e}");
     }
-    drop(ticket);
 }
 
 /// Whether the connection failed because the client accepted no bytes for the write timeout.

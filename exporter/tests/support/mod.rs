@@ -157,12 +157,24 @@ impl Prometheus {
     /// [`Prometheus::start_with`] with more top-level configuration appended (e.g. a
     /// `remote_write:` section).
     pub fn start_with_config(binary: &std::path::Path, target: SocketAddr, extra: &str, flags: &[&str]) -> Self {
+        Self::start_with_job_config(binary, target, "", extra, flags)
+    }
+
+    /// [`Prometheus::start_with_config`] with more settings in the `mmo_server` scrape job, each
+    /// line indented by four spaces (e.g. `    scheme: https`).
+    pub fn start_with_job_config(
+        binary: &std::path::Path,
+        target: SocketAddr,
+        job: &str,
+        extra: &str,
+        flags: &[&str],
+    ) -> Self {
         let dir = tempdir();
         let config = dir.join("prometheus.yml");
         std::fs::write(
             &config,
             format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: mmo_server\n    static_configs:\n      - targets: ['{target}']\n{extra}"
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: mmo_server\n{job}    static_configs:\n      - targets: ['{target}']\n{extra}"
             ),
         )
         .unwrap();

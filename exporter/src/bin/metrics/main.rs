@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use mmo_metrics::{system, MetricsCollector, MetricsManager, MIN_COLLECT_INTERVAL};
-use mmo_metrics_exporter::{ExporterBuilder, ExporterError, PushEndpoint, Pushgateway, ReceiveConfig, RemoteWrite};
+use mmo_metrics_exporter::{
+    ExporterBuilder, ExporterError, PushEndpoint, Pushgateway, ReceiveConfig, RemoteWrite, WebConfig,
+};
 
 #[global_allocator]
 static ALLOC: system::CountingAllocator = system::CountingAllocator::system();
@@ -112,9 +114,16 @@ struct Args {
     /// A header sent on every push, NAME=VALUE (repeatable), e.g. X-Scope-OrgID=studio for Mimir.
     #[arg(long = "push-header", value_name = "NAME=VALUE", value_parser = parse_header)]
     push_headers: Vec<(String, String)>,
+    /// Web configuration file of Prometheus' exporters (exporter-toolkit format): TLS
+    /// (tls_server_config), client certificates, basic auth (basic_auth_users, bcrypt hashes),
+    /// response headers. Every endpoint but /health needs the credentials. The certificate and
+    /// key files are read again when they change.
+    #[arg(long = "web.config.file", value_name = "PATH")]
+    web_config_file: Option<PathBuf>,
 }
 
-const LONG_FLAGS: [&str; 21] = [
+const LONG_FLAGS: [&str; 22] = [
+    "web.config.file",
     "receive-stale-grace",
     "remote-write-url",
     "receive",
@@ -314,11 +323,26 @@ fn main() -> ExitCode {
     if let Err(e) = manager.install() {
         tracing::warn!("{e}");
     }
+    let web_config = match args.web_config_file.as_deref().map(WebConfig::from_file).transpose() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: --web.config.file: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let scheme = if web_config.as_ref().is_some_and(WebConfig::tls) {
+        "https"
+    } else {
+        "http"
+    };
     let mut builder = ExporterBuilder::new(manager.clone())
         .address(args.addr)
         .openmetrics_created(args.openmetrics_created);
     for (k, v) in &args.labels {
         builder = builder.global_label(k, v);
+    }
+    if let Some(config) = web_config {
+        builder = builder.web_config(config);
     }
     let settings = match push_settings(&args) {
         Ok(s) => s,
@@ -372,7 +396,7 @@ fn main() -> ExitCode {
             );
             return ExitCode::from(1);
         }
-        Err(e @ ExporterError::Push(_)) => {
+        Err(e @ (ExporterError::Push(_) | ExporterError::WebConfig(_))) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
@@ -414,12 +438,12 @@ fn main() -> ExitCode {
         addr.to_string()
     };
     tracing::info!(
-        "metrics service listening on {addr}: http://{shown}/metrics (collecting every {})",
+        "metrics service listening on {addr}: {scheme}://{shown}/metrics (collecting every {})",
         humantime::format_duration(args.interval)
     );
     if args.receive {
         tracing::info!(
-            "receiving remote write at http://{shown}/api/v1/write (a silent sender's series leave after {})",
+            "receiving remote write at {scheme}://{shown}/api/v1/write (a silent sender's series leave after {})",
             humantime::format_duration(args.receive_ttl)
         );
     }
@@ -514,6 +538,14 @@ mod tests {
         assert_eq!(args.addr, "0.0.0.0:9200".parse().unwrap());
         assert_eq!(args.interval, Duration::from_secs(5));
         assert_eq!(args.labels, vec![("a".to_owned(), "b".to_owned())]);
+        let a = normalise(
+            ["metrics", "-web.config.file=/etc/web.yml"]
+                .map(String::from)
+                .into_iter(),
+        );
+        assert_eq!(a, ["metrics", "--web.config.file=/etc/web.yml"]);
+        let args = Args::parse_from(a);
+        assert_eq!(args.web_config_file, Some(PathBuf::from("/etc/web.yml")));
     }
 
     #[test]
