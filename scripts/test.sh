@@ -65,6 +65,10 @@ install_tools() {
     command -v promtool >/dev/null 2>&1 || { log "test.sh: promtool still missing after install" >&2; return 1; }
 
     command -v prometheus >/dev/null 2>&1 || apt_install prometheus
+    # The TLS tests make certificates with openssl, scrape with curl, and check an htpasswd hash.
+    command -v openssl >/dev/null 2>&1 || apt_install openssl
+    command -v curl >/dev/null 2>&1 || apt_install curl
+    command -v htpasswd >/dev/null 2>&1 || apt_install apache2-utils
     # The Pushgateway client's tests push to a real one.
     command -v prometheus-pushgateway >/dev/null 2>&1 || apt_install prometheus-pushgateway
     command -v victoria-metrics >/dev/null 2>&1 || apt_install victoria-metrics
@@ -134,7 +138,7 @@ bench_build() {
         cargo bench -p mmo-metrics-benches --no-run
 }
 
-step "install test tools (prometheus, promtool, pushgateway, victoria-metrics, prometheus_client, chromium)" install_tools
+step "install test tools (prometheus, promtool, pushgateway, victoria-metrics, openssl, curl, htpasswd, prometheus_client, chromium)" install_tools
 step "cargo fmt --check" cargo fmt --all -- --check
 # --all-features: the `metrics` service and the tests that run it are behind the exporter's
 # `service` feature, which keeps their command-line dependencies out of the library.

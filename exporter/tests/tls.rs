@@ -21,22 +21,27 @@ fn hash(password: &str) -> String {
     bcrypt::hash(password, 4).unwrap()
 }
 
-/// The hash `htpasswd -nbBC 4 user password` makes (the README's recipe), when `htpasswd` is
-/// installed (Debian's apache2-utils); the bcrypt crate's otherwise.
+/// The hash `htpasswd -nbBC 4 user password` makes (the README's recipe; Debian's
+/// apache2-utils, which scripts/test.sh installs). Without `htpasswd` outside scripts/test.sh,
+/// the bcrypt crate's hash stands in.
 fn htpasswd_hash(user: &str, password: &str) -> String {
-    match Command::new("htpasswd").args(["-nbBC", "4", user, password]).output() {
-        Ok(out) if out.status.success() => {
-            let line = String::from_utf8(out.stdout).unwrap();
-            let (name, hash) = line.trim().split_once(':').unwrap();
-            assert_eq!(name, user);
-            assert!(hash.starts_with("$2y$04$"), "{hash}");
-            hash.to_owned()
-        }
-        _ => {
-            eprintln!("NOTICE: htpasswd not found; the README's recipe is not checked");
-            hash(password)
-        }
-    }
+    let Some(htpasswd) = support::tool("htpasswd") else {
+        return hash(password);
+    };
+    let out = Command::new(htpasswd)
+        .args(["-nbBC", "4", user, password])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "htpasswd: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = String::from_utf8(out.stdout).unwrap();
+    let (name, hash) = line.trim().split_once(':').unwrap();
+    assert_eq!(name, user);
+    assert!(hash.starts_with("$2y$04$"), "{hash}");
+    hash.to_owned()
 }
 
 /// Runs `openssl` with `args` in `dir`; panics with its output if it fails.
