@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use client::{status, wait_until};
-use fixtures::{counter, gauge, registry};
+use fixtures::{attacked_registry, counter, gauge, registry};
 use mmo_metrics::MetricsManager;
 use mmo_metrics_exporter::{ExporterBuilder, SCRAPES_IN_FLIGHT_METRIC, TIMEOUTS_METRIC};
 use socket2::SockRef;
@@ -19,7 +19,7 @@ const LOOPBACK: &str = "127.0.0.1:0";
 
 #[test]
 fn aborted_scrapes_give_their_slot_back() {
-    let m = registry(50_000, 8);
+    let m = attacked_registry(50_000, 8);
     let server = ExporterBuilder::new(m.clone())
         .address(LOOPBACK.parse().unwrap())
         .max_in_flight(2)

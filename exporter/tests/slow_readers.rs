@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use client::{status, wait_until};
-use fixtures::{counter, gauge, registry, rss_bytes};
+use fixtures::{attacked_registry, counter, gauge, rss_bytes};
 use mmo_metrics_exporter::{ExporterBuilder, SCRAPES_IN_FLIGHT_METRIC, TIMEOUTS_METRIC};
 use socket2::{Domain, Socket, Type};
 
@@ -27,7 +27,7 @@ fn non_reader(addr: SocketAddr) -> Socket {
 #[test]
 fn clients_that_stop_reading_share_one_copy_and_are_cut() {
     // About 11 MB of exposition: far more than the socket buffers hold.
-    let m = registry(8_000, 1_400);
+    let m = attacked_registry(8_000, 1_400);
     let server = ExporterBuilder::new(m.clone())
         .address(LOOPBACK.parse().unwrap())
         .write_timeout(Duration::from_secs(1))
