@@ -322,6 +322,34 @@ fn curl_over_tls_with_basic_auth() {
         "plain HTTP was answered: {:?}",
         String::from_utf8_lossy(&got)
     );
+
+    // Each failed handshake is counted by what failed.
+    let metrics = curl(&url("/metrics"), &["--cacert", cacert, "-u", &c]).text;
+    let failed = |error: &str| {
+        sample(
+            &metrics,
+            &format!("mmo_metrics_http_tls_handshake_errors_total{{error=\"{error}\"}}"),
+        )
+    };
+    assert_eq!(
+        failed("not_tls"),
+        2.0,
+        "curl's and the raw plain-HTTP request\n{metrics}"
+    );
+    assert_eq!(
+        failed("peer_alert"),
+        1.0,
+        "the client that trusts another CA\n{metrics}"
+    );
+}
+
+/// The value of the sample `series` (name and labels as written) in a text exposition; 0 when
+/// it is absent.
+fn sample(exposition: &str, series: &str) -> f64 {
+    exposition
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
 }
 
 #[test]
@@ -479,6 +507,17 @@ fn client_certificates() {
             r.code, bad_code,
             "{auth} with a certificate of another CA: {} {}",
             r.text, r.stderr
+        );
+        // A refused client certificate, or none where one is required, is counted as such.
+        let refused = [none, bad_code].iter().filter(|c| **c == 0).count() as f64;
+        let metrics = curl(&url, &as_strs(&good)).text;
+        assert_eq!(
+            sample(
+                &metrics,
+                "mmo_metrics_http_tls_handshake_errors_total{error=\"client_certificate\"}"
+            ),
+            refused,
+            "{auth}\n{metrics}"
         );
     }
 }

@@ -20,6 +20,13 @@ pub const CONNECTION_LIMIT_METRIC: &str = "mmo_metrics_http_connection_limit_tot
 pub const TIMEOUTS_METRIC: &str = "mmo_metrics_http_timeouts_total";
 /// Self-metric: failed `accept` calls (out of file descriptors and the like).
 pub const ACCEPT_ERRORS_METRIC: &str = "mmo_metrics_http_accept_errors_total";
+/// Self-metric: TLS handshakes that failed, by error: `not_tls` (the first bytes were not a TLS
+/// record, such as plain HTTP on the TLS port), `client_certificate` (none given where one is
+/// required, or one that does not verify), `peer_alert` (the client gave up, typically on our
+/// certificate), `incompatible` (no common version, cipher suite or group), `closed` (the
+/// connection ended mid-handshake), `other`. A handshake cut by the header-read timeout counts in
+/// [`TIMEOUTS_METRIC`] instead.
+pub const TLS_HANDSHAKE_ERRORS_METRIC: &str = "mmo_metrics_http_tls_handshake_errors_total";
 
 /// Handles to the exporter's self-metrics. A handle is `None` when the name is already taken in
 /// the manager by a metric of another definition; that metric is then left alone.
@@ -90,6 +97,12 @@ impl SelfMetrics {
             "Failed accept calls of the exporter's listener (out of file descriptors and the like).",
             &[],
         );
+        let _ = m.register_counter(
+            TLS_HANDSHAKE_ERRORS_METRIC,
+            "TLS handshakes that failed, by error: not_tls, client_certificate, peer_alert, incompatible, \
+             closed, other.",
+            &["error"],
+        );
         Self {
             manager: m.clone(),
             scrape_duration: m.histogram(SCRAPE_DURATION_METRIC, &[]).ok(),
@@ -109,6 +122,10 @@ impl SelfMetrics {
 
     pub(crate) fn timeout(&self, which: &str) {
         let _ = self.manager.increment_counter(TIMEOUTS_METRIC, 1, &[which]);
+    }
+
+    pub(crate) fn tls_handshake_error(&self, error: &str) {
+        let _ = self.manager.increment_counter(TLS_HANDSHAKE_ERRORS_METRIC, 1, &[error]);
     }
 
     pub(crate) fn accept_error(&self) {

@@ -117,7 +117,10 @@ async fn serve(
             let stream = tokio::select! {
                 r = handshake => match r {
                     Ok(Ok(stream)) => stream,
-                    Ok(Err(e)) => return tracing::debug!("mmo-metrics exporter: TLS handshake failed: {e}"),
+                    Ok(Err(e)) => {
+                        metrics.tls_handshake_error(handshake_error(&e));
+                        return tracing::debug!("mmo-metrics exporter: TLS handshake failed: {e}");
+                    }
                     Err(_) => return metrics.timeout("header_read"),
                 },
                 _ = &mut make_room => return,
@@ -137,6 +140,21 @@ async fn serve(
         }
     }
     drop(ticket);
+}
+
+/// The `error` label of [`TLS_HANDSHAKE_ERRORS_METRIC`](super::self_metrics::TLS_HANDSHAKE_ERRORS_METRIC)
+/// for a failed handshake: tokio-rustls wraps rustls' error in the `io::Error`; any other
+/// `io::Error` is the connection's.
+fn handshake_error(e: &std::io::Error) -> &'static str {
+    use rustls::Error as E;
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<E>()) {
+        Some(E::InvalidMessage(_)) => "not_tls",
+        Some(E::NoCertificatesPresented | E::InvalidCertificate(_)) => "client_certificate",
+        Some(E::AlertReceived(_)) => "peer_alert",
+        Some(E::PeerIncompatible(_)) => "incompatible",
+        Some(_) => "other",
+        None => "closed",
+    }
 }
 
 /// HTTP/1.1 on an open connection (plain, or TLS after its handshake).
