@@ -664,6 +664,105 @@ fn slow_handshakes_are_cut_while_a_scrape_succeeds() {
     );
 }
 
+/// A client that spends most of the header-read timeout on its handshake, then sends its request
+/// headers slowly: the handshake and the first request share the one timeout, so the connection
+/// is closed before the request is whole.
+#[test]
+fn the_handshake_and_the_first_request_share_the_header_read_timeout() {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    use std::sync::Arc;
+
+    if support::tool("openssl").is_none() {
+        return;
+    }
+    let dir = pki();
+    let config = write_config(
+        &dir,
+        "web.yml",
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n",
+    );
+    let manager = mmo_metrics::MetricsManager::new();
+    let header_read = Duration::from_secs(2);
+    let exporter = mmo_metrics_exporter::ExporterBuilder::new(manager.clone())
+        .address("127.0.0.1:0".parse().unwrap())
+        .header_read_timeout(header_read)
+        .web_config_file(&config)
+        .serve()
+        .unwrap();
+    let addr = exporter.local_addr();
+
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(dir.join("ca.crt")).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client = Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    // Sends `request` in two halves `pause` apart after a handshake whose ClientHello also comes
+    // in two halves `pause` apart; returns what the server answered.
+    let exchange = |pause: Duration| -> Vec<u8> {
+        let mut tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let name = ServerName::IpAddress(addr.ip().into());
+        let mut tls = rustls::ClientConnection::new(Arc::clone(&client), name).unwrap();
+        let mut hello = Vec::new();
+        tls.write_tls(&mut hello).unwrap();
+        tcp.write_all(&hello[..8]).unwrap();
+        std::thread::sleep(pause);
+        tcp.write_all(&hello[8..]).unwrap();
+        while tls.is_handshaking() {
+            if tls.complete_io(&mut tcp).is_err() {
+                return Vec::new();
+            }
+        }
+        let request = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        let mut send = |bytes: &[u8]| {
+            tls.writer().write_all(bytes).unwrap();
+            while tls.wants_write() {
+                if tls.write_tls(&mut tcp).is_err() {
+                    return false;
+                }
+            }
+            true
+        };
+        if !send(&request[..20]) {
+            return Vec::new();
+        }
+        std::thread::sleep(pause);
+        if !send(&request[20..]) {
+            return Vec::new();
+        }
+        let mut got = Vec::new();
+        let _ = rustls::Stream::new(&mut tls, &mut tcp).read_to_end(&mut got);
+        got
+    };
+    // Each part well within the timeout, the two together too: answered.
+    let quick = exchange(Duration::from_millis(200));
+    assert!(
+        quick.starts_with(b"HTTP/1.1 200"),
+        "a prompt client: {:?}",
+        String::from_utf8_lossy(&quick)
+    );
+    // Each part within the timeout, the two together past it: closed, never answered.
+    let slow = exchange(header_read * 3 / 5);
+    assert!(
+        !slow.starts_with(b"HTTP/"),
+        "a handshake and a request that together took longer than the header-read timeout were answered: {:?}",
+        String::from_utf8_lossy(&slow)
+    );
+    let cut = manager
+        .counter(mmo_metrics_exporter::TIMEOUTS_METRIC, &["header_read"])
+        .map(|c| c.get())
+        .unwrap_or(0);
+    assert_eq!(cut, 1, "the slow client counted as a header-read timeout");
+}
+
 #[test]
 fn bad_files_stop_the_start_with_exit_2() {
     if support::tool("openssl").is_none() {

@@ -10,7 +10,7 @@
 //! |---|---|---|---|
 //! | open connections | [`ExporterBuilder::max_connections`] | the oldest idle connection is closed to make room; if every one is busy the new one is closed | `mmo_metrics_http_connection_limit_total{action}` |
 //! | scrapes in flight (encoding or sending) | [`ExporterBuilder::max_in_flight`] | 503 | `mmo_metrics_scrapes_total{code="503"}` |
-//! | time to send request headers, and idle keep-alive time; with TLS, the handshake's time too | [`ExporterBuilder::header_read_timeout`] | connection closed | `mmo_metrics_http_timeouts_total{timeout="header_read"}` |
+//! | time to send request headers, and idle keep-alive time; with TLS, the handshake and the first request's headers together | [`ExporterBuilder::header_read_timeout`] | connection closed | `mmo_metrics_http_timeouts_total{timeout="header_read"}` |
 //! | TLS handshakes (with a [`WebConfig`] that has a certificate) | — | a failed one closes its connection | `mmo_metrics_http_tls_handshake_errors_total{error}` |
 //! | bcrypt runs for basic auth (with a [`WebConfig`] that has users) | one at a time | wait; 503 past the request timeout | — |
 //! | time to answer | [`ExporterBuilder::request_timeout`] | 408 | `mmo_metrics_http_timeouts_total{timeout="request"}` |

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -110,10 +111,27 @@ async fn serve(
     let io = Box::pin(io);
     let mut make_room = ticket.close_requested();
     match tls {
-        None => serve_http(io, peer, &mut ticket, &mut make_room, app, limits, &metrics, shutdown).await,
+        None => {
+            serve_http(
+                io,
+                peer,
+                &mut ticket,
+                &mut make_room,
+                None,
+                app,
+                limits,
+                &metrics,
+                shutdown,
+            )
+            .await
+        }
         Some(tls) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
-            let handshake = tokio::time::timeout(limits.header_read, acceptor.accept(io));
+            // The handshake and the first request's headers share one header-read timeout: hyper
+            // starts its own timer only once the handshake is done, so without this deadline a
+            // client could hold a connection for twice the timeout.
+            let deadline = tokio::time::Instant::now() + limits.header_read;
+            let handshake = tokio::time::timeout_at(deadline, acceptor.accept(io));
             let stream = tokio::select! {
                 r = handshake => match r {
                     Ok(Ok(stream)) => stream,
@@ -131,6 +149,7 @@ async fn serve(
                 peer,
                 &mut ticket,
                 &mut make_room,
+                Some(deadline),
                 app,
                 limits,
                 &metrics,
@@ -157,13 +176,16 @@ fn handshake_error(e: &std::io::Error) -> &'static str {
     }
 }
 
-/// HTTP/1.1 on an open connection (plain, or TLS after its handshake).
+/// HTTP/1.1 on an open connection (plain, or TLS after its handshake). With `first_request_by`,
+/// the connection is closed (and counted as a header-read timeout) if the first request's headers
+/// have not arrived by then.
 #[allow(clippy::too_many_arguments)]
 async fn serve_http<IO>(
     io: IO,
     peer: Option<SocketAddr>,
     ticket: &mut Ticket,
     make_room: &mut oneshot::Receiver<()>,
+    first_request_by: Option<tokio::time::Instant>,
     app: Router,
     limits: ConnLimits,
     metrics: &SelfMetrics,
@@ -172,7 +194,10 @@ async fn serve_http<IO>(
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let busy = ticket.busy();
+    let first_request = Arc::new(AtomicBool::new(false));
+    let seen = Arc::clone(&first_request);
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        seen.store(true, Ordering::Relaxed);
         if let Some(peer) = peer {
             req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
         }
@@ -190,9 +215,23 @@ async fn serve_http<IO>(
         .serve_connection(TokioIo::new(io), service);
     let mut conn = pin!(conn);
     let mut closing = false;
+    let mut first_deadline = pin!(async {
+        match first_request_by {
+            Some(t) => tokio::time::sleep_until(t).await,
+            None => std::future::pending().await,
+        }
+    });
+    let mut first_deadline_passed = false;
     let result = loop {
         tokio::select! {
             r = conn.as_mut() => break r,
+            _ = &mut first_deadline, if !first_deadline_passed => {
+                if !first_request.load(Ordering::Relaxed) {
+                    metrics.timeout("header_read");
+                    return tracing::debug!("mmo-metrics exporter: no request within the header-read timeout of the TLS handshake's start");
+                }
+                first_deadline_passed = true;
+            }
             _ = &mut *make_room, if !closing => {
                 closing = true;
                 conn.as_mut().graceful_shutdown();
