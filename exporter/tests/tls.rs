@@ -600,14 +600,8 @@ fn slow_handshakes_are_cut_while_a_scrape_succeeds() {
             hash(PASSWORD)
         ),
     );
-    let manager = mmo_metrics::MetricsManager::new();
     let header_read = Duration::from_secs(2);
-    let exporter = mmo_metrics_exporter::ExporterBuilder::new(manager)
-        .address("127.0.0.1:0".parse().unwrap())
-        .header_read_timeout(header_read)
-        .web_config_file(&config)
-        .serve()
-        .unwrap();
+    let (_manager, exporter) = serve_in_process(&config, header_read);
     let addr = exporter.local_addr();
     // 500 clients that start a TLS handshake (the first bytes of a ClientHello record) and stall.
     let started = Instant::now();
@@ -664,6 +658,22 @@ fn slow_handshakes_are_cut_while_a_scrape_succeeds() {
     );
 }
 
+/// An exporter in this process with the web configuration `config` and a header-read timeout
+/// of `header_read`, on a free loopback port.
+fn serve_in_process(
+    config: &Path,
+    header_read: Duration,
+) -> (mmo_metrics::MetricsManager, mmo_metrics_exporter::Exporter) {
+    let manager = mmo_metrics::MetricsManager::new();
+    let exporter = mmo_metrics_exporter::ExporterBuilder::new(manager.clone())
+        .address("127.0.0.1:0".parse().unwrap())
+        .header_read_timeout(header_read)
+        .web_config_file(config)
+        .serve()
+        .unwrap();
+    (manager, exporter)
+}
+
 /// A client that spends most of the header-read timeout on its handshake, then sends its request
 /// headers slowly: the handshake and the first request share the one timeout, so the connection
 /// is closed before the request is whole.
@@ -682,14 +692,8 @@ fn the_handshake_and_the_first_request_share_the_header_read_timeout() {
         "web.yml",
         "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n",
     );
-    let manager = mmo_metrics::MetricsManager::new();
     let header_read = Duration::from_secs(2);
-    let exporter = mmo_metrics_exporter::ExporterBuilder::new(manager.clone())
-        .address("127.0.0.1:0".parse().unwrap())
-        .header_read_timeout(header_read)
-        .web_config_file(&config)
-        .serve()
-        .unwrap();
+    let (manager, exporter) = serve_in_process(&config, header_read);
     let addr = exporter.local_addr();
 
     let mut roots = rustls::RootCertStore::empty();
