@@ -6,22 +6,12 @@ mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{capture_logs, value, Capture, Logged};
+use common::{capture_logs, global_logs, value};
 use mmo_metrics::{MetricsCollector, MetricsManager, RunningCollector, MIN_COLLECT_INTERVAL};
 use tracing::Level;
-
-/// Collector threads log through the global subscriber: one for this test binary.
-fn global_logs() -> &'static Arc<Mutex<Logged>> {
-    static LOGS: OnceLock<Arc<Mutex<Logged>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let c = Capture::default();
-        tracing::subscriber::set_global_default(c.clone()).expect("the only global subscriber");
-        c.0
-    })
-}
 
 /// A collector that blocks in its first run until `release` receives (or is dropped).
 fn blocking(release: mpsc::Receiver<()>, entered: mpsc::Sender<()>) -> impl FnMut(&MetricsManager) + Send {

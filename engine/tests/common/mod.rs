@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::fmt::Debug;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use mmo_metrics::MetricsManager;
 use tracing::field::{Field, Visit};
@@ -85,8 +85,26 @@ impl Subscriber for Capture {
     fn exit(&self, _: &Id) {}
 }
 
+/// Events of this test binary that no [`capture_logs`] on their thread took (threads the library
+/// starts, such as collectors, log here), through the binary's one global subscriber.
+pub fn global_logs() -> &'static Arc<Mutex<Logged>> {
+    static LOGS: OnceLock<Arc<Mutex<Logged>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let c = Capture::default();
+        tracing::subscriber::set_global_default(c.clone()).expect("the only global subscriber");
+        c.0
+    })
+}
+
 /// Runs `f` with a [`Capture`] as this thread's subscriber; returns what it logged.
+///
+/// The global subscriber is installed first. tracing caches each log call site's interest,
+/// computed from the subscribers that exist when the site is first reached; with thread-scoped
+/// subscribers only, a site first reached on another thread while this one installs its own can
+/// cache "never" and hide this thread's events (seen as a test that found 0 of 1 expected log
+/// lines). A global subscriber that takes every event keeps every site's interest at "always".
 pub fn capture_logs<R>(f: impl FnOnce() -> R) -> (R, Logged) {
+    global_logs();
     let c = Capture::default();
     let r = tracing::subscriber::with_default(c.clone(), f);
     let logged = std::mem::take(&mut *c.0.lock().unwrap());
