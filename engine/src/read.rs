@@ -128,6 +128,26 @@ impl<'a> Labels<'a> {
             .zip(split(self.values, self.names.len()))
     }
 
+    /// Label names, in order.
+    pub fn names(&self) -> impl Iterator<Item = &'a str> + 'a {
+        self.names.iter().map(|n| &**n)
+    }
+
+    /// Label values, in the order of [`Self::names`].
+    pub fn values(&self) -> impl Iterator<Item = &'a str> + 'a {
+        split(self.values, self.names.len())
+    }
+
+    /// Which label set of its family the series is of, for an encoder that renders the constant
+    /// parts of a label set (its names) once: during one walk of a family, series of the same
+    /// label set have the same id and series of different label sets different ids. Ids of
+    /// different families or walks are not comparable.
+    pub fn label_set_id(&self) -> usize {
+        // Each label set of a family has its own names slice, alive for the walk; one with no
+        // names (a dangling, shared address) is the family's only label set of zero names.
+        self.names.as_ptr() as usize
+    }
+
     /// Number of labels.
     pub fn len(&self) -> usize {
         self.names.len()

@@ -16,12 +16,25 @@ pub(crate) fn encode<S: AsRef<str>>(values: &[S], buf: &mut Vec<u8>) {
 }
 
 /// Splits encoded values; `n` is the number of label names (zero names: no values). `bytes` must
-/// come from [`encode`].
+/// come from [`encode`]. The last value is the rest of `bytes`, not searched for a separator, so a
+/// series of one label costs no scan of its value.
 pub(crate) fn split(bytes: &[u8], n: usize) -> impl Iterator<Item = &str> {
-    bytes.split(|&b| b == SEP).take(n).map(|v| {
+    let mut rest = bytes;
+    let mut left = n;
+    std::iter::from_fn(move || {
+        left = left.checked_sub(1)?;
+        let value = if left == 0 {
+            std::mem::take(&mut rest)
+        } else {
+            let end = rest.iter().position(|&b| b == SEP).unwrap_or(rest.len());
+            let (value, after) = rest.split_at(end);
+            rest = after.get(1..).unwrap_or_default();
+            value
+        };
         // SAFETY: `bytes` were joined from `&str`s at `SEP` (0xFF), a byte no UTF-8 string
-        // contains, so each piece between separators is one of those `&str`s, whole.
-        unsafe { std::str::from_utf8_unchecked(v) }
+        // contains, so each piece between separators (and the last, up to the end) is one of
+        // those `&str`s, whole.
+        Some(unsafe { std::str::from_utf8_unchecked(value) })
     })
 }
 

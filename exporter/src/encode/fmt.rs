@@ -1,5 +1,7 @@
 //! Number and escape helpers every text-based format shares.
 
+use super::SeriesLabels;
+
 /// Appends `v` in decimal.
 pub(crate) fn push_u64(out: &mut String, v: u64) {
     out.push_str(itoa::Buffer::new().format(v));
@@ -120,6 +122,18 @@ pub(crate) fn push_sample_head(out: &mut String, name: &str, suffix: &str, label
     out.push(' ');
 }
 
+/// Writes `name_bucket{labels,le="`: what every bucket sample of a series begins with, `labels`
+/// formatted (`a="x",b="y"`) or empty.
+pub(crate) fn push_bucket_head(out: &mut String, name: &str, labels: &str) {
+    out.push_str(name);
+    out.push_str("_bucket{");
+    if !labels.is_empty() {
+        out.push_str(labels);
+        out.push(',');
+    }
+    out.push_str("le=\"");
+}
+
 /// Escapes a `# HELP` text: backslash and line feed.
 pub(crate) fn escape_help(out: &mut String, s: &str) {
     for c in s.chars() {
@@ -132,17 +146,147 @@ pub(crate) fn escape_help(out: &mut String, s: &str) {
 }
 
 /// Escapes a label value: backslash, double quote and line feed.
+#[inline]
 pub(crate) fn escape_label_value(out: &mut String, s: &str) {
-    if !s.contains(['\\', '"', '\n']) {
-        out.push_str(s);
-        return;
+    // A byte scan: the three are ASCII, and no byte of a multi-byte UTF-8 character is ASCII.
+    match s.bytes().position(|b| matches!(b, b'\\' | b'"' | b'\n')) {
+        None => out.push_str(s),
+        Some(first) => escape_from(out, s, first),
     }
-    for c in s.chars() {
+}
+
+/// [`escape_label_value`] of a value whose byte `first` is the first to escape.
+#[cold]
+fn escape_from(out: &mut String, s: &str, first: usize) {
+    let (clean, rest) = s.split_at(first);
+    out.push_str(clean);
+    for c in rest.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
             '"' => out.push_str("\\\""),
             '\n' => out.push_str("\\n"),
             c => out.push(c),
+        }
+    }
+}
+
+/// One label set's sample head, `name{a="x",b="y"} `, with every byte but the series' own label
+/// values rendered once per family and label set rather than once per series: the name, the
+/// label names, the quotes and commas, and the global labels (escaped). A series then costs the
+/// copy of these pieces and of its escaped values.
+///
+/// The head of a series of no labels, own or global, is `name ` (no braces).
+#[derive(Default)]
+pub(crate) struct SampleHead {
+    /// [`mmo_metrics::Labels::label_set_id`] of the label set the pieces are for; `None` before
+    /// the first series of a family.
+    of: Option<usize>,
+    /// `name{k0="` (own labels), `name{` (global labels only) or `name ` (no label).
+    open: String,
+    /// Where the labels begin in `open`: after the `{`.
+    labels_at: usize,
+    /// `",ki="`, before own value `i`, for `i >= 1` (index `i - 1`).
+    between: Vec<String>,
+    /// After the last own value: its closing `"`, each global label as `,g="v"` (without the
+    /// comma when nothing precedes it), then `} `.
+    close: String,
+    /// `close` without the `} `.
+    close_labels: usize,
+}
+
+impl SampleHead {
+    /// Forgets the pieces: the next series is of a new family (or a new name).
+    pub(crate) fn reset(&mut self) {
+        self.of = None;
+    }
+
+    /// Makes the pieces for `labels`' label set and `name`, unless they are made already.
+    #[inline]
+    fn prepare(&mut self, name: &str, labels: &SeriesLabels<'_>) {
+        let id = labels.own().label_set_id();
+        if self.of != Some(id) {
+            self.make(name, labels, id);
+        }
+    }
+
+    /// Makes the pieces for label set `id` (of `labels`) and `name`.
+    #[cold]
+    fn make(&mut self, name: &str, labels: &SeriesLabels<'_>, id: usize) {
+        self.of = Some(id);
+        self.open.clear();
+        self.open.push_str(name);
+        self.between.clear();
+        self.close.clear();
+        let mut own = labels.own().names();
+        let has_own = if let Some(first) = own.next() {
+            self.open.push('{');
+            self.labels_at = self.open.len();
+            self.open.push_str(first);
+            self.open.push_str("=\"");
+            for n in own {
+                self.between.push(format!("\",{n}=\""));
+            }
+            self.close.push('"');
+            true
+        } else {
+            false
+        };
+        let mut any = has_own;
+        for (k, v) in labels
+            .global
+            .iter()
+            .filter(|(k, _)| !labels.own().names().any(|n| n == k))
+        {
+            if any {
+                self.close.push(',');
+            } else {
+                self.open.push('{');
+                self.labels_at = self.open.len();
+            }
+            any = true;
+            self.close.push_str(k);
+            self.close.push_str("=\"");
+            escape_label_value(&mut self.close, v);
+            self.close.push('"');
+        }
+        self.close_labels = self.close.len();
+        if any {
+            self.close.push_str("} ");
+        } else {
+            self.open.push(' ');
+            self.labels_at = self.open.len();
+        }
+    }
+
+    /// Writes `name{labels} ` (the value follows) for a series of `labels`, named `name`
+    /// (the same name for every series until [`Self::reset`]).
+    #[inline]
+    pub(crate) fn write(&mut self, out: &mut String, name: &str, labels: &SeriesLabels<'_>) {
+        self.prepare(name, labels);
+        out.push_str(&self.open);
+        self.values(out, labels);
+        out.push_str(&self.close);
+    }
+
+    /// Writes the series' labels alone, `a="x",b="y"` (what [`push_sample_head`] takes), for
+    /// `labels` of a series named `name`.
+    pub(crate) fn labels(&mut self, out: &mut String, name: &str, labels: &SeriesLabels<'_>) {
+        self.prepare(name, labels);
+        out.push_str(&self.open[self.labels_at..]);
+        self.values(out, labels);
+        out.push_str(&self.close[..self.close_labels]);
+    }
+
+    /// The own values, escaped, with the pieces between them.
+    #[inline]
+    fn values(&self, out: &mut String, labels: &SeriesLabels<'_>) {
+        let mut values = labels.own().values();
+        if let Some(first) = values.next() {
+            escape_label_value(out, first);
+            for (between, v) in self.between.iter().zip(values) {
+                out.push_str(between);
+                escape_label_value(out, v);
+            }
         }
     }
 }

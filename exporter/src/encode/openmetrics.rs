@@ -13,7 +13,10 @@
 
 use mmo_metrics::{Exemplar, MetricKind, MetricsManager, Sample, SeriesValue};
 
-use super::fmt::{escape_label_value, push_canonical_f64, push_f64, push_label_pairs, push_sample_head, push_u64};
+use super::fmt::{
+    escape_label_value, push_bucket_head, push_canonical_f64, push_f64, push_label_pairs, push_sample_head, push_u64,
+    SampleHead,
+};
 use super::{walk, FamilyMeta, Format, SeriesLabels};
 
 /// The Content-Type of [`encode_openmetrics`]'s output.
@@ -88,7 +91,9 @@ pub fn encode_openmetrics_with_options(
     let mut om = OpenMetrics {
         out,
         name: String::new(),
+        head: SampleHead::default(),
         labels: String::new(),
+        bucket: String::new(),
         le: Canonical::default(),
         quantile: Canonical::default(),
         options,
@@ -102,8 +107,12 @@ struct OpenMetrics<'a> {
     out: &'a mut String,
     /// The current family's name (a counter's without `_total`).
     name: String,
-    /// `a="x",b="y"` of the current series.
+    /// The current family's and label set's `name{…} `, but the series' own values.
+    head: SampleHead,
+    /// `a="x",b="y"` of the current series, when it has more than one sample.
     labels: String,
+    /// `name_bucket{a="x",b="y",le="` of the current histogram series.
+    bucket: String,
     /// `le` values of the current histogram family's bounds.
     le: Canonical,
     /// `quantile` values of the current summary family.
@@ -114,7 +123,8 @@ struct OpenMetrics<'a> {
 }
 
 /// Canonical renderings of one family's bounds or quantiles, kept while they stay the same (every
-/// series of a family has the same ones), then `+Inf` for bounds.
+/// series of a family has the same ones), then `+Inf` for bounds; each followed by the text that
+/// follows it in every sample line (one `Canonical` is always asked for the same one).
 #[derive(Default)]
 struct Canonical {
     of: Vec<f64>,
@@ -122,7 +132,7 @@ struct Canonical {
 }
 
 impl Canonical {
-    fn get(&mut self, values: &[f64], with_inf: bool) -> &[String] {
+    fn get(&mut self, values: &[f64], with_inf: bool, then: &str) -> &[String] {
         // The text's length tells a rendering of no values from none yet (an empty `of` either
         // way): a native-only histogram has no bounds and still needs its `+Inf`.
         let same = self.text.len() == values.len() + usize::from(with_inf)
@@ -135,10 +145,11 @@ impl Canonical {
             for &v in values {
                 let mut s = String::new();
                 push_canonical_f64(&mut s, v);
+                s.push_str(then);
                 self.text.push(s);
             }
             if with_inf {
-                self.text.push("+Inf".to_owned());
+                self.text.push(format!("+Inf{then}"));
             }
         }
         &self.text
@@ -155,6 +166,7 @@ impl Format for OpenMetrics<'_> {
     fn family(&mut self, family: &FamilyMeta<'_>) {
         self.name.clear();
         self.name.push_str(family.name);
+        self.head.reset();
         self.out.push_str("# TYPE ");
         self.out.push_str(&self.name);
         self.out.push(' ');
@@ -190,25 +202,22 @@ impl Format for OpenMetrics<'_> {
     /// Exemplars follow a counter's `_total` sample and a histogram's `_bucket` samples (one
     /// per bucket at most), as OpenMetrics allows them nowhere else.
     fn series(&mut self, labels: SeriesLabels<'_>, sample: &Sample<'_>) {
-        let value = sample.value();
-        self.labels.clear();
-        push_label_pairs(&mut self.labels, labels.iter());
-        match value {
+        match sample.value() {
             SeriesValue::Counter(v) => {
-                self.sample("", None);
+                self.head.write(self.out, &self.name, &labels);
                 push_u64(self.out, v);
                 self.exemplar(sample.exemplar());
                 self.out.push('\n');
-                self.created(sample);
+                self.created(&labels, sample);
             }
             SeriesValue::FloatCounter(v) => {
-                self.sample("", None);
+                self.head.write(self.out, &self.name, &labels);
                 push_f64(self.out, v);
                 self.out.push('\n');
-                self.created(sample);
+                self.created(&labels, sample);
             }
             SeriesValue::Gauge(v) => {
-                self.sample("", None);
+                self.head.write(self.out, &self.name, &labels);
                 push_f64(self.out, v);
                 self.out.push('\n');
             }
@@ -219,9 +228,14 @@ impl Format for OpenMetrics<'_> {
                 count,
                 ..
             } => {
+                self.set_labels(&labels);
+                // `name_bucket{labels,le="` once for the series' buckets, each then its bound.
+                self.bucket.clear();
+                push_bucket_head(&mut self.bucket, &self.name, &self.labels);
                 let mut le = std::mem::take(&mut self.le);
-                for (i, (c, le)) in cumulative.iter().zip(le.get(bounds, true)).enumerate() {
-                    self.sample("_bucket", Some(("le", le)));
+                for (i, (c, le)) in cumulative.iter().zip(le.get(bounds, true, "\"} ")).enumerate() {
+                    self.out.push_str(&self.bucket);
+                    self.out.push_str(le);
                     push_u64(self.out, *c);
                     self.exemplar(sample.bucket_exemplar(i));
                     self.out.push('\n');
@@ -231,7 +245,7 @@ impl Format for OpenMetrics<'_> {
                 if bounds.first().is_none_or(|b| *b >= 0.0) && sum >= 0.0 {
                     self.count_sum(count, sum);
                 }
-                self.created(sample);
+                self.created(&labels, sample);
             }
             SeriesValue::Summary {
                 quantiles,
@@ -240,8 +254,9 @@ impl Format for OpenMetrics<'_> {
                 count,
                 ..
             } => {
+                self.set_labels(&labels);
                 let mut q = std::mem::take(&mut self.quantile);
-                for (quantile, v) in q.get(quantiles, false).iter().zip(values) {
+                for (quantile, v) in q.get(quantiles, false, "").iter().zip(values) {
                     // NaN (an empty window) is what OpenMetrics asks for; negative is forbidden.
                     if *v < 0.0 {
                         continue;
@@ -259,7 +274,7 @@ impl Format for OpenMetrics<'_> {
                     push_f64(self.out, sum);
                     self.out.push('\n');
                 }
-                self.created(sample);
+                self.created(&labels, sample);
             }
             // A kind of value this format has no samples for.
             _ => {}
@@ -279,11 +294,18 @@ impl OpenMetrics<'_> {
         push_unix_seconds(self.out, e.timestamp_ms());
     }
 
+    /// Renders the labels of a series of several samples into `labels`.
+    fn set_labels(&mut self, labels: &SeriesLabels<'_>) {
+        self.labels.clear();
+        self.head.labels(&mut self.labels, &self.name, labels);
+    }
+
     /// The series' `_created` sample, when the options ask for it.
-    fn created(&mut self, sample: &Sample<'_>) {
+    fn created(&mut self, labels: &SeriesLabels<'_>, sample: &Sample<'_>) {
         if !self.options.created {
             return;
         }
+        self.set_labels(labels);
         // `_created` follows the family name, not a counter's `_total`.
         let total = self.name.split_off(self.stem_len);
         self.sample("_created", None);

@@ -2,7 +2,7 @@
 
 use mmo_metrics::{MetricKind, MetricsManager, Sample, SeriesValue};
 
-use super::fmt::{escape_help, push_f64, push_label_pairs, push_sample_head, push_u64};
+use super::fmt::{escape_help, push_bucket_head, push_f64, push_sample_head, push_u64, SampleHead};
 use super::{walk, FamilyMeta, Format, SeriesLabels};
 
 /// The Content-Type of [`encode_text`]'s output.
@@ -32,6 +32,8 @@ pub fn encode_text_with(manager: &MetricsManager, global_labels: &[(String, Stri
         out,
         labels: String::new(),
         name: String::new(),
+        head: SampleHead::default(),
+        bucket: String::new(),
         le: Vec::new(),
         le_of: std::ptr::null(),
     };
@@ -40,13 +42,17 @@ pub fn encode_text_with(manager: &MetricsManager, global_labels: &[(String, Stri
 
 struct Text<'a> {
     out: &'a mut String,
-    /// Formatted `le` values of the bounds at `le_of`, then `+Inf`.
+    /// Formatted `le` values of the bounds at `le_of`, then `+Inf`, each followed by `"} `.
     le: Vec<String>,
     le_of: *const f64,
-    /// `a="x",b="y"` of the current series.
+    /// `a="x",b="y"` of the current series, when it has more than one sample.
     labels: String,
     /// Sample name of the current family.
     name: String,
+    /// The current family's and label set's `name{…} `, but the series' own values.
+    head: SampleHead,
+    /// `name_bucket{a="x",b="y",le="` of the current histogram series.
+    bucket: String,
 }
 
 impl Format for Text<'_> {
@@ -56,6 +62,7 @@ impl Format for Text<'_> {
         if family.kind == MetricKind::Counter {
             self.name.push_str("_total");
         }
+        self.head.reset();
         if let Some(help) = &family.help {
             self.out.push_str("# HELP ");
             self.out.push_str(&self.name);
@@ -72,17 +79,14 @@ impl Format for Text<'_> {
 
     /// Text 0.0.4 has no exemplars and no creation times: only the value is written.
     fn series(&mut self, labels: SeriesLabels<'_>, sample: &Sample<'_>) {
-        let value = sample.value();
-        self.labels.clear();
-        push_label_pairs(&mut self.labels, labels.iter());
-        match value {
+        match sample.value() {
             SeriesValue::Counter(v) => {
-                self.sample("", None);
+                self.head.write(self.out, &self.name, &labels);
                 push_u64(self.out, v);
                 self.out.push('\n');
             }
             SeriesValue::Gauge(v) | SeriesValue::FloatCounter(v) => {
-                self.sample("", None);
+                self.head.write(self.out, &self.name, &labels);
                 push_f64(self.out, v);
                 self.out.push('\n');
             }
@@ -94,20 +98,26 @@ impl Format for Text<'_> {
                 count,
                 ..
             } => {
+                self.set_labels(&labels);
                 // The bounds are the family's: format them once per family, not per series.
                 if self.le.len() != bounds.len() + 1 || self.le_of != bounds.as_ptr() {
                     self.le.clear();
                     for b in bounds {
                         let mut le = String::new();
                         push_f64(&mut le, *b);
+                        le.push_str("\"} ");
                         self.le.push(le);
                     }
-                    self.le.push("+Inf".into());
+                    self.le.push("+Inf\"} ".into());
                     self.le_of = bounds.as_ptr();
                 }
+                // `name_bucket{labels,le="` once for the series' buckets, each then its bound.
+                self.bucket.clear();
+                push_bucket_head(&mut self.bucket, &self.name, &self.labels);
                 let le = std::mem::take(&mut self.le);
                 for (c, le) in cumulative.iter().zip(&le) {
-                    self.sample("_bucket", Some(("le", le)));
+                    self.out.push_str(&self.bucket);
+                    self.out.push_str(le);
                     push_u64(self.out, *c);
                     self.out.push('\n');
                 }
@@ -120,6 +130,7 @@ impl Format for Text<'_> {
                 sum,
                 count,
             } => {
+                self.set_labels(&labels);
                 let mut q = String::new();
                 for (quantile, v) in quantiles.iter().zip(values) {
                     q.clear();
@@ -137,6 +148,12 @@ impl Format for Text<'_> {
 }
 
 impl Text<'_> {
+    /// Renders the labels of a series of several samples into `labels`.
+    fn set_labels(&mut self, labels: &SeriesLabels<'_>) {
+        self.labels.clear();
+        self.head.labels(&mut self.labels, &self.name, labels);
+    }
+
     fn sum_count(&mut self, sum: f64, count: u64) {
         self.sample("_sum", None);
         push_f64(self.out, sum);
