@@ -114,6 +114,18 @@ pub(crate) fn walk(manager: &MetricsManager, global: &[(String, String)], format
     });
 }
 
+/// A native histogram's bucket counts as both Prometheus protobuf formats (exposition and remote
+/// write) carry them: each the difference from the previous bucket's count, the first from zero.
+pub(crate) fn count_deltas(counts: &[u64]) -> impl Iterator<Item = i64> + '_ {
+    let mut previous = 0i64;
+    counts.iter().map(move |&c| {
+        let c = c as i64;
+        let delta = c.wrapping_sub(previous);
+        previous = c;
+        delta
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use mmo_metrics::SeriesValue;

@@ -24,7 +24,7 @@ use super::proto::{
     Bucket, BucketSpan, Counter, Exemplar, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType, Quantile,
     Summary,
 };
-use super::{walk, FamilyMeta, Format, SeriesLabels};
+use super::{count_deltas, walk, FamilyMeta, Format, SeriesLabels};
 
 /// The Content-Type of [`encode_protobuf_with`]'s output.
 pub const PROTOBUF_CONTENT_TYPE: &str =
@@ -224,19 +224,10 @@ fn set_native(histogram: &mut Histogram, native: &NativeBuckets<'_>) {
             length: Some(s.length),
         }));
     };
-    let deltas = |out: &mut Vec<i64>, counts: &[u64]| {
-        let mut previous = 0i64;
-        out.extend(counts.iter().map(|&c| {
-            let c = c as i64;
-            let delta = c.wrapping_sub(previous);
-            previous = c;
-            delta
-        }));
-    };
     spans(&mut histogram.positive_span, native.positive_spans);
-    deltas(&mut histogram.positive_delta, native.positive_counts);
+    histogram.positive_delta.extend(count_deltas(native.positive_counts));
     spans(&mut histogram.negative_span, native.negative_spans);
-    deltas(&mut histogram.negative_delta, native.negative_counts);
+    histogram.negative_delta.extend(count_deltas(native.negative_counts));
     // Prometheus reads a histogram as native when it has a span, a zero threshold or a zero count
     // above zero; one with none of them (no observation, threshold 0) gets an empty span, as
     // client_golang writes it, so it is not taken for a classic one.

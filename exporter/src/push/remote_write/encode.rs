@@ -28,7 +28,7 @@ use prost::Message as _;
 use rustc_hash::{FxHashSet, FxHasher};
 
 use super::proto;
-use crate::encode::{fmt::push_f64, walk, FamilyMeta, Format, SeriesLabels};
+use crate::encode::{count_deltas, fmt::push_f64, walk, FamilyMeta, Format, SeriesLabels};
 use crate::push::SeriesSource;
 use wire::*;
 
@@ -578,13 +578,7 @@ impl Encoder {
         };
         let deltas = |out: &mut Vec<i64>, counts: &[u64]| {
             out.clear();
-            let mut previous = 0i64;
-            out.extend(counts.iter().map(|&c| {
-                let c = c as i64;
-                let delta = c.wrapping_sub(previous);
-                previous = c;
-                delta
-            }));
+            out.extend(count_deltas(counts));
         };
         spans(&mut h.positive_spans, native.positive_spans);
         deltas(&mut h.positive_deltas, native.positive_counts);
