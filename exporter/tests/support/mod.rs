@@ -169,37 +169,11 @@ impl Prometheus {
         extra: &str,
         flags: &[&str],
     ) -> Self {
-        let dir = tempdir();
-        let config = dir.join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: mmo_server\n{job}    static_configs:\n      - targets: ['{target}']\n{extra}"
-            ),
-        )
-        .unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-        let proc = Proc(
-            Command::new(binary)
-                .arg(format!("--config.file={}", config.display()))
-                .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-                .arg(format!("--web.listen-address={addr}"))
-                .args(flags)
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap(),
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: mmo_server\n{job}    static_configs:\n      - targets: ['{target}']\n{extra}"
         );
-        let me = Self {
-            addr,
-            dir,
-            _proc: proc,
-            keep_dir: false,
-        };
-        wait_until("Prometheus ready", Duration::from_secs(60), || {
-            get(&format!("http://{addr}/-/ready")).0 == 200
-        });
+        let me = Self::spawn(binary, addr, tempdir(), &config, flags);
         let mut last = serde_json::Value::Null;
         let deadline = Instant::now() + Duration::from_secs(60);
         while first_value(&last) != Some(1.0) {
@@ -209,7 +183,7 @@ impl Prometheus {
                 me.log()
             );
             std::thread::sleep(Duration::from_millis(250));
-            last = query(addr, "up{job=\"mmo_server\"}");
+            last = query(me.addr, "up{job=\"mmo_server\"}");
         }
         me
     }
@@ -225,8 +199,17 @@ impl Prometheus {
     /// [`Prometheus::receiver`] on `addr` with its config and data in `dir` (kept from a
     /// receiver stopped by [`Prometheus::kill_keeping_data`]).
     pub fn receiver_at(binary: &std::path::Path, addr: SocketAddr, dir: PathBuf, flags: &[&str]) -> Self {
-        let config = dir.join("prometheus.yml");
-        std::fs::write(&config, "global:\n  evaluation_interval: 1s\n").unwrap();
+        let flags: Vec<&str> = std::iter::once("--web.enable-remote-write-receiver")
+            .chain(flags.iter().copied())
+            .collect();
+        Self::spawn(binary, addr, dir, "global:\n  evaluation_interval: 1s\n", &flags)
+    }
+
+    /// Writes `config` to `dir/prometheus.yml`, starts Prometheus on `addr` with its data in
+    /// `dir/data` and its output appended to `dir/prometheus.log`, and waits until it is ready.
+    fn spawn(binary: &std::path::Path, addr: SocketAddr, dir: PathBuf, config: &str, flags: &[&str]) -> Self {
+        let config_file = dir.join("prometheus.yml");
+        std::fs::write(&config_file, config).unwrap();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -234,10 +217,9 @@ impl Prometheus {
             .unwrap();
         let proc = Proc(
             Command::new(binary)
-                .arg(format!("--config.file={}", config.display()))
+                .arg(format!("--config.file={}", config_file.display()))
                 .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
                 .arg(format!("--web.listen-address={addr}"))
-                .arg("--web.enable-remote-write-receiver")
                 .args(flags)
                 .stdout(log.try_clone().unwrap())
                 .stderr(log)
