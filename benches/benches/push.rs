@@ -20,12 +20,13 @@ use std::hint::black_box;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use mmo_metrics::MetricsManager;
+use mmo_metrics_benches::two_recorders;
 use mmo_metrics_exporter::{ExporterBuilder, PushEndpoint, RemoteWrite, RemoteWriteEncoder};
 
 const NAMES: usize = 1_000;
@@ -147,52 +148,9 @@ fn sink() -> (std::net::SocketAddr, Arc<AtomicU64>) {
     (addr, requests)
 }
 
-fn thread_cpu() -> Duration {
-    // SAFETY: `getrusage` writes into the zeroed struct we pass; RUSAGE_THREAD is valid on Linux.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) };
-    assert_eq!(rc, 0, "getrusage(RUSAGE_THREAD)");
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(u.ru_utime) + tv(u.ru_stime)
-}
-
-/// Two recorders doing `iters` operations each; returns the slower one's CPU time.
-fn run<F: Fn(usize, u64) + Sync>(iters: u64, op: &F) -> Duration {
-    let barrier = Barrier::new(2);
-    thread::scope(|s| {
-        let hs: Vec<_> = (0..2)
-            .map(|t| {
-                let barrier = &barrier;
-                s.spawn(move || {
-                    for i in 0..1000 {
-                        op(t, i);
-                    }
-                    barrier.wait();
-                    let c0 = thread_cpu();
-                    for i in 0..iters {
-                        op(t, i);
-                    }
-                    thread_cpu() - c0
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap()).max().unwrap()
-    })
-}
-
 fn interference(c: &mut Criterion) {
     let m = registry(2);
-    m.register_counter("hot", "", &["t"]).unwrap();
-    m.register_histogram("hot_seconds", "", &["t"], &[]).unwrap();
-    let hot: Vec<_> = (0..2)
-        .map(|t| {
-            (
-                m.counter("hot", &[&t.to_string()]).unwrap(),
-                m.histogram("hot_seconds", &[&t.to_string()]).unwrap(),
-            )
-        })
-        .collect();
+    let hot = mmo_metrics_benches::hot_series(&m);
     let op = |t: usize, i: u64| {
         hot[t].0.increment(1);
         hot[t].1.record(mmo_metrics_benches::value(i));
@@ -201,7 +159,7 @@ fn interference(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(5))
         .warm_up_time(Duration::from_secs(1))
         .sample_size(20);
-    g.bench_function("cpu/quiet", |b| b.iter_custom(|iters| run(iters, &op)));
+    g.bench_function("cpu/quiet", |b| b.iter_custom(|iters| two_recorders(iters, true, &op)));
     let (addr, requests) = sink();
     let endpoint = PushEndpoint::new(&format!("http://{addr}/api/v1/write")).unwrap();
     let exporter = ExporterBuilder::new(m.clone())
@@ -210,7 +168,9 @@ fn interference(c: &mut Criterion) {
         .serve()
         .unwrap();
     let before = requests.load(Ordering::Relaxed);
-    g.bench_function("cpu/pushing_100k_every_1s", |b| b.iter_custom(|iters| run(iters, &op)));
+    g.bench_function("cpu/pushing_100k_every_1s", |b| {
+        b.iter_custom(|iters| two_recorders(iters, true, &op))
+    });
     let pushed = requests.load(Ordering::Relaxed) - before;
     drop(exporter);
     eprintln!(

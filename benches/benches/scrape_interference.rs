@@ -15,57 +15,19 @@
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use mmo_metrics::MetricsManager;
-use mmo_metrics_benches::{MEP, MMO, PCLIENT, TIKV};
+use mmo_metrics_benches::{hot_series, two_recorders, MEP, MMO, PCLIENT, TIKV};
 use prometheus_client::metrics::counter::Counter as PcCounter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram as PcHistogram;
 
 const SERIES: usize = 100_000;
-
-fn thread_cpu() -> Duration {
-    // SAFETY: `getrusage` writes into the zeroed struct we pass; RUSAGE_THREAD is valid on Linux.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) };
-    assert_eq!(rc, 0, "getrusage(RUSAGE_THREAD)");
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(u.ru_utime) + tv(u.ru_stime)
-}
-
-/// Two recorders doing `iters` operations each; returns the slower one's CPU or wall time.
-fn run<F: Fn(usize, u64) + Sync>(iters: u64, cpu: bool, op: &F) -> Duration {
-    let barrier = Barrier::new(2);
-    thread::scope(|s| {
-        let hs: Vec<_> = (0..2)
-            .map(|t| {
-                let barrier = &barrier;
-                s.spawn(move || {
-                    for i in 0..1000 {
-                        op(t, i);
-                    }
-                    barrier.wait();
-                    let (c0, w0) = (thread_cpu(), Instant::now());
-                    for i in 0..iters {
-                        op(t, i);
-                    }
-                    if cpu {
-                        thread_cpu() - c0
-                    } else {
-                        w0.elapsed()
-                    }
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap()).max().unwrap()
-    })
-}
 
 /// Runs `scrape` in a loop on its own thread while `f` runs.
 fn while_scraping<T>(scrape: impl Fn() + Send + Sync + 'static, f: impl FnOnce() -> T) -> (T, u64) {
@@ -95,11 +57,11 @@ fn measure<F>(
     for cpu in [true, false] {
         let clock = if cpu { "cpu" } else { "wall" };
         g.bench_function(format!("{clock}/quiet/{lib}"), |b| {
-            b.iter_custom(|iters| run(iters, cpu, op))
+            b.iter_custom(|iters| two_recorders(iters, cpu, op))
         });
         let (_, scrapes) = while_scraping(scrape.clone(), || {
             g.bench_function(format!("{clock}/scraping_100k/{lib}"), |b| {
-                b.iter_custom(|iters| run(iters, cpu, op))
+                b.iter_custom(|iters| two_recorders(iters, cpu, op))
             })
         });
         eprintln!("bench-scrapes: {clock} {lib} {scrapes}");
@@ -120,16 +82,7 @@ fn bench(c: &mut Criterion) {
         for i in 0..SERIES {
             m.counter("big", &[&i.to_string()]).unwrap().increment(1);
         }
-        m.register_counter("hot", "", &["t"]).unwrap();
-        m.register_histogram("hot_seconds", "", &["t"], &[]).unwrap();
-        let hot: Vec<_> = (0..2)
-            .map(|t| {
-                (
-                    m.counter("hot", &[&t.to_string()]).unwrap(),
-                    m.histogram("hot_seconds", &[&t.to_string()]).unwrap(),
-                )
-            })
-            .collect();
+        let hot = hot_series(&m);
         let op = |t: usize, i: u64| {
             hot[t].0.increment(1);
             hot[t].1.record(value(i));

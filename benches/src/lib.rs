@@ -171,3 +171,59 @@ const fn values() -> [f64; 64] {
 pub fn value(i: u64) -> f64 {
     f64::from_bits(VALUE_BITS[(i & 63) as usize].load(Relaxed))
 }
+
+/// CPU time (user + system) of the calling thread so far.
+pub fn thread_cpu() -> std::time::Duration {
+    // SAFETY: `getrusage` writes into the zeroed struct we pass; RUSAGE_THREAD is valid on Linux.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) };
+    assert_eq!(rc, 0, "getrusage(RUSAGE_THREAD)");
+    let tv = |t: libc::timeval| std::time::Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// The recording side of the interference benches: two threads call `op(t, i)` (`t` the thread,
+/// 0 or 1) `iters` times each after 1,000 warm-up calls and a barrier; returns the slower
+/// thread's CPU time (`cpu`) or wall time.
+pub fn two_recorders<F: Fn(usize, u64) + Sync>(iters: u64, cpu: bool, op: &F) -> std::time::Duration {
+    let barrier = std::sync::Barrier::new(2);
+    std::thread::scope(|s| {
+        let hs: Vec<_> = (0..2)
+            .map(|t| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    for i in 0..1000 {
+                        op(t, i);
+                    }
+                    barrier.wait();
+                    let (c0, w0) = (thread_cpu(), std::time::Instant::now());
+                    for i in 0..iters {
+                        op(t, i);
+                    }
+                    if cpu {
+                        thread_cpu() - c0
+                    } else {
+                        w0.elapsed()
+                    }
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).max().unwrap()
+    })
+}
+
+/// The two recording threads' own series in `m`: counter `hot{t}` and histogram
+/// `hot_seconds{t}` (no bounds) for `t` = 0 and 1.
+pub fn hot_series(m: &mmo_metrics::MetricsManager) -> Vec<(mmo_metrics::CounterHandle, mmo_metrics::HistogramHandle)> {
+    m.register_counter("hot", "", &["t"]).unwrap();
+    m.register_histogram("hot_seconds", "", &["t"], &[]).unwrap();
+    (0..2)
+        .map(|t| {
+            (
+                m.counter("hot", &[&t.to_string()]).unwrap(),
+                m.histogram("hot_seconds", &[&t.to_string()]).unwrap(),
+            )
+        })
+        .collect()
+}
