@@ -55,8 +55,16 @@ for t in "${targets[@]}"; do
         log "$t: ok, $(grep -E '^Done [0-9]+ runs' "$out" | tail -n 1)"
     else
         failed+=("$t")
+        # The panic message comes before the backtrace, which alone fills the last lines.
+        if grep -q "panicked at" "$out"; then
+            log "$t: FAILED; the panic:"
+            grep -m 1 -A 40 "panicked at" "$out"
+        fi
         log "$t: FAILED; the end of its output:"
-        tail -n 60 "$out"
+        tail -n 30 "$out"
+        for a in artifacts/"$t"/*; do
+            [ -f "$a" ] && log "$t: failing input $a (base64): $(base64 -w 0 "$a" | head -c 8192)"
+        done
     fi
 done
 

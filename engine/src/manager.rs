@@ -1,11 +1,8 @@
 //! [`MetricsManager`]: registration and name-based recording, and typed handles.
 
-use std::cell::RefCell;
-use std::hash::Hasher;
+use std::cell::UnsafeCell;
 use std::sync::Arc;
 use std::time::Duration;
-
-use rustc_hash::FxHasher;
 
 use crate::exemplar::{ExemplarLabels, ExemplarLabelsRef};
 use crate::registry::labels::split;
@@ -821,17 +818,20 @@ impl MetricsManager {
         f: impl FnOnce(&Series),
     ) -> Result<(), MetricsError> {
         let id = self.registry.id;
-        let hash = key_hash(id, kind, name, values);
+        let hash = key_hash(name, values);
         let epoch = thread_cache::cache_epoch();
         let mut f = Some(f);
         let hit = CACHE
             .try_with(|c| {
-                let c = c.borrow();
+                // SAFETY: the only reference to this thread's cache while it lives; nothing
+                // in this block reaches the cache again (`matches` compares bytes, `f` records
+                // into cells and calls no code of the caller's).
+                let c = unsafe { &*c.get() };
                 let arena = &c.arena;
-                match c
-                    .table
-                    .find(hash, |e| e.matches(arena, id, epoch, kind, hash, name, values))
-                {
+                let is = |e: &Entry| e.matches(arena, id, epoch, kind, hash, name, values);
+                // The home slot first, inline: where a key of a working set below 3/4 of the
+                // table's slots mostly is; the probe loop past it.
+                match c.table.home(hash).filter(|e| is(e)).or_else(|| c.table.find(hash, is)) {
                     Some(e) => {
                         if let Some(f) = f.take() {
                             f(&e.series);
@@ -864,7 +864,10 @@ impl MetricsManager {
         let series = self.resolve(kind, name, values)?;
         f(&series);
         let id = self.registry.id;
-        let _ = CACHE.try_with(|c| c.borrow_mut().insert(id, epoch, kind, hash, name, values, series));
+        // SAFETY: the only reference to this thread's cache while it lives: `resolve` (which
+        // may log, and a logger may record by name) has returned, and inserting drops only
+        // series holds, which run no code of the caller's.
+        let _ = CACHE.try_with(|c| unsafe { &mut *c.get() }.insert(id, epoch, kind, hash, name, values, series));
         Ok(())
     }
 }
@@ -933,7 +936,7 @@ impl Entry {
         }
         let stored = &arena[self.start as usize..self.end as usize];
         let (stored_name, mut rest) = stored.split_at(self.name_len as usize);
-        if stored_name != name.as_bytes() {
+        if !same_bytes(stored_name, name.as_bytes()) {
             return false;
         }
         // `rest` is the values joined by `SEP` (see `labels::encode`).
@@ -946,11 +949,47 @@ impl Entry {
                 }
             }
             match rest.get(..v.len()) {
-                Some(head) if head == v => rest = &rest[v.len()..],
+                Some(head) if same_bytes(head, v) => rest = &rest[v.len()..],
                 _ => return false,
             }
         }
         rest.is_empty()
+    }
+}
+
+/// `a == b` without a call to `memcmp` for the short strings names and label values are: up to
+/// 32 bytes, a few overlapping loads per side, branch-free within a length class. A cache hit
+/// compares its whole key; with `memcmp` (a call through the PLT and a length dispatch per
+/// string) the compares took 30 % of the by-name hit (perf, a 17-byte name).
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    #[inline(always)]
+    fn word(s: &[u8], at: usize) -> u64 {
+        u64::from_ne_bytes(s[at..at + 8].try_into().expect("8 bytes"))
+    }
+    #[inline(always)]
+    fn half(s: &[u8], at: usize) -> u32 {
+        u32::from_ne_bytes(s[at..at + 4].try_into().expect("4 bytes"))
+    }
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    // Each class reads its first and last bytes (and for 17..=32 the two words between), which
+    // together cover every byte of a length in the class.
+    match n {
+        0 => true,
+        1..=3 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
+        4..=7 => (half(a, 0) ^ half(b, 0)) | (half(a, n - 4) ^ half(b, n - 4)) == 0,
+        8..=16 => (word(a, 0) ^ word(b, 0)) | (word(a, n - 8) ^ word(b, n - 8)) == 0,
+        17..=32 => {
+            (word(a, 0) ^ word(b, 0))
+                | (word(a, 8) ^ word(b, 8))
+                | (word(a, n - 16) ^ word(b, n - 16))
+                | (word(a, n - 8) ^ word(b, n - 8))
+                == 0
+        }
+        _ => a == b,
     }
 }
 
@@ -1035,8 +1074,8 @@ impl Drop for NameCache {
 }
 
 thread_local! {
-    static CACHE: RefCell<NameCache> = const {
-        RefCell::new(NameCache {
+    static CACHE: UnsafeCell<NameCache> = const {
+        UnsafeCell::new(NameCache {
             table: thread_cache::Table::new(),
             arena: Vec::new(),
             garbage: 0,
@@ -1047,19 +1086,64 @@ thread_local! {
 /// Entries in this thread's by-name cache (tests only).
 #[cfg(test)]
 pub(crate) fn cached_by_name() -> usize {
-    CACHE.with(|c| c.borrow().table.len())
+    // SAFETY: as in `with_series`: no other reference to the cache while this one lives.
+    CACHE.with(|c| unsafe { &*c.get() }.table.len())
 }
 
-fn key_hash(registry: u64, kind: MetricKind, name: &str, values: &[&str]) -> u64 {
-    let mut h = FxHasher::default();
-    h.write_u64(registry);
-    h.write_u8(kind as u8);
-    h.write(name.as_bytes());
+/// The by-name cache's hash of a key: its name and values read word by word, every byte once
+/// (overlapping loads for the tails, no copy), each word folded in with a multiply, each string's
+/// length in front of it (so `["ab", "c"]` and `["a", "bc"]` differ), then the bits mixed down
+/// into the low ones the table indexes by. The registry and kind are not hashed: an entry
+/// compares them ([`Entry::matches`]), and one registry with one kind per name is the common case.
+/// About 20 instructions for a 17-byte name where `FxHasher`'s byte-slice path took 65
+/// (cachegrind), a third of a by-name hit.
+#[inline(always)]
+fn key_hash(name: &str, values: &[&str]) -> u64 {
+    let mut h = hash_str(0, name.as_bytes());
     for v in values {
-        h.write_u8(SEP);
-        h.write(v.as_bytes());
+        h = hash_str(h, v.as_bytes());
     }
-    h.finish()
+    let p = u128::from(h) * u128::from(HASH_FOLD);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+const HASH_MUL: u64 = 0xf135_7aea_2e62_a9c5;
+const HASH_FOLD: u64 = 0x9e37_79b9_7f4a_7c15;
+
+#[inline(always)]
+fn hash_word(h: u64, w: u64) -> u64 {
+    (h ^ w).wrapping_mul(HASH_MUL).rotate_left(26)
+}
+
+/// Folds `s`, after its length, into `h`.
+#[inline(always)]
+fn hash_str(h: u64, s: &[u8]) -> u64 {
+    #[inline(always)]
+    fn word(s: &[u8], at: usize) -> u64 {
+        u64::from_le_bytes(s[at..at + 8].try_into().expect("8 bytes"))
+    }
+    let n = s.len();
+    let mut h = hash_word(h, n as u64);
+    match n {
+        0 => h,
+        1..=3 => hash_word(
+            h,
+            u64::from(s[0]) | u64::from(s[n / 2]) << 8 | u64::from(s[n - 1]) << 16,
+        ),
+        4..=7 => {
+            let half = |at: usize| u64::from(u32::from_le_bytes(s[at..at + 4].try_into().expect("4 bytes")));
+            hash_word(h, half(0) | half(n - 4) << 32)
+        }
+        _ => {
+            let mut at = 0;
+            while at + 8 < n {
+                h = hash_word(h, word(s, at));
+                at += 8;
+            }
+            // The last 8 bytes, overlapping the word before when `n` is not a multiple of 8.
+            hash_word(h, word(s, n - 8))
+        }
+    }
 }
 
 macro_rules! opaque_debug {
@@ -1073,3 +1157,55 @@ macro_rules! opaque_debug {
 }
 
 opaque_debug!(CounterHandle, GaugeHandle, HistogramHandle, SummaryHandle);
+
+#[cfg(test)]
+mod tests {
+    use super::{key_hash, same_bytes};
+
+    /// The low bits the cache indexes by spread keys that differ in one label value's digits, in
+    /// its length, or by where the values split, as a random function would: 10,000 keys in
+    /// 16,384 slots fill about 7,500.
+    #[test]
+    fn key_hash_spreads_similar_keys_over_the_low_bits() {
+        let values: Vec<String> = (0..10_000).map(|i| format!("zone-{i}")).collect();
+        let mut hashes: Vec<u64> = values.iter().map(|v| key_hash("kills_total", &["eu", v])).collect();
+        let slots: std::collections::HashSet<u64> = hashes.iter().map(|h| h & 16_383).collect();
+        assert!(slots.len() > 7_000, "{} of 16,384 slots filled", slots.len());
+        hashes.sort_unstable();
+        hashes.dedup();
+        assert_eq!(hashes.len(), 10_000, "distinct keys with equal hashes");
+        assert_ne!(key_hash("n", &["ab", "c"]), key_hash("n", &["a", "bc"]));
+        assert_ne!(key_hash("n", &["a"]), key_hash("na", &[]));
+        for n in 0..40 {
+            let a = "x".repeat(n);
+            let b = format!("{}y", "x".repeat(n.saturating_sub(1)));
+            if n > 0 {
+                assert_ne!(key_hash(&a, &[]), key_hash(&b, &[]), "last byte of a {n}-byte name");
+            }
+        }
+    }
+
+    /// Against `==` for every length of each class and past them, equal and with one byte
+    /// changed at every position, and for slices of different lengths.
+    #[test]
+    fn same_bytes_is_slice_equality() {
+        for n in 0..=48usize {
+            let a: Vec<u8> = (0..n as u8).map(|i| i.wrapping_mul(37) ^ 0x5A).collect();
+            assert!(same_bytes(&a, &a.clone()), "equal, {n} bytes");
+            for at in 0..n {
+                for flip in [1u8, 0x80, 0xFF] {
+                    let mut b = a.clone();
+                    b[at] ^= flip;
+                    assert!(!same_bytes(&a, &b), "{n} bytes, byte {at} ^ {flip:#x}");
+                }
+            }
+            let mut longer = a.clone();
+            longer.push(0);
+            assert!(
+                !same_bytes(&a, &longer) && !same_bytes(&longer, &a),
+                "{n} against {} bytes",
+                n + 1
+            );
+        }
+    }
+}
