@@ -93,7 +93,6 @@ use std::cell::UnsafeCell;
 use std::sync::Arc;
 use std::thread::LocalKey;
 
-use crossbeam_utils::CachePadded;
 use metrics::{Counter, CounterFn, Gauge, GaugeFn, Histogram, HistogramFn, Key, KeyName, Metadata, SharedString, Unit};
 
 use crate::manager::HistogramSeries;
@@ -140,16 +139,22 @@ impl MetricsManager {
 }
 
 // Each holds its series (see `Held`) for as long as a thread's cache or a caller keeps it.
-struct FacadeCounter(CachePadded<Held<CounterCell>>);
-struct FacadeGauge(CachePadded<Held<GaugeCell>>);
+//
+// Not cache-padded: each thread resolves its own `Arc` (the `metrics` API makes every call clone
+// and drop it, a write to its count), so only a handle a caller shares between threads is written
+// by two, and then they contend on the count whatever the padding. Padded, the count and the cell
+// reference sat on two lines: over a working set of 5,000 series on one thread a facade lookup
+// took 86 ns instead of 52 (`working_set_5000/1t/mmo`).
+struct FacadeCounter(Held<CounterCell>);
+struct FacadeGauge(Held<GaugeCell>);
 enum Sink {
     Histogram(Held<HistogramCell>),
     Native(Held<NativeCell>),
     Summary(Held<SummaryCell>),
 }
-struct FacadeHistogram(CachePadded<Sink>);
+struct FacadeHistogram(Sink);
 /// A key that cannot be recorded: every use adds one to its `mmo_metrics_facade_errors_total` series.
-struct FacadeError(CachePadded<Held<CounterCell>>);
+struct FacadeError(Held<CounterCell>);
 
 impl CounterFn for FacadeCounter {
     #[inline]
@@ -183,7 +188,7 @@ impl GaugeFn for FacadeGauge {
 impl HistogramFn for FacadeHistogram {
     #[inline]
     fn record(&self, value: f64) {
-        match &*self.0 {
+        match &self.0 {
             Sink::Histogram(h) => {
                 h.record(value);
                 crate::exemplar::with_current(|labels| h.set_exemplar(value, labels.into()));
@@ -197,7 +202,7 @@ impl HistogramFn for FacadeHistogram {
     }
 
     fn record_many(&self, value: f64, count: usize) {
-        match &*self.0 {
+        match &self.0 {
             Sink::Histogram(h) => {
                 h.record_n(value, count as u64);
                 crate::exemplar::with_current(|labels| h.set_exemplar(value, labels.into()));
@@ -404,14 +409,14 @@ impl MetricsRecorder {
             .series(sm, &[truncate_label_value(key.name())])
             .map(counter_cell)
         {
-            Ok(Ok(c)) => Arc::new(FacadeError(CachePadded::new(c))),
+            Ok(Ok(c)) => Arc::new(FacadeError(c)),
             _ => unreachable!("the facade error self-metric is a one-label counter"),
         }
     }
 
     fn resolve_counter(&self, key: &Key) -> Counter {
         match self.resolve(MetricKind::Counter, key).map(counter_cell) {
-            Ok(Ok(c)) => Counter::from_arc(Arc::new(FacadeCounter(CachePadded::new(c)))),
+            Ok(Ok(c)) => Counter::from_arc(Arc::new(FacadeCounter(c))),
             Ok(Err(_)) => Counter::from_arc(self.error(
                 key,
                 MetricsError::DefinitionConflict {
@@ -430,7 +435,7 @@ impl MetricsRecorder {
             s => Err(s),
         };
         match self.resolve(MetricKind::Gauge, key).map(|s| s.try_map(gauge)) {
-            Ok(Ok(g)) => Gauge::from_arc(Arc::new(FacadeGauge(CachePadded::new(g)))),
+            Ok(Ok(g)) => Gauge::from_arc(Arc::new(FacadeGauge(g))),
             Ok(Err(_)) => unreachable!("a gauge family holds gauge series"),
             Err(e) => Gauge::from_arc(self.error(key, e)),
         }
@@ -452,7 +457,7 @@ impl MetricsRecorder {
                 Err(_) => unreachable!("histogram families hold histogram or summary series"),
             },
         };
-        Histogram::from_arc(Arc::new(FacadeHistogram(CachePadded::new(sink))))
+        Histogram::from_arc(Arc::new(FacadeHistogram(sink)))
     }
 
     /// The series a facade key names, registering its family when it is new (see the module doc);
