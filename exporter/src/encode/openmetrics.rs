@@ -157,6 +157,10 @@ impl Canonical {
 }
 
 impl Format for OpenMetrics<'_> {
+    fn reserve(&mut self, bytes: usize) {
+        self.out.reserve(bytes);
+    }
+
     /// `# UNIT` is written only when the family's name ends with `_<unit>`: OpenMetrics requires
     /// the unit to be the name's suffix and parsers reject the exposition otherwise. A family
     /// described with a unit but named without it (the facade without

@@ -56,6 +56,10 @@ struct Text<'a> {
 }
 
 impl Format for Text<'_> {
+    fn reserve(&mut self, bytes: usize) {
+        self.out.reserve(bytes);
+    }
+
     fn family(&mut self, family: &FamilyMeta<'_>) {
         self.name.clear();
         self.name.push_str(family.name);
