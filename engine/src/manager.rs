@@ -963,14 +963,6 @@ impl Entry {
 /// string) the compares took 30 % of the by-name hit (perf, a 17-byte name).
 #[inline(always)]
 fn same_bytes(a: &[u8], b: &[u8]) -> bool {
-    #[inline(always)]
-    fn word(s: &[u8], at: usize) -> u64 {
-        u64::from_ne_bytes(s[at..at + 8].try_into().expect("8 bytes"))
-    }
-    #[inline(always)]
-    fn half(s: &[u8], at: usize) -> u32 {
-        u32::from_ne_bytes(s[at..at + 4].try_into().expect("4 bytes"))
-    }
     let n = a.len();
     if n != b.len() {
         return false;
@@ -991,6 +983,18 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
         }
         _ => a == b,
     }
+}
+
+/// The 8 bytes of `s` from `at`, little-endian (the compares and the key hash read by words).
+#[inline(always)]
+fn word(s: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(s[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// The 4 bytes of `s` from `at`, little-endian.
+#[inline(always)]
+fn half(s: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(s[at..at + 4].try_into().expect("4 bytes"))
 }
 
 /// One thread's cache of name-based recording: entries in a table that grows to the working set
@@ -1118,10 +1122,6 @@ fn hash_word(h: u64, w: u64) -> u64 {
 /// Folds `s`, after its length, into `h`.
 #[inline(always)]
 fn hash_str(h: u64, s: &[u8]) -> u64 {
-    #[inline(always)]
-    fn word(s: &[u8], at: usize) -> u64 {
-        u64::from_le_bytes(s[at..at + 8].try_into().expect("8 bytes"))
-    }
     let n = s.len();
     let mut h = hash_word(h, n as u64);
     match n {
@@ -1130,10 +1130,7 @@ fn hash_str(h: u64, s: &[u8]) -> u64 {
             h,
             u64::from(s[0]) | u64::from(s[n / 2]) << 8 | u64::from(s[n - 1]) << 16,
         ),
-        4..=7 => {
-            let half = |at: usize| u64::from(u32::from_le_bytes(s[at..at + 4].try_into().expect("4 bytes")));
-            hash_word(h, half(0) | half(n - 4) << 32)
-        }
+        4..=7 => hash_word(h, u64::from(half(s, 0)) | u64::from(half(s, n - 4)) << 32),
         _ => {
             let mut at = 0;
             while at + 8 < n {
