@@ -75,15 +75,32 @@ impl<'a> SeriesLabels<'a> {
 
 /// One exposition format: told each family, then each of its series.
 pub(crate) trait Format {
-    /// Before the walk: about how many bytes the exposition will take (see [`walk`]). The text
-    /// formats reserve them, so an output `String` that starts empty grows once instead of by a
-    /// doubling per power of two (for 100k counters about 7 MB of copies and fresh pages less).
-    fn reserve(&mut self, _bytes: usize) {}
     /// A family with at least one series begins.
     fn family(&mut self, family: &FamilyMeta<'_>);
     /// One series of the family last begun: its labels as exposed, and its value, creation time
     /// and exemplars (`sample.labels()` are the series' own, without the global ones).
     fn series(&mut self, labels: SeriesLabels<'_>, sample: &Sample<'_>);
+}
+
+/// About how many bytes a text exposition (Prometheus text or OpenMetrics) of `manager` takes, for
+/// the encoders to reserve before the walk: an output `String` that starts empty then grows once
+/// instead of doubling per power of two (for 100k counters about 7 MB of copies and fresh pages
+/// less). Per sample its name, each label's name, quotes and an 8-byte value (values are unknown
+/// until the walk) and an 8-byte sample value; a histogram or summary series has at least three
+/// samples (`+Inf` or a quantile, `_count`, `_sum`). A quarter more on top: an estimate that
+/// falls short makes the output double once more, to twice what it needs, as it would without
+/// the estimate.
+pub(crate) fn text_size_estimate(manager: &MetricsManager) -> usize {
+    let mut bytes = 0;
+    manager.visit(|family| {
+        let samples = match family.kind() {
+            MetricKind::Histogram | MetricKind::Summary => 3,
+            _ => 1,
+        };
+        let labels: usize = family.label_names().map(|l| l.len() + 4 + 8).sum();
+        bytes += family.series_count() * samples * (family.name().len() + labels + 8);
+    });
+    bytes + bytes / 4
 }
 
 /// Walks every family of `manager` that has series into `format`, adding `global` labels and
@@ -101,21 +118,6 @@ pub(crate) fn walk(manager: &MetricsManager, global: &[(String, String)], format
             &merged
         }
     };
-    // The text formats' size, estimated: per sample its name, each label's name, quotes and an
-    // 8-byte value (values are unknown until the walk) and an 8-byte sample value; a histogram or
-    // summary series has at least three samples (`+Inf` or a quantile, `_count`, `_sum`). A
-    // quarter more on top: an estimate that falls short makes the output double once more, to
-    // twice what it needs, as it would without the estimate.
-    let mut bytes = 0;
-    manager.visit(|family| {
-        let samples = match family.kind() {
-            MetricKind::Histogram | MetricKind::Summary => 3,
-            _ => 1,
-        };
-        let labels: usize = family.label_names().map(|l| l.len() + 4 + 8).sum();
-        bytes += family.series_count() * samples * (family.name().len() + labels + 8);
-    });
-    format.reserve(bytes + bytes / 4);
     manager.visit(|family| {
         if family.series_count() == 0 {
             return;

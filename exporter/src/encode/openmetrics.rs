@@ -17,7 +17,7 @@ use super::fmt::{
     escape_label_value, push_bucket_head, push_canonical_f64, push_f64, push_label_pairs, push_sample_head, push_u64,
     SampleHead,
 };
-use super::{walk, FamilyMeta, Format, SeriesLabels};
+use super::{text_size_estimate, walk, FamilyMeta, Format, SeriesLabels};
 
 /// The Content-Type of [`encode_openmetrics`]'s output.
 pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -88,6 +88,7 @@ pub fn encode_openmetrics_with_options(
     options: OpenMetricsOptions,
     out: &mut String,
 ) {
+    out.reserve(text_size_estimate(manager));
     let mut om = OpenMetrics {
         out,
         name: String::new(),
@@ -157,10 +158,6 @@ impl Canonical {
 }
 
 impl Format for OpenMetrics<'_> {
-    fn reserve(&mut self, bytes: usize) {
-        self.out.reserve(bytes);
-    }
-
     /// `# UNIT` is written only when the family's name ends with `_<unit>`: OpenMetrics requires
     /// the unit to be the name's suffix and parsers reject the exposition otherwise. A family
     /// described with a unit but named without it (the facade without

@@ -3,7 +3,7 @@
 use mmo_metrics::{MetricKind, MetricsManager, Sample, SeriesValue};
 
 use super::fmt::{escape_help, push_bucket_head, push_f64, push_sample_head, push_u64, SampleHead};
-use super::{walk, FamilyMeta, Format, SeriesLabels};
+use super::{text_size_estimate, walk, FamilyMeta, Format, SeriesLabels};
 
 /// The Content-Type of [`encode_text`]'s output.
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -28,6 +28,7 @@ pub fn encode_text_into(manager: &MetricsManager, out: &mut String) {
 /// (see [`mmo_metrics::validate_label_names`]) and none of
 /// [`RESERVED_GLOBAL_LABELS`](crate::RESERVED_GLOBAL_LABELS); the values are escaped here.
 pub fn encode_text_with(manager: &MetricsManager, global_labels: &[(String, String)], out: &mut String) {
+    out.reserve(text_size_estimate(manager));
     let mut text = Text {
         out,
         labels: String::new(),
@@ -56,10 +57,6 @@ struct Text<'a> {
 }
 
 impl Format for Text<'_> {
-    fn reserve(&mut self, bytes: usize) {
-        self.out.reserve(bytes);
-    }
-
     fn family(&mut self, family: &FamilyMeta<'_>) {
         self.name.clear();
         self.name.push_str(family.name);
