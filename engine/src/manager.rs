@@ -962,7 +962,7 @@ impl Entry {
 /// compares its whole key; with `memcmp` (a call through the PLT and a length dispatch per
 /// string) the compares took 30 % of the by-name hit (perf, a 17-byte name).
 #[inline(always)]
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
     if n != b.len() {
         return false;

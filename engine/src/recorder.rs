@@ -3,15 +3,17 @@
 //! `counter!("x").increment(1)` calls `register_counter` and drops the returned handle on every
 //! call. Handing out clones of one shared `Arc` would make every thread write its reference count,
 //! one contended cache line. Instead each thread keeps its own cache from [`Key`] to a
-//! *thread-owned* `Arc` (128 bytes long, so two threads' reference counts never share a line)
-//! pointing at the shared series' cells. In steady state a facade call touches only the calling
-//! thread's cache, its own `Arc`, and its own shard of the series.
+//! *thread-owned* `Arc` (whose hot bytes never share a line with another's, see `Node`) pointing
+//! at the shared series' cells. In steady state a facade call touches only the calling thread's
+//! cache, its own `Arc`, and its own shard of the series.
 //!
 //! The cache is an open-addressing table per kind that grows to the thread's working set (see
-//! [`crate::thread_cache`]), indexed by the key's precomputed hash; a hit is checked by pointer
-//! first (the macros pass `static` keys for literal names and labels, so a stored clone shares
-//! their name and label slices), then by value, each name and label by address before bytes.
-//! Entries carry the cache epoch they were resolved at and are revalidated against it.
+//! [`crate::thread_cache`]), indexed by the key's precomputed hash. An entry is one cache line
+//! holding the key's name and labels as addresses and lengths (those of the key in the handle's
+//! node); a hit compares each string by address, then by bytes when the addresses differ (a
+//! string built at run time), so the macros' `static` keys and `&'static str` label values
+//! compare without reading a string. Entries are used only at the cache epoch they were resolved
+//! at.
 //!
 //! Everything below happens on a cache miss only (when a key is resolved); a hit records straight
 //! into the series it resolved to.
@@ -90,6 +92,8 @@
 
 use std::borrow::Cow;
 use std::cell::UnsafeCell;
+use std::num::NonZeroU64;
+use std::ptr::NonNull;
 use std::sync::Arc;
 use std::thread::LocalKey;
 
@@ -138,85 +142,79 @@ impl MetricsManager {
     }
 }
 
-// Each holds its series (see `Held`) for as long as a thread's cache or a caller keeps it.
-struct FacadeCounter(
-    Held<CounterCell>,
-    #[allow(dead_code)] Apart<{ apart::<Held<CounterCell>>() }>,
-);
-struct FacadeGauge(
-    Held<GaugeCell>,
-    #[allow(dead_code)] Apart<{ apart::<Held<GaugeCell>>() }>,
-);
+/// A facade handle's `Arc`: what it records into (`value`, which holds its series, see `Held`,
+/// for as long as a thread's cache or a caller keeps the handle), then the key it was resolved
+/// for, whose strings the thread's cache entry points at.
+///
+/// A record reads the reference count (the `metrics` API clones and drops the handle on every
+/// call) and `value`, the first 32 bytes of the allocation; the key after them is read only on
+/// a cache miss. Each thread resolves its own `Arc`, and the key (56 bytes) keeps the hot bytes
+/// of two allocations more than a cache line apart, so two threads' reference counts never share
+/// a line.
+#[repr(C)]
+struct Node<V> {
+    value: V,
+    key: Key,
+}
+
+/// A new handle node for `key`.
+fn node<V>(key: &Key, value: V) -> Arc<Node<V>> {
+    Arc::new(Node {
+        value,
+        key: key.clone(),
+    })
+}
+
+struct CounterValue(Held<CounterCell>);
+struct GaugeValue(Held<GaugeCell>);
 enum Sink {
     Histogram(Held<HistogramCell>),
     Native(Held<NativeCell>),
     Summary(Held<SummaryCell>),
 }
-struct FacadeHistogram(Sink, #[allow(dead_code)] Apart<{ apart::<Sink>() }>);
 /// A key that cannot be recorded: every use adds one to its `mmo_metrics_facade_errors_total` series.
-struct FacadeError(
-    Held<CounterCell>,
-    #[allow(dead_code)] Apart<{ apart::<Held<CounterCell>>() }>,
-);
+struct ErrorValue(Held<CounterCell>);
 
-/// Bytes after a facade handle's value that make its `Arc` allocation [`APART`] bytes long.
-///
-/// Each thread resolves its own `Arc` and writes its reference count on every call (the `metrics`
-/// API clones and drops the handle), so two threads' `Arc`s must not share a cache line where it
-/// matters: the count and the value at the start of each. With the allocation 128 bytes long,
-/// the hot first bytes of one allocation (32 for a counter) and those of the next are at least 96
-/// bytes apart, never on one line, while the count and value of a counter stay on one line in
-/// three of four 16-byte-aligned placements. Aligning the value to 128 instead put the count and
-/// the value on two lines: over a working set of 5,000 series on one thread a facade lookup took
-/// 86 ns aligned, 61 ns padded this way and 52 ns unpadded (`working_set_5000/1t/mmo`, one
-/// criterion run each on the same machine).
-struct Apart<const N: usize>([u8; N]);
-
-impl<const N: usize> Apart<N> {
-    const NEW: Self = Self([0; N]);
-}
-
-/// Length of an `Arc<T>`'s allocation with its padding.
-const APART: usize = 128;
-
-/// Bytes of padding after a `T` in an `Arc` (whose counts take 16 bytes).
-const fn apart<T>() -> usize {
-    APART.saturating_sub(16 + std::mem::size_of::<T>())
-}
+type FacadeCounter = Node<CounterValue>;
+type FacadeGauge = Node<GaugeValue>;
+type FacadeHistogram = Node<Sink>;
+type FacadeError = Node<ErrorValue>;
 
 impl CounterFn for FacadeCounter {
     #[inline]
     fn increment(&self, value: u64) {
-        self.0.add(value);
-        crate::exemplar::with_current(|labels| self.0.set_exemplar(value, labels.into()));
+        self.value.0.add(value);
+        crate::exemplar::with_current(|labels| self.value.0.set_exemplar(value, labels.into()));
     }
 
     fn absolute(&self, value: u64) {
-        self.0.absolute_at(crate::shard::current(self.0.layout()), value);
+        self.value
+            .0
+            .absolute_at(crate::shard::current(self.value.0.layout()), value);
     }
 }
 
 impl GaugeFn for FacadeGauge {
     #[inline]
     fn increment(&self, value: f64) {
-        self.0.add(value);
+        self.value.0.add(value);
     }
 
     #[inline]
     fn decrement(&self, value: f64) {
-        self.0.add(-value);
+        self.value.0.add(-value);
     }
 
     #[inline]
     fn set(&self, value: f64) {
-        self.0.set(value);
+        self.value.0.set(value);
     }
 }
 
 impl HistogramFn for FacadeHistogram {
     #[inline]
     fn record(&self, value: f64) {
-        match &self.0 {
+        match &self.value {
             Sink::Histogram(h) => {
                 h.record(value);
                 crate::exemplar::with_current(|labels| h.set_exemplar(value, labels.into()));
@@ -230,7 +228,7 @@ impl HistogramFn for FacadeHistogram {
     }
 
     fn record_many(&self, value: f64, count: usize) {
-        match &self.0 {
+        match &self.value {
             Sink::Histogram(h) => {
                 h.record_n(value, count as u64);
                 crate::exemplar::with_current(|labels| h.set_exemplar(value, labels.into()));
@@ -246,59 +244,163 @@ impl HistogramFn for FacadeHistogram {
 
 impl CounterFn for FacadeError {
     fn increment(&self, _: u64) {
-        self.0.add(1);
+        self.value.0.add(1);
     }
 
     fn absolute(&self, _: u64) {
-        self.0.add(1);
+        self.value.0.add(1);
     }
 }
 
 impl GaugeFn for FacadeError {
     fn increment(&self, _: f64) {
-        self.0.add(1);
+        self.value.0.add(1);
     }
 
     fn decrement(&self, _: f64) {
-        self.0.add(1);
+        self.value.0.add(1);
     }
 
     fn set(&self, _: f64) {
-        self.0.add(1);
+        self.value.0.add(1);
     }
 }
 
 impl HistogramFn for FacadeError {
     fn record(&self, _: f64) {
-        self.0.add(1);
+        self.value.0.add(1);
     }
 }
 
-/// A resolved facade key, in this thread's table for its kind.
+/// A resolved facade key, in this thread's table for its kind: one cache line holding the key's
+/// strings as addresses and lengths (of the strings of the key in the handle's node, which the
+/// handle keeps alive), so a hit reads this line, then the handle's node for its reference count
+/// and cells, and nothing else. Over a working set of 5,000 two-label series per thread, an entry
+/// that held a cloned `Key` (whose label array is an allocation of its own) made a hit read four
+/// or five lines, and the working set no longer fitted in the L2 cache (cachegrind: 0.38 misses
+/// of a simulated 2 MiB cache per hit).
+///
+/// Every entry of a table was resolved at the table's epoch ([`thread_cache::Table::epoch`]).
+#[repr(C, align(64))]
 struct Entry<T> {
-    /// The registry it was resolved in, and the [`cache_epoch`] loaded before.
-    registry: u64,
-    epoch: u64,
-    key: Key,
+    /// The low half of the registry's id; a registry whose id does not fit is not cached.
+    registry: u32,
+    /// The low half of the key's hash: the table's index bits.
+    hash: u32,
+    /// The name, [`pack`]ed; or [`SPILLED`] for a key compared through the node's `Key`, whose
+    /// address `pairs[0][0]` then holds: more than two labels, or a string [`pack`] cannot hold.
+    name: NonZeroU64,
+    /// Each label's key and value, [`pack`]ed, in the key's order; `[0, 0]` past its labels.
+    pairs: [[u64; 2]; 2],
     handle: T,
+}
+
+const _: () = assert!(std::mem::size_of::<Option<Entry<Counter>>>() == 64);
+const _: () = assert!(std::mem::size_of::<Option<Entry<Histogram>>>() == 64);
+
+/// [`Entry::name`] of a key compared through its `Key`; never a packed string (their address
+/// is not 0, so they are at least `1 << 16`).
+const SPILLED: NonZeroU64 = NonZeroU64::MIN;
+
+/// A string as its address (48 bits, every user-space address on x86-64 and AArch64 Linux) and
+/// length (16 bits), or `None` when it does not fit.
+fn pack(s: &str) -> Option<u64> {
+    let ptr = s.as_ptr() as u64;
+    (ptr >> 48 == 0 && s.len() >> 16 == 0 && ptr != 0).then_some(ptr << 16 | s.len() as u64)
+}
+
+/// Whether `s` is the [`pack`]ed string `packed`: by address first (a `static` name, label key or
+/// value, and every string of a `static` key, is the very string the cached key holds), then by
+/// bytes (a string built at run time).
+///
+/// # Safety
+///
+/// `packed` is 0 or the packing of a string that is alive while the call runs.
+#[inline(always)]
+unsafe fn is_packed(packed: u64, s: &str) -> bool {
+    let (ptr, len) = ((packed >> 16) as *const u8, (packed & 0xFFFF) as usize);
+    len == s.len()
+        && (std::ptr::eq(ptr, s.as_ptr())
+            || packed != 0 && {
+                // SAFETY: as the caller promises.
+                let stored = unsafe { std::slice::from_raw_parts(ptr, len) };
+                crate::manager::same_bytes(stored, s.as_bytes())
+            })
 }
 
 impl<T> thread_cache::Entry for Entry<T> {
     fn hash(&self) -> u64 {
-        self.key.get_hash()
+        u64::from(self.hash)
     }
 }
 
 impl<T> Entry<T> {
-    /// Whether it is valid for a lookup of registry `id` at `epoch`: one compare and branch.
+    /// The entry caching `handle` for `key` (the key in the handle's node, alive as long as the
+    /// handle) in registry `registry`, or `None` when the registry's id does not fit.
+    fn new(registry: u64, key: &Key, handle: T) -> Option<Self> {
+        let registry = u32::try_from(registry).ok()?;
+        let labels = key.labels().as_slice();
+        let packed = || -> Option<(NonZeroU64, [[u64; 2]; 2])> {
+            let name = NonZeroU64::new(pack(key.name())?)?;
+            let mut pairs = [[0; 2]; 2];
+            if labels.len() > pairs.len() {
+                return None;
+            }
+            for (p, l) in pairs.iter_mut().zip(labels) {
+                *p = [pack(l.key())?, pack(l.value())?];
+            }
+            Some((name, pairs))
+        };
+        let (name, pairs) = packed().unwrap_or((SPILLED, [[std::ptr::from_ref(key) as u64, 0], [0; 2]]));
+        Some(Self {
+            registry,
+            hash: key.get_hash() as u32,
+            name,
+            pairs,
+            handle,
+        })
+    }
+
+    /// Whether it is the entry of `key` (hash `hash`) in registry `registry`.
     #[inline(always)]
-    fn valid(&self, id: u64, epoch: u64) -> bool {
-        (self.registry ^ id) | (self.epoch ^ epoch) == 0
+    fn is(&self, hash: u64, registry: u64, key: &Key) -> bool {
+        if u64::from(self.registry) != registry || self.hash != hash as u32 {
+            return false;
+        }
+        if self.name == SPILLED {
+            return self.is_spilled(key);
+        }
+        let [p, q] = &self.pairs;
+        // SAFETY: the packed strings are those of the key in the node `handle` holds, alive with
+        // `self` (`Entry::new`); an absent label's pair is 0.
+        unsafe {
+            is_packed(self.name.get(), key.name())
+                && match key.labels().as_slice() {
+                    [] => p[0] == 0,
+                    [a] => q[0] == 0 && is_packed(p[0], a.key()) && is_packed(p[1], a.value()),
+                    [a, b] => {
+                        is_packed(p[0], a.key())
+                            && is_packed(p[1], a.value())
+                            && is_packed(q[0], b.key())
+                            && is_packed(q[1], b.value())
+                    }
+                    _ => false,
+                }
+        }
+    }
+
+    /// [`Entry::is`] for a [`SPILLED`] entry: compares the whole key.
+    #[inline(never)]
+    fn is_spilled(&self, key: &Key) -> bool {
+        // SAFETY: `pairs[0][0]` of a spilled entry is the address of the key in the node `handle`
+        // holds, alive with `self` (`Entry::new`).
+        same_key(unsafe { &*(self.pairs[0][0] as *const Key) }, key)
     }
 }
 
 /// One thread's resolved facade handles of one kind, by the key's precomputed hash (see
-/// [`thread_cache`]). An entry is about 90 bytes: 2.8 MiB at the cap of 32,768 slots.
+/// [`thread_cache`]): 2 MiB of entries at the cap of 32,768 slots, plus a node of 88 bytes per
+/// entry.
 type Table<T> = thread_cache::Table<Entry<T>>;
 
 thread_local! {
@@ -314,6 +416,9 @@ thread_local! {
 
 /// One of the thread-local tables.
 type Local<T> = &'static LocalKey<UnsafeCell<Table<T>>>;
+
+/// What resolves a key of one kind on a cache miss: the handle, and the key in its node.
+type Resolve<T> = fn(&MetricsRecorder, &Key) -> (T, NonNull<Key>);
 
 struct CachesGuard;
 
@@ -348,15 +453,6 @@ unsafe fn table<T>(local: Local<T>) -> &'static mut Table<T> {
     unsafe { &mut *local.with(UnsafeCell::get) }
 }
 
-/// Whether two keys are the same `static` key: their hashes, and their name and label slices by
-/// address. Equal keys built apart compare by value, on the miss path ([`same_key`]).
-#[inline(always)]
-fn same_static_key(a: &Key, b: &Key) -> bool {
-    a.get_hash() == b.get_hash()
-        && std::ptr::eq(a.name(), b.name())
-        && std::ptr::eq(a.labels().as_slice(), b.labels().as_slice())
-}
-
 /// Whether two strings are equal, by address first: a key built per call (a dynamic label)
 /// usually still has `static` names and often `static` values, whose bytes need no compare.
 #[inline(always)]
@@ -379,51 +475,51 @@ fn same_key(a: &Key, b: &Key) -> bool {
 }
 
 impl MetricsRecorder {
-    /// The handle for `key` from this thread's cache, resolving (and caching) it on a miss. Only the
-    /// hit of a `static` key in its home slot is inlined, a few loads and compares and the
-    /// handle's `clone`, so it calls nothing and saves no registers; everything else is the
-    /// out-of-line `miss`.
+    /// The handle for `key` from this thread's cache, resolving (and caching) it on a miss. The
+    /// hit in the key's home slot (most keys are in theirs) is inlined: the table's epoch, then
+    /// the entry's registry, hash and the key's strings by address (by bytes for those built at
+    /// run time), all in the entry's one line. Everything else is the out-of-line `miss`.
     #[inline(always)]
-    fn cached<T: Clone>(&self, key: &Key, local: Local<T>, resolve: fn(&Self, &Key) -> T) -> T {
+    fn cached<T: Clone>(&self, key: &Key, local: Local<T>, resolve: Resolve<T>) -> T {
+        let hash = key.get_hash();
         // SAFETY: the reference lives for this block only, which calls no code that reaches the
         // table (compares and `clone`).
-        if let Some(e) = unsafe { table(local) }.home(key.get_hash()) {
-            if e.valid(self.id, cache_epoch()) && same_static_key(&e.key, key) {
+        let t = unsafe { table(local) };
+        if let Some(e) = t.home(hash) {
+            if t.epoch() == cache_epoch() && e.is(hash, self.id, key) {
                 return e.handle.clone();
             }
         }
         self.miss(key, local, resolve)
     }
 
-    /// [`MetricsRecorder::cached`] past its fast hit: a cached key equal by value (a key built at
-    /// run time, e.g. with a dynamic label), one past its home slot, a key not cached, or a thread
-    /// whose tables are gone (thread teardown).
+    /// [`MetricsRecorder::cached`] past its fast hit: a key past its home slot, a key not cached
+    /// (or cached at an older epoch), or a thread whose tables are gone (thread teardown).
     #[inline(never)]
-    fn miss<T: Clone>(&self, key: &Key, local: Local<T>, resolve: fn(&Self, &Key) -> T) -> T {
+    fn miss<T: Clone>(&self, key: &Key, local: Local<T>, resolve: Resolve<T>) -> T {
         let epoch = cache_epoch();
         let hash = key.get_hash();
         // SAFETY: as in `cached`.
-        let hit = unsafe { table(local) }.find(hash, |e| e.valid(self.id, epoch) && same_key(&e.key, key));
-        if let Some(e) = hit {
-            return e.handle.clone();
+        let t = unsafe { table(local) };
+        if t.epoch() == epoch {
+            if let Some(e) = t.find(hash, |e| e.is(hash, self.id, key)) {
+                return e.handle.clone();
+            }
         }
         // Resolving may log, and a logger may record through the facade: no reference into the
         // table is held meanwhile.
         thread_cache::count_resolve();
-        let handle = resolve(self, key);
+        let (handle, cached) = resolve(self, key);
         // SAFETY: as in `cached`; the re-entrant calls during `resolve` have ended. Dropping the
         // entries `insert` replaces drops handles only.
         let t = unsafe { table(local) };
         // The first entry registers the guard that frees the table; during thread teardown (the
         // guard gone) nothing is cached.
         if t.is_allocated() || CACHES_GUARD.try_with(|_| ()).is_ok() {
-            let entry = Entry {
-                registry: self.id,
-                epoch,
-                key: key.clone(),
-                handle: handle.clone(),
-            };
-            t.insert(epoch, entry);
+            // SAFETY: `cached` is the key in the node `handle` holds (`node`).
+            if let Some(entry) = Entry::new(self.id, unsafe { cached.as_ref() }, handle.clone()) {
+                t.insert(epoch, entry);
+            }
         }
         handle
     }
@@ -437,15 +533,22 @@ impl MetricsRecorder {
             .series(sm, &[truncate_label_value(key.name())])
             .map(counter_cell)
         {
-            Ok(Ok(c)) => Arc::new(FacadeError(c, Apart::NEW)),
+            Ok(Ok(c)) => node(key, ErrorValue(c)),
             _ => unreachable!("the facade error self-metric is a one-label counter"),
         }
     }
 
-    fn resolve_counter(&self, key: &Key) -> Counter {
+    fn resolve_counter(&self, key: &Key) -> (Counter, NonNull<Key>) {
+        fn handle<V>(arc: Arc<Node<V>>) -> (Counter, NonNull<Key>)
+        where
+            Node<V>: CounterFn + Send + Sync + 'static,
+        {
+            let key = NonNull::from(&arc.key);
+            (Counter::from_arc(arc), key)
+        }
         match self.resolve(MetricKind::Counter, key).map(counter_cell) {
-            Ok(Ok(c)) => Counter::from_arc(Arc::new(FacadeCounter(c, Apart::NEW))),
-            Ok(Err(_)) => Counter::from_arc(self.error(
+            Ok(Ok(c)) => handle(node(key, CounterValue(c))),
+            Ok(Err(_)) => handle(self.error(
                 key,
                 MetricsError::DefinitionConflict {
                     metric: key.name().to_owned(),
@@ -453,26 +556,40 @@ impl MetricsRecorder {
                     requested: "an integer counter from the `metrics` facade".into(),
                 },
             )),
-            Err(e) => Counter::from_arc(self.error(key, e)),
+            Err(e) => handle(self.error(key, e)),
         }
     }
 
-    fn resolve_gauge(&self, key: &Key) -> Gauge {
+    fn resolve_gauge(&self, key: &Key) -> (Gauge, NonNull<Key>) {
+        fn handle<V>(arc: Arc<Node<V>>) -> (Gauge, NonNull<Key>)
+        where
+            Node<V>: GaugeFn + Send + Sync + 'static,
+        {
+            let key = NonNull::from(&arc.key);
+            (Gauge::from_arc(arc), key)
+        }
         let gauge = |s| match s {
             Series::Gauge(g) => Ok(g),
             s => Err(s),
         };
         match self.resolve(MetricKind::Gauge, key).map(|s| s.try_map(gauge)) {
-            Ok(Ok(g)) => Gauge::from_arc(Arc::new(FacadeGauge(g, Apart::NEW))),
+            Ok(Ok(g)) => handle(node(key, GaugeValue(g))),
             Ok(Err(_)) => unreachable!("a gauge family holds gauge series"),
-            Err(e) => Gauge::from_arc(self.error(key, e)),
+            Err(e) => handle(self.error(key, e)),
         }
     }
 
-    fn resolve_histogram(&self, key: &Key) -> Histogram {
+    fn resolve_histogram(&self, key: &Key) -> (Histogram, NonNull<Key>) {
+        fn handle<V>(arc: Arc<Node<V>>) -> (Histogram, NonNull<Key>)
+        where
+            Node<V>: HistogramFn + Send + Sync + 'static,
+        {
+            let key = NonNull::from(&arc.key);
+            (Histogram::from_arc(arc), key)
+        }
         let held = match self.resolve(MetricKind::Histogram, key) {
             Ok(held) => held,
-            Err(e) => return Histogram::from_arc(self.error(key, e)),
+            Err(e) => return handle(self.error(key, e)),
         };
         let sink = match crate::manager::histogram_series(held) {
             Ok(HistogramSeries::Classic(h)) => Sink::Histogram(h),
@@ -485,7 +602,7 @@ impl MetricsRecorder {
                 Err(_) => unreachable!("histogram families hold histogram or summary series"),
             },
         };
-        Histogram::from_arc(Arc::new(FacadeHistogram(sink, Apart::NEW)))
+        handle(node(key, sink))
     }
 
     /// The series a facade key names, registering its family when it is new (see the module doc);
@@ -637,5 +754,69 @@ impl metrics::Recorder for MetricsRecorder {
     #[inline]
     fn register_histogram(&self, key: &Key, _metadata: &Metadata<'_>) -> Histogram {
         self.cached(key, &HISTOGRAMS, Self::resolve_histogram)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use metrics::Label;
+
+    /// Keys that differ in one part each, and equal keys built apart: `Entry::is` says what
+    /// `same_key` says for every pair, whichever way the entry holds its key (packed, spilled).
+    #[test]
+    fn an_entry_matches_exactly_the_keys_equal_to_its_own() {
+        let long = "v".repeat(70_000);
+        let owned = |name: &str, labels: &[(&str, &str)]| {
+            let labels: Vec<Label> = labels
+                .iter()
+                .map(|(k, v)| Label::new(k.to_string(), v.to_string()))
+                .collect();
+            Key::from_parts(name.to_string(), labels)
+        };
+        static STATIC_LABELS: [Label; 2] = [Label::from_static_parts("a", "1"), Label::from_static_parts("b", "2")];
+        let mut keys = vec![Key::from_static_parts("m", &STATIC_LABELS)];
+        for name in ["m", "n", "mm"] {
+            keys.push(owned(name, &[]));
+            keys.push(owned(name, &[("a", "1")]));
+            keys.push(owned(name, &[("a", "2")]));
+            keys.push(owned(name, &[("b", "1")]));
+            keys.push(owned(name, &[("a", "1"), ("b", "2")]));
+            keys.push(owned(name, &[("a", "1"), ("b", "3")]));
+            keys.push(owned(name, &[("b", "2"), ("a", "1")]));
+            keys.push(owned(name, &[("a", "1"), ("b", "2"), ("c", "3")]));
+            keys.push(owned(name, &[("a", "1"), ("b", "2"), ("c", "4")]));
+            keys.push(owned(name, &[("a", &long)]));
+            keys.push(owned(name, &[("a", &long[1..])]));
+        }
+        let nodes: Vec<Arc<Node<()>>> = keys.iter().map(|k| node(k, ())).collect();
+        for (i, n) in nodes.iter().enumerate() {
+            let e = Entry::new(7, &n.key, ()).expect("a registry id that fits");
+            let spilled = e.name == SPILLED;
+            assert_eq!(
+                spilled,
+                n.key.labels().len() > 2 || n.key.labels().any(|l| l.value().len() > 0xFFFF)
+            );
+            for (j, k) in keys.iter().enumerate() {
+                // A clone of the probe, so the owned strings compare by bytes, not by address.
+                let probe = k.clone();
+                let want = same_key(&n.key, &probe);
+                // The same name and labels in the same order (`Key`'s `==` ignores the order).
+                let equal = keys[i].name() == keys[j].name() && keys[i].labels().eq(keys[j].labels());
+                assert_eq!(want, equal, "keys {i} and {j}");
+                assert_eq!(
+                    e.is(probe.get_hash(), 7, &probe),
+                    want,
+                    "entry {i} ({spilled}), key {j}"
+                );
+                assert!(!e.is(probe.get_hash(), 8, &probe), "another registry");
+            }
+            // The node's own key matches by address.
+            assert!(e.is(n.key.get_hash(), 7, &n.key));
+        }
+        assert!(
+            Entry::new(1 << 32, &nodes[0].key, ()).is_none(),
+            "an id past u32 is not cached"
+        );
     }
 }

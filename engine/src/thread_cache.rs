@@ -34,7 +34,7 @@ pub(crate) const MIN_SLOTS: usize = 64;
 
 /// Slots a table grows to at most: 24,576 entries at 3/4 full. The working sets of the benches
 /// (up to 5,000 series per thread) fit without eviction; at the cap a table of facade counters
-/// takes about 3 MiB.
+/// takes 2 MiB (64-byte entries).
 pub(crate) const MAX_SLOTS: usize = 1 << 15;
 
 /// Slots probed from an entry's home slot.
@@ -117,6 +117,13 @@ impl<E: Entry> Table<E> {
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+
+    /// The epoch of every entry: each insert at another epoch first drops them all
+    /// ([`Self::insert`]).
+    #[inline(always)]
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// Whether slots were allocated.
