@@ -275,15 +275,15 @@ impl HistogramFn for FacadeError {
 /// A resolved facade key, in this thread's table for its kind: one cache line holding the key's
 /// strings as addresses and lengths (of the strings of the key in the handle's node, which the
 /// handle keeps alive), so a hit reads this line, then the handle's node for its reference count
-/// and cells, and nothing else. Over a working set of 5,000 two-label series per thread, an entry
-/// that held a cloned `Key` (whose label array is an allocation of its own) made a hit read four
-/// or five lines, and the working set no longer fitted in the L2 cache (cachegrind: 0.38 misses
-/// of a simulated 2 MiB cache per hit).
+/// and cells, and nothing else. A cloned `Key` in the entry (its label array an allocation of its
+/// own) would make a hit read four or five lines: over a working set of 5,000 two-label series
+/// per thread that no longer fits in a 2 MiB L2 cache (cachegrind, simulating one: 0.38 misses
+/// per hit, against 0.006 with this entry; see BENCHMARKS.md).
 ///
 /// Every entry of a table was resolved at the table's epoch ([`thread_cache::Table::epoch`]).
 #[repr(C, align(64))]
 struct Entry<T> {
-    /// The low half of the registry's id; a registry whose id does not fit is not cached.
+    /// The registry's id; a registry whose id does not fit in 32 bits is not cached.
     registry: u32,
     /// The low half of the key's hash: the table's index bits.
     hash: u32,
@@ -302,8 +302,9 @@ const _: () = assert!(std::mem::size_of::<Option<Entry<Histogram>>>() == 64);
 /// is not 0, so they are at least `1 << 16`).
 const SPILLED: NonZeroU64 = NonZeroU64::MIN;
 
-/// A string as its address (48 bits, every user-space address on x86-64 and AArch64 Linux) and
-/// length (16 bits), or `None` when it does not fit.
+/// A string as its address (48 bits: user-space addresses on x86-64 and AArch64 Linux, unless a
+/// mapping asks for more) and length (16 bits), or `None` when it does not fit (its entry is then
+/// [`SPILLED`]).
 fn pack(s: &str) -> Option<u64> {
     let ptr = s.as_ptr() as u64;
     (ptr >> 48 == 0 && s.len() >> 16 == 0 && ptr != 0).then_some(ptr << 16 | s.len() as u64)
