@@ -157,6 +157,12 @@ struct Node<V> {
     key: Key,
 }
 
+/// A handle made of `arc` by `wrap` (a `from_arc`), and the key in its node for the cache entry.
+fn with_key<V, T>(arc: Arc<Node<V>>, wrap: fn(Arc<Node<V>>) -> T) -> (T, NonNull<Key>) {
+    let key = NonNull::from(&arc.key);
+    (wrap(arc), key)
+}
+
 /// A new handle node for `key`.
 fn node<V>(key: &Key, value: V) -> Arc<Node<V>> {
     Arc::new(Node {
@@ -540,57 +546,39 @@ impl MetricsRecorder {
     }
 
     fn resolve_counter(&self, key: &Key) -> (Counter, NonNull<Key>) {
-        fn handle<V>(arc: Arc<Node<V>>) -> (Counter, NonNull<Key>)
-        where
-            Node<V>: CounterFn + Send + Sync + 'static,
-        {
-            let key = NonNull::from(&arc.key);
-            (Counter::from_arc(arc), key)
-        }
         match self.resolve(MetricKind::Counter, key).map(counter_cell) {
-            Ok(Ok(c)) => handle(node(key, CounterValue(c))),
-            Ok(Err(_)) => handle(self.error(
-                key,
-                MetricsError::DefinitionConflict {
-                    metric: key.name().to_owned(),
-                    registered: "a float counter set by a collector".into(),
-                    requested: "an integer counter from the `metrics` facade".into(),
-                },
-            )),
-            Err(e) => handle(self.error(key, e)),
+            Ok(Ok(c)) => with_key(node(key, CounterValue(c)), Counter::from_arc),
+            Ok(Err(_)) => with_key(
+                self.error(
+                    key,
+                    MetricsError::DefinitionConflict {
+                        metric: key.name().to_owned(),
+                        registered: "a float counter set by a collector".into(),
+                        requested: "an integer counter from the `metrics` facade".into(),
+                    },
+                ),
+                Counter::from_arc,
+            ),
+            Err(e) => with_key(self.error(key, e), Counter::from_arc),
         }
     }
 
     fn resolve_gauge(&self, key: &Key) -> (Gauge, NonNull<Key>) {
-        fn handle<V>(arc: Arc<Node<V>>) -> (Gauge, NonNull<Key>)
-        where
-            Node<V>: GaugeFn + Send + Sync + 'static,
-        {
-            let key = NonNull::from(&arc.key);
-            (Gauge::from_arc(arc), key)
-        }
         let gauge = |s| match s {
             Series::Gauge(g) => Ok(g),
             s => Err(s),
         };
         match self.resolve(MetricKind::Gauge, key).map(|s| s.try_map(gauge)) {
-            Ok(Ok(g)) => handle(node(key, GaugeValue(g))),
+            Ok(Ok(g)) => with_key(node(key, GaugeValue(g)), Gauge::from_arc),
             Ok(Err(_)) => unreachable!("a gauge family holds gauge series"),
-            Err(e) => handle(self.error(key, e)),
+            Err(e) => with_key(self.error(key, e), Gauge::from_arc),
         }
     }
 
     fn resolve_histogram(&self, key: &Key) -> (Histogram, NonNull<Key>) {
-        fn handle<V>(arc: Arc<Node<V>>) -> (Histogram, NonNull<Key>)
-        where
-            Node<V>: HistogramFn + Send + Sync + 'static,
-        {
-            let key = NonNull::from(&arc.key);
-            (Histogram::from_arc(arc), key)
-        }
         let held = match self.resolve(MetricKind::Histogram, key) {
             Ok(held) => held,
-            Err(e) => return handle(self.error(key, e)),
+            Err(e) => return with_key(self.error(key, e), Histogram::from_arc),
         };
         let sink = match crate::manager::histogram_series(held) {
             Ok(HistogramSeries::Classic(h)) => Sink::Histogram(h),
@@ -603,7 +591,7 @@ impl MetricsRecorder {
                 Err(_) => unreachable!("histogram families hold histogram or summary series"),
             },
         };
-        handle(node(key, sink))
+        with_key(node(key, sink), Histogram::from_arc)
     }
 
     /// The series a facade key names, registering its family when it is new (see the module doc);
