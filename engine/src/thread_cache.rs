@@ -8,7 +8,8 @@
 //!
 //! # Epoch
 //!
-//! Every entry records the [`cache_epoch`] loaded before its series was resolved, and is used only
+//! Every entry belongs to the [`cache_epoch`] loaded before its series was resolved, which is its
+//! table's ([`Table::epoch`]: an insert at another epoch first drops every entry), and is used only
 //! while the epoch is still that value: [`bump_cache_epoch`] makes every thread's next lookup of
 //! every key a miss that resolves it again (and a thread that inserts after a bump clears its whole
 //! table first, letting go of the series its entries held). The expiry sweep bumps it, so that a
