@@ -147,10 +147,10 @@ impl MetricsManager {
 /// for, whose strings the thread's cache entry points at.
 ///
 /// A record reads the reference count (the `metrics` API clones and drops the handle on every
-/// call) and `value`, the first 32 bytes of the allocation; the key after them is read only on
-/// a cache miss. Each thread resolves its own `Arc`, and the key (56 bytes) keeps the hot bytes
-/// of two allocations more than a cache line apart, so two threads' reference counts never share
-/// a line.
+/// call) and `value`, the first 32 bytes of the allocation (40 for a histogram's `Sink`); the key
+/// after them is read only on a cache miss. Each thread resolves its own `Arc`, and the key (56
+/// bytes) keeps the hot bytes of two allocations more than a cache line apart, so two threads'
+/// reference counts never share a line.
 #[repr(C)]
 struct Node<V> {
     value: V,
