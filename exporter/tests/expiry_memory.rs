@@ -1,14 +1,17 @@
 //! Expiry gives memory back: an exporter serving a registry, 10^5 series made through handles,
 //! the by-name API and the `metrics` facade, left idle past the timeout, then one scrape: at
-//! least 90 % of the memory the series took is given back to the OS. It measures this process'
+//! least 90 % of the memory the series took is given back to the OS, and RSS is back within 10 %
+//! of the start. It measures this process'
 //! RSS, so it is a binary of its own (another test allocating alongside would count).
 //!
 //! glibc's allocator keeps freed memory for reuse up to a threshold it raises each time a large
 //! block is freed (up to 64 MiB per arena): with its defaults, the registry frees everything
-//! (`malloc_stats` shows 0.45 MiB in use after the expiry) while RSS stays where it was. The test
-//! fixes the thresholds at glibc's starting values (`mallopt`, what `GLIBC_TUNABLES=
-//! glibc.malloc.trim_threshold=131072:glibc.malloc.mmap_threshold=131072` does for a service), so
-//! RSS shows what the registry gives back rather than the allocator's policy.
+//! (`malloc_stats` shows 0.45 MiB in use after the expiry) while RSS stays where it was. It also
+//! keeps a pad (128 KiB) at the top of each arena it trims, and every thread that made series has
+//! an arena. The test fixes the thresholds at glibc's starting values and the pad at 0 (`mallopt`,
+//! what `GLIBC_TUNABLES=glibc.malloc.trim_threshold=131072:glibc.malloc.mmap_threshold=131072:
+//! glibc.malloc.top_pad=0` does for a service), so RSS shows what the registry gives back rather
+//! than the allocator's policy.
 //!
 //! `cargo test --release -p mmo-metrics-exporter --test expiry_memory -- --nocapture` prints the
 //! figures (`EXPIRY_GLIBC_DEFAULTS=1` in front: with glibc's default thresholds).
@@ -116,10 +119,12 @@ fn expired_series_give_their_memory_back() {
     // figures are printed, and the RSS bound is not asserted (it measures the allocator then).
     let glibc_defaults = std::env::var_os("EXPIRY_GLIBC_DEFAULTS").is_some();
     if !glibc_defaults {
-        // SAFETY: `mallopt` has no preconditions; these are glibc's own starting values, fixed.
+        // SAFETY: `mallopt` has no preconditions; glibc's own starting thresholds, fixed, and no
+        // pad kept at an arena's top.
         unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, 128 << 10);
             libc::mallopt(libc::M_TRIM_THRESHOLD, 128 << 10);
+            libc::mallopt(libc::M_TOP_PAD, 0);
         }
     }
     let timeout = Duration::from_millis(300);
@@ -171,13 +176,14 @@ fn expired_series_give_their_memory_back() {
     }
     eprintln!(
         "RSS (anonymous) before {:.1} ({:.1}) MiB, with {series} series {:.1} ({:.1}) MiB, \
-         after expiry and one scrape ({left} series left) {:.1} ({:.1}) MiB",
+         after expiry and one scrape ({left} series left) {:.1} ({:.1}) MiB, {:.1} % above the start",
         mib(start.0),
         mib(start.1),
         mib(full.0),
         mib(full.1),
         mib(after.0),
-        mib(after.1)
+        mib(after.1),
+        (after.0 as f64 / start.0 as f64 - 1.0) * 100.0
     );
     assert!(series >= 100_000, "{series} series made");
     assert!(left < 50, "{left} series left");
@@ -191,5 +197,11 @@ fn expired_series_give_their_memory_back() {
         "{:.1} of the {:.1} MiB the series took still resident after expiry",
         kept / (1 << 20) as f64,
         taken / (1 << 20) as f64
+    );
+    assert!(
+        after.0 <= start.0 + start.0 / 10,
+        "RSS {:.2} MiB after expiry, more than 10 % above the {:.2} MiB at the start",
+        mib(after.0),
+        mib(start.0)
     );
 }

@@ -17,16 +17,22 @@
 //! 3. Every thread's facade and by-name caches are told to let go of what they hold (a cache epoch),
 //!    so a series used only through a thread's cache is held again only if that thread uses it
 //!    again before the next sweep.
+//! 4. A removed counter series' cells sit in a chunk shared with other series, which lives while
+//!    any of them does. Once no walk can reach the removed series any more (every map the family
+//!    swapped out is gone: a walk in flight keeps its map), the series is retired
+//!    ([`CounterCell::retire`]), and the chunk gives back the pages whose series are all retired.
+//!    While a walk keeps an old map, its family's removed series wait for a later sweep.
 //!
 //! What was recorded into a series is never lost: a series is removed only when nobody holds it,
 //! and nothing records into a series without holding it. A series removed and then recorded into
 //! again comes back, from zero, as a new series (Prometheus sees a counter reset).
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use super::{Family, Registry, SeriesMap};
+use super::{lock, Family, Registry, Series, SeriesMap};
+use crate::storage::counter::CounterCell;
 use crate::storage::life::{clock, HasLife, Swept};
 use crate::MetricKind;
 
@@ -119,6 +125,9 @@ impl Registry {
                 n += 1;
             }
         }
+        // The sweep below may retire what it removes only if no one, this call included, still
+        // walks a map it swaps out.
+        drop(map);
         if n > 0 {
             // Caches let go, so that series held only by a cache can go at the next sweep.
             crate::thread_cache::bump_cache_epoch();
@@ -137,11 +146,10 @@ impl Registry {
 /// left (held).
 fn sweep_family(family: &Family, now: u32, idle: Option<u32>) -> (usize, bool) {
     // Pass 1, without the lock and without writing: may any series go?
-    let map = family.series.load_full();
     let overflow = family.overflow.get().map(|h| h.life() as *const _);
     let mut candidates = false;
     let mut doomed_left = false;
-    for (_, s) in map.iter() {
+    for (_, s) in family.series.load_full().iter() {
         let life = s.life();
         if Some(life as *const _) == overflow {
             continue;
@@ -153,6 +161,7 @@ fn sweep_family(family: &Family, now: u32, idle: Option<u32>) -> (usize, bool) {
         }
     }
     if !candidates {
+        retire(family, None);
         return (0, doomed_left);
     }
     // Pass 2, under the lock: creation waits, so the map seen is the whole map.
@@ -165,6 +174,9 @@ fn sweep_family(family: &Family, now: u32, idle: Option<u32>) -> (usize, bool) {
         }
     }
     if removed == 0 {
+        drop(w);
+        drop(map);
+        retire(family, None);
         return (0, doomed_left);
     }
     let fresh = SeriesMap::new();
@@ -180,7 +192,48 @@ fn sweep_family(family: &Family, now: u32, idle: Option<u32>) -> (usize, bool) {
     family.series.store(Arc::new(fresh));
     drop(w);
     family.give_places(removed);
+    retire(family, Some(map));
     (removed, doomed_left)
+}
+
+/// A family's removed counter series not retired yet, and the maps it swapped out that may still
+/// be walked (see the module documentation, point 4). Used under the registry's sweep lock.
+#[derive(Default)]
+pub(crate) struct Retiring {
+    /// Every map swapped out since the last retirement, as long as a walk may keep one.
+    maps: Vec<Weak<SeriesMap<Series>>>,
+    /// The removed counter series of those maps, retired once none of them is left.
+    cells: Vec<CounterCell>,
+}
+
+/// Retires the removed counter series of `old` (the map a sweep just swapped out, if any) and the
+/// waiting ones of `family` once no swapped-out map is left; keeps them waiting till then.
+fn retire(family: &Family, old: Option<Arc<SeriesMap<Series>>>) {
+    let removed = |map: &SeriesMap<Series>| {
+        map.iter()
+            .filter_map(|(_, s)| match s {
+                Series::Counter(c) if s.life().is_removed() => Some(c.clone()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut r = lock(&family.retiring);
+    r.maps.retain(|m| m.strong_count() > 0);
+    if let Some(old) = old {
+        // After the swap, every walk over `old` holds it (arc-swap turns a reader's borrowed load
+        // into a count when the value is swapped out): 1 is this sweep's alone.
+        if Arc::strong_count(&old) == 1 && r.maps.is_empty() {
+            removed(&old).iter().for_each(CounterCell::retire);
+        } else {
+            let cells = removed(&old);
+            r.cells.extend(cells);
+            r.maps.push(Arc::downgrade(&old));
+        }
+    }
+    if r.maps.is_empty() && !r.cells.is_empty() {
+        // Taken whole: a large expiry's list gives its memory back too.
+        std::mem::take(&mut r.cells).iter().for_each(CounterCell::retire);
+    }
 }
 
 /// Hands memory the allocator keeps back to the OS, where the allocator can (glibc).
@@ -201,5 +254,50 @@ impl MetricKind {
             MetricKind::Histogram => 2,
             MetricKind::Summary => 3,
         }
+    }
+}
+
+#[cfg(all(test, not(loom), not(miri), target_os = "linux"))]
+mod tests {
+    use super::*;
+    use crate::registry::Spec;
+    use crate::storage::counter::page_series;
+
+    #[test]
+    fn removed_counters_give_their_pages_back_only_when_no_walk_keeps_them() {
+        let config = crate::MetricsManager::builder()
+            .idle_timeout([MetricKind::Counter], Duration::from_millis(1))
+            .config();
+        let r = Registry::new(config);
+        let f = r.register("retire_total", "h", &["k"], Spec::Counter).unwrap();
+        // Three pages of series: at least two whole page groups of the registry's chunk are ours.
+        let n = 3 * page_series();
+        let cells: Vec<CounterCell> = (0..n)
+            .map(|i| {
+                let held = r.series(&f, &[&i.to_string()]).unwrap();
+                match &*held {
+                    Series::Counter(c) => {
+                        c.add(5);
+                        c.clone()
+                    }
+                    _ => unreachable!("a counter family"),
+                }
+            })
+            .collect();
+        let walk = f.series.load_full();
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(r.sweep(), n, "every series idle");
+        assert!(
+            cells.iter().all(|c| c.get() == 5),
+            "a walk keeps the old map: nothing given back"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(r.sweep(), 0);
+        assert!(cells.iter().all(|c| c.get() == 5), "the walk still runs");
+        drop(walk);
+        assert_eq!(r.sweep(), 0);
+        let zeroed = cells.iter().filter(|c| c.get() == 0).count();
+        assert!(zeroed >= 2 * page_series(), "{zeroed} of {n} series' cells given back");
+        assert!(cells.iter().all(|c| c.get() == 0 || c.get() == 5));
     }
 }

@@ -177,6 +177,8 @@ pub(crate) struct Family {
     /// The next variant: the same family with another label set (see the module doc). Set once,
     /// under the registry's write lock; read without a lock.
     next: OnceLock<Arc<Family>>,
+    /// Removed counter series waiting for the walks that may still reach them (see [`expiry`]).
+    retiring: Mutex<expiry::Retiring>,
 }
 
 impl Family {
@@ -593,6 +595,7 @@ impl Registry {
             facade: true,
             created: Arc::clone(&head.created),
             next: OnceLock::new(),
+            retiring: Mutex::default(),
         });
         let _ = tail.next.set(Arc::clone(&variant));
         Ok(variant)
@@ -687,6 +690,7 @@ impl Registry {
             facade: origin == Origin::Facade,
             created: Arc::new(AtomicUsize::new(0)),
             next: OnceLock::new(),
+            retiring: Mutex::default(),
         });
         for s in samples {
             fams.samples.insert(s, base.into());

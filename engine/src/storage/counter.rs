@@ -17,6 +17,13 @@
 //!
 //! Beside the cells, per series and apart from them (never touched by a record): its [`Life`], when
 //! it was created and its latest exemplar ([`Extra`], 16 bytes).
+//!
+//! A chunk's series are never reused: one removed by expiry leaves its cells and extra unused for
+//! the chunk's life, and a chunk lives while any of its series does. So once every series of a
+//! page of cells is removed and no walk can reach them any more ([`CounterCell::retire`]), the
+//! chunk gives that page of every shard back to the OS, and the pages of extras that lie wholly
+//! among them (unless one holds an exemplar): a chunk kept by a few long-lived series does not
+//! keep the memory of the thousands that expired around them.
 
 use std::ptr::NonNull;
 use std::sync::atomic::Ordering::Relaxed;
@@ -75,6 +82,11 @@ pub struct CounterChunk {
     lives: Box<[Life]>,
     /// Series `k`'s creation time and exemplar, apart from the cells like its life.
     extras: Box<[Extra]>,
+    /// Per page of a shard's cells ([`page_series`] series): how many of its series were retired
+    /// ([`CounterCell::retire`]); at `page_series()` the page's memory is given back. Unused where
+    /// the chunk cannot give memory back (loom and Miri model no mapping).
+    #[cfg_attr(any(loom, miri), allow(dead_code))]
+    retired: Box<[std::sync::atomic::AtomicU32]>,
 }
 
 /// What a counter series keeps besides its cells and life; written when the series is made and
@@ -106,6 +118,7 @@ impl CounterChunk {
                     _memory: Memory::Mapped(map),
                     lives: lives(),
                     extras: extras(),
+                    retired: retired(),
                 }
             }
             Err(e) => tracing::warn!(
@@ -127,6 +140,96 @@ impl CounterChunk {
             _memory: Memory::Heap(heap),
             lives: lives(),
             extras: extras(),
+            retired: retired(),
+        }
+    }
+}
+
+/// The OS's page size.
+#[cfg(not(any(loom, miri)))]
+fn page_size() -> usize {
+    static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    // SAFETY: `sysconf` has no preconditions.
+    *PAGE.get_or_init(|| usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096))
+}
+
+/// Series whose cells fill one page of a shard's run (512 with 4 KiB pages): the unit in which a
+/// chunk gives memory back; a chunk whose run is smaller than a page gives none back.
+#[cfg(not(any(loom, miri)))]
+pub(crate) fn page_series() -> usize {
+    page_size() / std::mem::size_of::<AtomicU64>()
+}
+
+/// Page groups of a chunk: one per page of a shard's run (at least one).
+fn retired() -> Box<[std::sync::atomic::AtomicU32]> {
+    #[cfg(not(any(loom, miri)))]
+    let groups = (CHUNK_SERIES / page_series()).max(1);
+    #[cfg(any(loom, miri))]
+    let groups = 1;
+    (0..groups).map(|_| std::sync::atomic::AtomicU32::new(0)).collect()
+}
+
+/// Hands the pages `[addr, addr + len)` (page-aligned) back to the OS; they read as zeros after.
+///
+/// # Safety
+///
+/// Nothing reads or writes the pages any more, or what it finds there is zero-valid and unused.
+#[cfg(not(any(loom, miri)))]
+unsafe fn give_back(addr: usize, len: usize) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: the range is page-aligned memory of this process that the caller no longer uses;
+    // `MADV_DONTNEED` on private anonymous memory only replaces its pages with zero pages.
+    unsafe {
+        libc::madvise(addr as *mut libc::c_void, len, libc::MADV_DONTNEED);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (addr, len);
+}
+
+impl CounterChunk {
+    /// Counts series `k` retired; when it completes its page group, gives back that page of every
+    /// shard's cells, and the pages of extras that lie wholly among retired groups and hold no
+    /// exemplar. Only a mapped chunk gives memory back.
+    #[cfg(not(any(loom, miri)))]
+    fn retire(&self, k: usize) {
+        use std::sync::atomic::Ordering::{AcqRel, Acquire};
+        let per = page_series();
+        if !matches!(self._memory, Memory::Mapped(_)) || per > CHUNK_SERIES {
+            return;
+        }
+        let full = |g: usize| self.retired[g].load(Acquire) as usize == per;
+        let g = k / per;
+        // AcqRel: the group's last retirement sees the others (each after its series' removal).
+        if self.retired[g].fetch_add(1, AcqRel) as usize + 1 != per {
+            return;
+        }
+        let page = page_size();
+        for s in 0..self.layout.shards as usize {
+            // SAFETY: shard `s`'s run starts `s * CHUNK_SERIES` cells (a whole number of pages)
+            // past the page-aligned mapping, and page `g` of it holds series `g * per ..` of the
+            // group, all retired: nothing reads or writes those cells any more.
+            unsafe { give_back(self.base.as_ptr().add(s * CHUNK_SERIES + g * per) as usize, page) };
+        }
+        // The extras are a heap block, not page-aligned: a page of them may span two groups.
+        let size = std::mem::size_of::<Extra>();
+        let start = self.extras.as_ptr() as usize;
+        let end = start + self.extras.len() * size;
+        let mut a = (start + g * per * size) & !(page - 1);
+        while a < start + (g + 1) * per * size {
+            if a >= start && a + page <= end {
+                // Every extra with a byte in the page (one may straddle each of its ends).
+                let (first, last) = ((a - start) / size, (a + page - 1 - start) / size);
+                if (first / per..=last / per).all(full)
+                    && !self.extras[first..=last].iter().any(|e| e.exemplar.is_set())
+                {
+                    // SAFETY: the page lies within the extras' block and holds only (parts of)
+                    // extras of retired series, none with an exemplar: all-zero, as they read after
+                    // this, is an unused `Extra` (a zero time and no exemplar), and nothing reads
+                    // them.
+                    unsafe { give_back(a, page) };
+                }
+            }
+            a += page;
         }
     }
 }
@@ -191,6 +294,17 @@ impl CounterCell {
         // SAFETY: `k < CHUNK_SERIES`, within shard 0's run of the chunk's cells.
         let cell = unsafe { chunk.base.add(k) };
         Self { chunk, cell }
+    }
+
+    /// Lets the chunk give back the memory of this series' cells and extra: called for a removed
+    /// series once nothing can reach it any more, neither a holder (a removed series has none and
+    /// takes none) nor a walk (every map that held it is gone). Counted once per series however
+    /// often it is called, and not at all for a series not removed.
+    pub(crate) fn retire(&self) {
+        if self.life().retire() {
+            #[cfg(not(any(loom, miri)))]
+            self.chunk.retire(self.index());
+        }
     }
 
     /// When the series was created: wall clock, milliseconds since the Unix epoch.
@@ -309,6 +423,67 @@ mod tests {
             "the mapping is the normal case"
         );
         check_cells(chunk);
+    }
+
+    /// Removes `cells`' series, as a sweep does, so that they can be retired.
+    fn remove(cells: &[CounterCell]) {
+        for c in cells {
+            assert_eq!(
+                c.life().sweep(crate::storage::life::clock(), Some(0)),
+                crate::storage::life::Swept::Removed
+            );
+        }
+    }
+
+    #[test]
+    #[cfg(all(not(miri), target_os = "linux"))]
+    fn a_page_whose_series_are_all_retired_is_given_back() {
+        let per = page_series();
+        let chunk = Arc::new(CounterChunk::new(ShardLayout::new(3)));
+        let cells: Vec<_> = (0..3 * per).map(|k| CounterCell::new(Arc::clone(&chunk), k)).collect();
+        for (k, c) in cells.iter().enumerate() {
+            c.add_at(
+                Shard {
+                    index: k % 3,
+                    exclusive: false,
+                },
+                7,
+            );
+        }
+        // Page 2 holds an exemplar in its extras.
+        cells[2 * per + per / 2].add_with_exemplar(1, ExemplarLabelsRef::Pairs(&[("t", "1")]));
+        let all_retired_but = |keep: usize| {
+            remove(&cells);
+            for (k, c) in cells.iter().enumerate() {
+                if k != keep {
+                    // Counted once, however often it is called.
+                    c.retire();
+                    c.retire();
+                }
+            }
+        };
+        all_retired_but(per + 1);
+        // Page 0: every shard's cells and the extras page wholly among them read as zeros now.
+        assert!(cells[..per].iter().all(|c| c.get() == 0), "page 0's cells given back");
+        assert_eq!(cells[per / 2].created_ms(), 0, "an extras page of page 0 given back");
+        // Page 1 has a series not retired: nothing of it is given back.
+        assert!(cells[per..2 * per].iter().all(|c| c.get() == 7), "page 1 kept");
+        assert_ne!(cells[per + per / 2].created_ms(), 0);
+        // Page 2: the cells go; the extras page with the exemplar stays, exemplar and all.
+        assert!(
+            cells[2 * per..].iter().all(|c| c.get() == 0),
+            "page 2's cells given back"
+        );
+        assert_ne!(
+            cells[2 * per + per / 2].created_ms(),
+            0,
+            "the extras page with an exemplar kept"
+        );
+        assert!(cells[2 * per + per / 2].exemplar().is_some());
+        // A series not removed is never counted: page 1 stays whole.
+        let fresh = CounterCell::new(Arc::clone(&chunk), 3 * per);
+        fresh.retire();
+        assert!(cells[per..2 * per].iter().all(|c| c.get() == 7));
     }
 
     #[test]

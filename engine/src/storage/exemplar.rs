@@ -213,6 +213,12 @@ impl ExemplarSlot {
     pub(crate) fn load(&self) -> Option<Exemplar> {
         self.0.get()?.load()
     }
+
+    /// Whether an exemplar was ever stored (the slot then owns an allocation).
+    #[cfg_attr(any(loom, miri), allow(dead_code))]
+    pub(crate) fn is_set(&self) -> bool {
+        self.0.get().is_some()
+    }
 }
 
 /// One [`Latest`] per bucket of a histogram series, allocated by the first exemplar.

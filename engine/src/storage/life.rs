@@ -10,8 +10,9 @@
 //!
 //! Word layout (`u64`): bits 0–28 the number of holds, bit 29 `DOOMED` (removal asked for by the
 //! game code: removed as soon as nobody holds it, whatever its idle time), bit 30 `REMOVED` (gone
-//! from its family: no hold can be taken any more), bits 32–63 the [`clock`] when the last holder
-//! let go (or the series was made).
+//! from its family: no hold can be taken any more), bit 31 `RETIRED` (removed, and unreachable by
+//! any walk too: its memory may be given back), bits 32–63 the [`clock`] when the last holder let
+//! go (or the series was made).
 //!
 //! A hold is one `fetch_add`, whose result says whether the series was already removed (the hold
 //! is then given back and the caller looks the series up again); removal is a compare-exchange from
@@ -27,6 +28,7 @@ use crate::loom::AtomicU64;
 const COUNT_MASK: u64 = (1 << 29) - 1;
 const DOOMED: u64 = 1 << 29;
 const REMOVED: u64 = 1 << 30;
+const RETIRED: u64 = 1 << 31;
 const STAMP_SHIFT: u32 = 32;
 const FLAGS: u64 = (1 << STAMP_SHIFT) - 1;
 
@@ -105,6 +107,16 @@ impl Life {
     /// Whether removal was asked for and not cancelled by a record.
     pub(crate) fn is_doomed(&self) -> bool {
         self.0.load(Relaxed) & DOOMED != 0
+    }
+
+    /// Marks a removed series retired (see [`RETIRED`]): `true` the first time, `false` after that
+    /// and for a series not removed.
+    pub(crate) fn retire(&self) -> bool {
+        self.0
+            .fetch_update(Relaxed, Relaxed, |w| {
+                (w & REMOVED != 0 && w & RETIRED == 0).then_some(w | RETIRED)
+            })
+            .is_ok()
     }
 
     /// Whether the series was removed from its family.
