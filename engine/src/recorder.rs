@@ -5,7 +5,9 @@
 //! one contended cache line. Instead each thread keeps its own cache from [`Key`] to a
 //! *thread-owned* `Arc` (whose hot bytes never share a line with another's, see `Node`) pointing
 //! at the shared series' cells. In steady state a facade call touches only the calling thread's
-//! cache, its own `Arc`, and its own shard of the series.
+//! cache, its own `Arc`, and its own shard of the series. Past a few hundred counters in a
+//! thread's cache, a counter hit lends the thread's one reusable handle instead of the series'
+//! `Arc`, whose line would then be one more cache miss per call (see `CounterSlot`).
 //!
 //! The cache is an open-addressing table per kind that grows to the thread's working set (see
 //! [`crate::thread_cache`]), indexed by the key's precomputed hash. An entry is one cache line
@@ -186,6 +188,271 @@ type FacadeGauge = Node<GaugeValue>;
 type FacadeHistogram = Node<Sink>;
 type FacadeError = Node<ErrorValue>;
 
+/// What a thread's cache entry keeps of a resolved handle, and the handle it gives out.
+trait Slot {
+    type Handle;
+    /// The handle for a hit: the entry stays in the table while the handle is used. `large`: the
+    /// thread's table has at least [`LEND_FROM_SLOTS`] slots.
+    fn lend(&self, large: bool) -> Self::Handle;
+    /// A handle of its own, for a caller that may outlive the entry.
+    fn owned(&self) -> Self::Handle;
+    /// Called before the table drops entries (an insert may replace or reset them).
+    fn before_drop() {}
+}
+
+impl Slot for Gauge {
+    type Handle = Gauge;
+    #[inline(always)]
+    fn lend(&self, _: bool) -> Gauge {
+        self.clone()
+    }
+    fn owned(&self) -> Gauge {
+        self.clone()
+    }
+}
+
+impl Slot for Histogram {
+    type Handle = Histogram;
+    #[inline(always)]
+    fn lend(&self, _: bool) -> Histogram {
+        self.clone()
+    }
+    fn owned(&self) -> Histogram {
+        self.clone()
+    }
+}
+
+/// A thread's cached counter: its node (an `Arc<FacadeCounter>`, or an `Arc<FacadeError>` with
+/// [`ERROR_NODE`] set, as a raw pointer the slot owns a count of) and the cell this thread adds
+/// to, when it has an exclusive shard (else 0).
+///
+/// A hit hands out the thread's [`Lent`] counter pointed at that cell, when nobody else holds the
+/// `Lent`: its reference count is in a line the thread keeps hot, where cloning the node's `Arc`
+/// would write a line of the node, one more cache miss per call over a working set larger than
+/// L1: `counter!` over 5,000 two-label series, 30.0–30.9 against 34.3–35.5 ns a call.
+struct CounterSlot {
+    node: usize,
+    cell: usize,
+}
+
+/// The table size from which a counter hit lends the thread's [`Lent`]: from 193 series, when the
+/// entries and nodes of a working set (two lines a series) no longer fit in a 48 KiB L1. Below it,
+/// the node's line is in L1 and cloning its `Arc` is cheaper than lending (which first reads the
+/// `Lent`'s count, after the last call's locked decrement of it): a static key, 12.2 against
+/// 14.8 ns per `counter!` call.
+const LEND_FROM_SLOTS: usize = 512;
+
+/// [`CounterSlot::node`]'s tag for an error node (an `Arc` is at least 8-aligned).
+const ERROR_NODE: usize = 1;
+
+impl CounterSlot {
+    fn counter(node: Arc<FacadeCounter>) -> Self {
+        let cell = node
+            .value
+            .0
+            .exclusive_cell()
+            .map_or(0, |c| std::ptr::from_ref(c) as usize);
+        Self {
+            node: Arc::into_raw(node) as usize,
+            cell,
+        }
+    }
+
+    fn error(node: Arc<FacadeError>) -> Self {
+        Self {
+            node: Arc::into_raw(node) as usize | ERROR_NODE,
+            cell: 0,
+        }
+    }
+}
+
+impl Drop for CounterSlot {
+    fn drop(&mut self) {
+        let p = self.node & !ERROR_NODE;
+        // SAFETY: `p` is from `Arc::into_raw` of the type the tag says; the slot's count is given
+        // back once, here.
+        unsafe {
+            if self.node & ERROR_NODE == 0 {
+                drop(Arc::from_raw(p as *const FacadeCounter));
+            } else {
+                drop(Arc::from_raw(p as *const FacadeError));
+            }
+        }
+    }
+}
+
+impl Slot for CounterSlot {
+    type Handle = Counter;
+
+    #[inline(always)]
+    fn lend(&self, large: bool) -> Counter {
+        if large && self.cell != 0 {
+            if let Some(lent) = Lent::lend(self) {
+                return lent;
+            }
+        }
+        self.owned()
+    }
+
+    fn owned(&self) -> Counter {
+        let p = self.node & !ERROR_NODE;
+        // SAFETY: as in `drop`; the count taken here is the new `Arc`'s.
+        unsafe {
+            if self.node & ERROR_NODE == 0 {
+                Arc::increment_strong_count(p as *const FacadeCounter);
+                Counter::from_arc(Arc::from_raw(p as *const FacadeCounter))
+            } else {
+                Arc::increment_strong_count(p as *const FacadeError);
+                Counter::from_arc(Arc::from_raw(p as *const FacadeError))
+            }
+        }
+    }
+
+    fn before_drop() {
+        Lent::let_go(false);
+    }
+}
+
+/// The counter a thread lends out on a cache hit (see [`CounterSlot`]): it records into the
+/// series of the entry it was last pointed at. The thread points it at another entry only while
+/// it holds the only reference (the caller of the last hit dropped its handle, as `counter!(..)
+/// .increment(..)` does); a caller that keeps the handle makes the thread hand out nodes' `Arc`s
+/// instead. Before the thread's table drops entries, a `Lent` someone still holds is given its
+/// target's node to keep, and the thread makes a new one: a kept handle never outlives its series.
+struct Lent {
+    /// Written by the owning thread only while it holds the only reference (see `lend`), read by
+    /// the holders of the handles it lent.
+    target: UnsafeCell<Target>,
+    /// The target's node, once the `Lent` outlives the entry it points at (see `let_go`).
+    keep: std::sync::OnceLock<Arc<FacadeCounter>>,
+}
+
+#[derive(Clone, Copy)]
+struct Target {
+    /// The cell of the owner's exclusive shard, and that shard's slot.
+    cell: *const crate::loom::AtomicU64,
+    slot: u32,
+    node: *const FacadeCounter,
+}
+
+// SAFETY: `target` is written only by the owning thread while no other reference to the `Lent`
+// exists (`Arc::strong_count` 1 and an Acquire fence, so the last other holder's reads happen
+// before), and read through shared references after that; the pointers are to a node and a cell
+// the entry or `keep` keeps alive while any reference to the `Lent` is held (see `let_go`).
+unsafe impl Send for Lent {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for Lent {}
+
+thread_local! {
+    /// This thread's `Lent`, from `Arc::into_raw`, or null. Const-initialised and without `Drop`;
+    /// given back by [`CachesGuard`].
+    static LENT: std::cell::Cell<*const Lent> = const { std::cell::Cell::new(std::ptr::null()) };
+}
+
+impl Lent {
+    /// The thread's `Lent` pointed at `slot`'s series, or `None` when someone else holds it.
+    #[inline(always)]
+    fn lend(slot: &CounterSlot) -> Option<Counter> {
+        let p = LENT.with(std::cell::Cell::get);
+        if p.is_null() {
+            return Self::first(slot);
+        }
+        // SAFETY: `p` is this thread's count of its `Lent` (`first`), alive until `let_go`.
+        let lent = std::mem::ManuallyDrop::new(unsafe { Arc::from_raw(p) });
+        if Arc::strong_count(&lent) != 1 {
+            return None;
+        }
+        // Pairs with the Release decrement of the last other holder's drop.
+        std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+        // Cloned before the target is written: a locked add waits for the stores before it, and
+        // the clone is not anyone else's until it is returned.
+        let handle = Arc::clone(&lent);
+        // SAFETY: the references are this thread's: its own and `handle` (see `Lent`'s `Sync`).
+        unsafe {
+            let t = &mut *lent.target.get();
+            t.cell = slot.cell as *const _;
+            t.node = slot.node as *const FacadeCounter;
+        }
+        Some(Counter::from_arc(handle))
+    }
+
+    /// The thread's first `Lent`, once its tables exist (their guard gives it back).
+    #[cold]
+    fn first(slot: &CounterSlot) -> Option<Counter> {
+        if CACHES_GUARD.try_with(|_| ()).is_err() {
+            return None;
+        }
+        let lent = Arc::new(Lent {
+            // A slot `cell` is set for only once the thread holds its exclusive slot, which it keeps
+            // until it ends (`shard::raw_slot`).
+            target: UnsafeCell::new(Target {
+                cell: std::ptr::null(),
+                slot: crate::shard::raw_slot(),
+                node: std::ptr::null(),
+            }),
+            keep: std::sync::OnceLock::new(),
+        });
+        LENT.with(|l| l.set(Arc::into_raw(lent)));
+        Self::lend(slot)
+    }
+
+    /// Before the thread's table drops entries (`exiting`: all of them, the thread ends): a `Lent`
+    /// someone still holds keeps its target's node and is left to them; the thread makes a new one
+    /// at its next hit. One nobody else holds stays the thread's (its target is rewritten before
+    /// it is lent again), unless the thread ends.
+    fn let_go(exiting: bool) {
+        let Ok(p) = LENT.try_with(std::cell::Cell::get) else {
+            return;
+        };
+        if p.is_null() {
+            return;
+        }
+        // SAFETY: `p` is this thread's count of its `Lent` (`first`).
+        let lent = std::mem::ManuallyDrop::new(unsafe { Arc::from_raw(p) });
+        let shared = Arc::strong_count(&lent) > 1;
+        if shared {
+            // SAFETY: the thread wrote the target when it last lent it (a `Lent` is shared only
+            // once lent), and never writes it again once it lets go of it below.
+            let node = unsafe { (*lent.target.get()).node };
+            if !node.is_null() {
+                // The node is the entry's, still in the table: a count of its own for `keep`.
+                // SAFETY: from `Arc::into_raw` of a live `FacadeCounter` (`CounterSlot`).
+                let _ = lent.keep.set(unsafe {
+                    Arc::increment_strong_count(node);
+                    Arc::from_raw(node)
+                });
+            }
+        }
+        if shared || exiting {
+            LENT.with(|l| l.set(std::ptr::null()));
+            drop(std::mem::ManuallyDrop::into_inner(lent));
+        }
+    }
+}
+
+impl CounterFn for Lent {
+    #[inline]
+    fn increment(&self, value: u64) {
+        // SAFETY: see `Lent`'s `Sync`: the target and what it points at are alive while `self` is.
+        let t = unsafe { *self.target.get() };
+        // SAFETY: the target's node, alive while `self` is (its entry, or `keep`).
+        let node = unsafe { &*t.node };
+        if crate::shard::raw_slot() == t.slot {
+            // SAFETY: the cell of the shard this thread holds exclusively (its slot), of the node's
+            // series, alive with the node.
+            crate::storage::add_u64(unsafe { &*t.cell }, value, true);
+            crate::exemplar::with_current(|labels| node.value.0.set_exemplar(value, labels.into()));
+        } else {
+            node.increment(value);
+        }
+    }
+
+    fn absolute(&self, value: u64) {
+        // SAFETY: as in `increment`.
+        unsafe { &*(*self.target.get()).node }.absolute(value);
+    }
+}
+
 impl CounterFn for FacadeCounter {
     #[inline]
     fn increment(&self, value: u64) {
@@ -301,7 +568,7 @@ struct Entry<T> {
     handle: T,
 }
 
-const _: () = assert!(std::mem::size_of::<Option<Entry<Counter>>>() == 64);
+const _: () = assert!(std::mem::size_of::<Option<Entry<CounterSlot>>>() == 64);
 const _: () = assert!(std::mem::size_of::<Option<Entry<Histogram>>>() == 64);
 
 /// [`Entry::name`] of a key compared through its `Key`; never a packed string (their address
@@ -414,7 +681,7 @@ thread_local! {
     /// This thread's tables. Const-initialised and without `Drop` (plain data): a hit reads its
     /// table's slot pointer and mask with thread-local loads and no state check. Freed by
     /// [`CACHES_GUARD`] when the thread exits.
-    static COUNTERS: UnsafeCell<Table<Counter>> = const { UnsafeCell::new(Table::new()) };
+    static COUNTERS: UnsafeCell<Table<CounterSlot>> = const { UnsafeCell::new(Table::new()) };
     static GAUGES: UnsafeCell<Table<Gauge>> = const { UnsafeCell::new(Table::new()) };
     static HISTOGRAMS: UnsafeCell<Table<Histogram>> = const { UnsafeCell::new(Table::new()) };
     /// Frees the tables when the thread exits; registered by the first insert.
@@ -440,6 +707,7 @@ impl Drop for CachesGuard {
                 unsafe { &mut *t.get() }.free()
             });
         }
+        Lent::let_go(true);
         free(&COUNTERS);
         free(&GAUGES);
         free(&HISTOGRAMS);
@@ -487,14 +755,14 @@ impl MetricsRecorder {
     /// the entry's registry, hash and the key's strings by address (by bytes for those built at
     /// run time), all in the entry's one line. Everything else is the out-of-line `miss`.
     #[inline(always)]
-    fn cached<T: Clone>(&self, key: &Key, local: Local<T>, resolve: Resolve<T>) -> T {
+    fn cached<T: Slot>(&self, key: &Key, local: Local<T>, resolve: Resolve<T>) -> T::Handle {
         let hash = key.get_hash();
         // SAFETY: the reference lives for this block only, which calls no code that reaches the
         // table (compares and `clone`).
         let t = unsafe { table(local) };
         if let Some(e) = t.home(hash) {
             if t.epoch() == cache_epoch() && e.is(hash, self.id, key) {
-                return e.handle.clone();
+                return e.handle.lend(t.slots() >= LEND_FROM_SLOTS);
             }
         }
         self.miss(key, local, resolve)
@@ -503,28 +771,30 @@ impl MetricsRecorder {
     /// [`MetricsRecorder::cached`] past its fast hit: a key past its home slot, a key not cached
     /// (or cached at an older epoch), or a thread whose tables are gone (thread teardown).
     #[inline(never)]
-    fn miss<T: Clone>(&self, key: &Key, local: Local<T>, resolve: Resolve<T>) -> T {
+    fn miss<T: Slot>(&self, key: &Key, local: Local<T>, resolve: Resolve<T>) -> T::Handle {
         let epoch = cache_epoch();
         let hash = key.get_hash();
         // SAFETY: as in `cached`.
         let t = unsafe { table(local) };
         if t.epoch() == epoch {
             if let Some(e) = t.find(hash, |e| e.is(hash, self.id, key)) {
-                return e.handle.clone();
+                return e.handle.lend(t.slots() >= LEND_FROM_SLOTS);
             }
         }
         // Resolving may log, and a logger may record through the facade: no reference into the
         // table is held meanwhile.
         thread_cache::count_resolve();
-        let (handle, cached) = resolve(self, key);
+        let (slot, cached) = resolve(self, key);
+        let handle = slot.owned();
+        T::before_drop();
         // SAFETY: as in `cached`; the re-entrant calls during `resolve` have ended. Dropping the
         // entries `insert` replaces drops handles only.
         let t = unsafe { table(local) };
         // The first entry registers the guard that frees the table; during thread teardown (the
         // guard gone) nothing is cached.
         if t.is_allocated() || CACHES_GUARD.try_with(|_| ()).is_ok() {
-            // SAFETY: `cached` is the key in the node `handle` holds (`node`).
-            if let Some(entry) = Entry::new(self.id, unsafe { cached.as_ref() }, handle.clone()) {
+            // SAFETY: `cached` is the key in the node `slot` holds (`node`).
+            if let Some(entry) = Entry::new(self.id, unsafe { cached.as_ref() }, slot) {
                 t.insert(epoch, entry);
             }
         }
@@ -545,9 +815,9 @@ impl MetricsRecorder {
         }
     }
 
-    fn resolve_counter(&self, key: &Key) -> (Counter, NonNull<Key>) {
+    fn resolve_counter(&self, key: &Key) -> (CounterSlot, NonNull<Key>) {
         match self.resolve(MetricKind::Counter, key).map(counter_cell) {
-            Ok(Ok(c)) => with_key(node(key, CounterValue(c)), Counter::from_arc),
+            Ok(Ok(c)) => with_key(node(key, CounterValue(c)), CounterSlot::counter),
             Ok(Err(_)) => with_key(
                 self.error(
                     key,
@@ -557,9 +827,9 @@ impl MetricsRecorder {
                         requested: "an integer counter from the `metrics` facade".into(),
                     },
                 ),
-                Counter::from_arc,
+                CounterSlot::error,
             ),
-            Err(e) => with_key(self.error(key, e), Counter::from_arc),
+            Err(e) => with_key(self.error(key, e), CounterSlot::error),
         }
     }
 

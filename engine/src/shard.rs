@@ -173,7 +173,7 @@ mod current {
     }
 }
 
-pub(crate) use current::slot;
+pub(crate) use current::{raw_slot, slot};
 
 /// The shard the current thread writes in a series with this layout.
 #[inline(always)]

@@ -127,6 +127,16 @@ impl<E: Entry> Table<E> {
         self.epoch
     }
 
+    /// The number of slots (0 before the first entry).
+    #[inline(always)]
+    pub(crate) fn slots(&self) -> usize {
+        if self.slots.is_null() {
+            0
+        } else {
+            self.mask + 1
+        }
+    }
+
     /// Whether slots were allocated.
     pub(crate) fn is_allocated(&self) -> bool {
         !self.slots.is_null()

@@ -339,6 +339,13 @@ impl CounterCell {
         unsafe { self.cell.offset_from(self.chunk.base) as usize }
     }
 
+    /// The cell the current thread adds to when its shard is one of the layout's exclusive ones
+    /// (claiming the thread's slot first if it has none yet); the shard's index is the slot's.
+    pub(crate) fn exclusive_cell(&self) -> Option<&AtomicU64> {
+        let shard = crate::shard::current(self.chunk.layout);
+        shard.exclusive.then(|| self.cell(shard.index))
+    }
+
     /// Shard `index`'s cell.
     #[inline(always)]
     fn cell(&self, index: usize) -> &AtomicU64 {
