@@ -720,7 +720,8 @@ impl Drop for CachesGuard {
 ///
 /// The caller holds no other reference into the table while it uses this one: every use is a
 /// short block that calls no code which could reach the table again (key compares, a handle's
-/// `clone`, dropping entries whose handles drop no facade state), never `resolve`.
+/// `clone` or a lend (`Slot::lend`), dropping entries whose handles drop no facade state), never
+/// `resolve`.
 #[inline(always)]
 unsafe fn table<T>(local: Local<T>) -> &'static mut Table<T> {
     // SAFETY: the pointer is to this thread's live thread-local (const-initialised, no
@@ -758,7 +759,7 @@ impl MetricsRecorder {
     fn cached<T: Slot>(&self, key: &Key, local: Local<T>, resolve: Resolve<T>) -> T::Handle {
         let hash = key.get_hash();
         // SAFETY: the reference lives for this block only, which calls no code that reaches the
-        // table (compares and `clone`).
+        // table (compares, and a handle's `clone` or lend).
         let t = unsafe { table(local) };
         if let Some(e) = t.home(hash) {
             if t.epoch() == cache_epoch() && e.is(hash, self.id, key) {
