@@ -220,12 +220,12 @@ fn retire(family: &Family, old: Option<Arc<SeriesMap<Series>>>) {
     let mut r = lock(&family.retiring);
     r.maps.retain(|m| m.strong_count() > 0);
     if let Some(old) = old {
+        let cells = removed(&old);
         // After the swap, every walk over `old` holds it (arc-swap turns a reader's borrowed load
         // into a count when the value is swapped out): 1 is this sweep's alone.
         if Arc::strong_count(&old) == 1 && r.maps.is_empty() {
-            removed(&old).iter().for_each(CounterCell::retire);
+            cells.iter().for_each(CounterCell::retire);
         } else {
-            let cells = removed(&old);
             r.cells.extend(cells);
             r.maps.push(Arc::downgrade(&old));
         }

@@ -84,8 +84,8 @@ pub struct CounterChunk {
     extras: Box<[Extra]>,
     /// Per page of a shard's cells ([`page_series`] series): how many of its series were retired
     /// ([`CounterCell::retire`]); at `page_series()` the page's memory is given back. Unused where
-    /// the chunk cannot give memory back (loom and Miri model no mapping).
-    #[cfg_attr(any(loom, miri), allow(dead_code))]
+    /// the chunk cannot give memory back (loom and Miri model no mapping; other OSes than Linux).
+    #[cfg_attr(not(all(target_os = "linux", not(any(loom, miri)))), allow(dead_code))]
     retired: Box<[std::sync::atomic::AtomicU32]>,
 }
 
@@ -145,26 +145,24 @@ impl CounterChunk {
     }
 }
 
-/// The OS's page size.
-#[cfg(not(any(loom, miri)))]
+/// The OS's page size (Linux only gives memory back, see [`CounterChunk::retire`]).
+#[cfg(all(target_os = "linux", not(any(loom, miri))))]
 fn page_size() -> usize {
-    static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    // SAFETY: `sysconf` has no preconditions.
-    *PAGE.get_or_init(|| usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096))
+    procfs::page_size() as usize
 }
 
 /// Series whose cells fill one page of a shard's run (512 with 4 KiB pages): the unit in which a
 /// chunk gives memory back; a chunk whose run is smaller than a page gives none back.
-#[cfg(not(any(loom, miri)))]
+#[cfg(all(target_os = "linux", not(any(loom, miri))))]
 pub(crate) fn page_series() -> usize {
     page_size() / std::mem::size_of::<AtomicU64>()
 }
 
 /// Page groups of a chunk: one per page of a shard's run (at least one).
 fn retired() -> Box<[std::sync::atomic::AtomicU32]> {
-    #[cfg(not(any(loom, miri)))]
+    #[cfg(all(target_os = "linux", not(any(loom, miri))))]
     let groups = (CHUNK_SERIES / page_series()).max(1);
-    #[cfg(any(loom, miri))]
+    #[cfg(not(all(target_os = "linux", not(any(loom, miri)))))]
     let groups = 1;
     (0..groups).map(|_| std::sync::atomic::AtomicU32::new(0)).collect()
 }
@@ -174,23 +172,20 @@ fn retired() -> Box<[std::sync::atomic::AtomicU32]> {
 /// # Safety
 ///
 /// Nothing reads or writes the pages any more, or what it finds there is zero-valid and unused.
-#[cfg(not(any(loom, miri)))]
+#[cfg(all(target_os = "linux", not(any(loom, miri))))]
 unsafe fn give_back(addr: usize, len: usize) {
-    #[cfg(target_os = "linux")]
     // SAFETY: the range is page-aligned memory of this process that the caller no longer uses;
     // `MADV_DONTNEED` on private anonymous memory only replaces its pages with zero pages.
     unsafe {
         libc::madvise(addr as *mut libc::c_void, len, libc::MADV_DONTNEED);
     }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (addr, len);
 }
 
 impl CounterChunk {
     /// Counts series `k` retired; when it completes its page group, gives back that page of every
     /// shard's cells, and the pages of extras that lie wholly among retired groups and hold no
-    /// exemplar. Only a mapped chunk gives memory back.
-    #[cfg(not(any(loom, miri)))]
+    /// exemplar. Only a mapped chunk gives memory back, and only on Linux.
+    #[cfg(all(target_os = "linux", not(any(loom, miri))))]
     fn retire(&self, k: usize) {
         use std::sync::atomic::Ordering::{AcqRel, Acquire};
         let per = page_series();
@@ -302,7 +297,7 @@ impl CounterCell {
     /// often it is called, and not at all for a series not removed.
     pub(crate) fn retire(&self) {
         if self.life().retire() {
-            #[cfg(not(any(loom, miri)))]
+            #[cfg(all(target_os = "linux", not(any(loom, miri))))]
             self.chunk.retire(self.index());
         }
     }
