@@ -191,11 +191,15 @@ type FacadeError = Node<ErrorValue>;
 /// What a thread's cache entry keeps of a resolved handle, and the handle it gives out.
 trait Slot {
     type Handle;
-    /// The handle for a hit: the entry stays in the table while the handle is used. `large`: the
-    /// thread's table has at least [`LEND_FROM_SLOTS`] slots.
-    fn lend(&self, large: bool) -> Self::Handle;
     /// A handle of its own, for a caller that may outlive the entry.
     fn owned(&self) -> Self::Handle;
+    /// The handle for a hit: the entry stays in the table while the handle is used. `large`: the
+    /// thread's table has at least [`LEND_FROM_SLOTS`] slots.
+    #[inline(always)]
+    fn lend(&self, large: bool) -> Self::Handle {
+        let _ = large;
+        self.owned()
+    }
     /// Called before the table drops entries (an insert may replace or reset them).
     fn before_drop() {}
 }
@@ -203,9 +207,6 @@ trait Slot {
 impl Slot for Gauge {
     type Handle = Gauge;
     #[inline(always)]
-    fn lend(&self, _: bool) -> Gauge {
-        self.clone()
-    }
     fn owned(&self) -> Gauge {
         self.clone()
     }
@@ -214,9 +215,6 @@ impl Slot for Gauge {
 impl Slot for Histogram {
     type Handle = Histogram;
     #[inline(always)]
-    fn lend(&self, _: bool) -> Histogram {
-        self.clone()
-    }
     fn owned(&self) -> Histogram {
         self.clone()
     }
