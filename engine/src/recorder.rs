@@ -321,15 +321,17 @@ struct Lent {
     /// Written by the owning thread only while it holds the only reference (see `lend`), read by
     /// the holders of the handles it lent.
     target: UnsafeCell<Target>,
+    /// The owning thread's slot (`shard::raw_slot`), whose exclusive shard `target.cell` is in:
+    /// a `cell` is set only once the thread holds its slot, which it keeps until it ends.
+    slot: u32,
     /// The target's node, once the `Lent` outlives the entry it points at (see `let_go`).
     keep: std::sync::OnceLock<Arc<FacadeCounter>>,
 }
 
 #[derive(Clone, Copy)]
 struct Target {
-    /// The cell of the owner's exclusive shard, and that shard's slot.
+    /// The cell of the owner's exclusive shard in the target series.
     cell: *const crate::loom::AtomicU64,
-    slot: u32,
     node: *const FacadeCounter,
 }
 
@@ -381,13 +383,11 @@ impl Lent {
             return None;
         }
         let lent = Arc::new(Lent {
-            // A slot `cell` is set for only once the thread holds its exclusive slot, which it keeps
-            // until it ends (`shard::raw_slot`).
             target: UnsafeCell::new(Target {
                 cell: std::ptr::null(),
-                slot: crate::shard::raw_slot(),
                 node: std::ptr::null(),
             }),
+            slot: crate::shard::raw_slot(),
             keep: std::sync::OnceLock::new(),
         });
         LENT.with(|l| l.set(Arc::into_raw(lent)));
@@ -435,11 +435,11 @@ impl CounterFn for Lent {
         let t = unsafe { *self.target.get() };
         // SAFETY: the target's node, alive while `self` is (its entry, or `keep`).
         let node = unsafe { &*t.node };
-        if crate::shard::raw_slot() == t.slot {
+        if crate::shard::raw_slot() == self.slot {
             // SAFETY: the cell of the shard this thread holds exclusively (its slot), of the node's
             // series, alive with the node.
             crate::storage::add_u64(unsafe { &*t.cell }, value, true);
-            crate::exemplar::with_current(|labels| node.value.0.set_exemplar(value, labels.into()));
+            node.exemplar(value);
         } else {
             node.increment(value);
         }
@@ -451,11 +451,19 @@ impl CounterFn for Lent {
     }
 }
 
+impl FacadeCounter {
+    /// Records the thread's current exemplar, if any, for an increment by `value`.
+    #[inline(always)]
+    fn exemplar(&self, value: u64) {
+        crate::exemplar::with_current(|labels| self.value.0.set_exemplar(value, labels.into()));
+    }
+}
+
 impl CounterFn for FacadeCounter {
     #[inline]
     fn increment(&self, value: u64) {
         self.value.0.add(value);
-        crate::exemplar::with_current(|labels| self.value.0.set_exemplar(value, labels.into()));
+        self.exemplar(value);
     }
 
     fn absolute(&self, value: u64) {
