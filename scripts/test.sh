@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check of the project: format, lints, docs, all tests (unit, integration, doctests,
 # the exposition checks against promtool and Python's prometheus_client, the push tests against real
-# Prometheus, Pushgateway and VictoriaMetrics servers), the loom models, a
-# build of the benches and a bounded run of every fuzz target (scripts/fuzz.sh; FUZZ_SECONDS per
+# Prometheus, Pushgateway and VictoriaMetrics servers), the loom models, the engine's tests under
+# AddressSanitizer, a build of the benches and a bounded run of every fuzz target (scripts/fuzz.sh; FUZZ_SECONDS per
 # target, default 20). Installs the external tools the tests need when they are missing; no test
 # is skipped for want of a tool (MMO_REQUIRE_TOOLS=1 turns a missing tool into a failure).
 #
@@ -132,6 +132,18 @@ loom_models() {
         cargo test -p mmo-metrics --test loom --release
 }
 
+# The engine's unit and integration tests under AddressSanitizer (nightly flags on the stable
+# compiler, as the fuzz targets use): its unsafe code (mapped counter chunks, the per-thread caches'
+# raw pointers, the lent facade handle) is exercised with every access checked. The one test that
+# measures resident memory is left to the plain run: ASan's shadow memory is counted in it.
+asan_tests() {
+    local host
+    host=$(rustc -vV | sed -n 's/^host: //p')
+    RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zsanitizer=address" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/asan" \
+        cargo test -p mmo-metrics --target "$host" --lib --tests --no-fail-fast \
+        -- --skip unwritten_shards_take_no_memory
+}
+
 bench_build() {
     # CI quick mode: check the benches compile without paying for the bench profile's fat LTO.
     CARGO_PROFILE_BENCH_LTO=false CARGO_PROFILE_BENCH_CODEGEN_UNITS=16 \
@@ -151,6 +163,7 @@ else
     log ""
     log "==> test.sh: engine/tests/loom.rs does not exist yet; no loom models to run"
 fi
+step "engine tests under AddressSanitizer" asan_tests
 step "cargo bench --no-run (benches build)" bench_build
 # Installs cargo-fuzz when missing; fails when a target finds a failing input.
 step "fuzz targets (${FUZZ_SECONDS:-20} s each)" scripts/fuzz.sh

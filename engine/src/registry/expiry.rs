@@ -21,7 +21,8 @@
 //!    any of them does. Once no walk can reach the removed series any more (every map the family
 //!    swapped out is gone: a walk in flight keeps its map), the series is retired
 //!    ([`CounterCell::retire`]), and the chunk gives back the pages whose series are all retired.
-//!    While a walk keeps an old map, its family's removed series wait for a later sweep.
+//!    While a walk keeps an old map, its family's removed series wait for a later sweep, which the
+//!    next read of the registry runs even without an idle timeout.
 //!
 //! What was recorded into a series is never lost: a series is removed only when nobody holds it,
 //! and nothing records into a series without holding it. A series removed and then recorded into
@@ -95,10 +96,10 @@ impl Registry {
             let idle = self.config.idle_timeouts[family.kind().index()].map(ticks);
             // Each label set of a facade family is a variant with its own map.
             for variant in family.variants() {
-                let (gone, doomed_left) = sweep_family(variant, now, idle);
+                let (gone, left) = sweep_family(variant, now, idle);
                 removed += gone;
-                if doomed_left {
-                    // Still held: asked again at the next sweep.
+                if left {
+                    // Still held, or waiting for a walk: asked again at the next sweep.
                     self.doomed.store(true, Relaxed);
                 }
             }
@@ -142,8 +143,8 @@ impl Registry {
     }
 }
 
-/// One family's sweep: the number of series removed, and whether series asked to be removed are
-/// left (held).
+/// One family's sweep: the number of series removed, and whether work is left for a later sweep
+/// (series asked to be removed that are held, or removed series waiting to be retired).
 fn sweep_family(family: &Family, now: u32, idle: Option<u32>) -> (usize, bool) {
     // Pass 1, without the lock and without writing: may any series go?
     let overflow = family.overflow.get().map(|h| h.life() as *const _);
@@ -161,8 +162,8 @@ fn sweep_family(family: &Family, now: u32, idle: Option<u32>) -> (usize, bool) {
         }
     }
     if !candidates {
-        retire(family, None);
-        return (0, doomed_left);
+        let waiting = retire(family, None);
+        return (0, doomed_left || waiting);
     }
     // Pass 2, under the lock: creation waits, so the map seen is the whole map.
     let map = family.series.load_full();
@@ -176,8 +177,8 @@ fn sweep_family(family: &Family, now: u32, idle: Option<u32>) -> (usize, bool) {
     if removed == 0 {
         drop(w);
         drop(map);
-        retire(family, None);
-        return (0, doomed_left);
+        let waiting = retire(family, None);
+        return (0, doomed_left || waiting);
     }
     let fresh = SeriesMap::new();
     {
@@ -192,8 +193,8 @@ fn sweep_family(family: &Family, now: u32, idle: Option<u32>) -> (usize, bool) {
     family.series.store(Arc::new(fresh));
     drop(w);
     family.give_places(removed);
-    retire(family, Some(map));
-    (removed, doomed_left)
+    let waiting = retire(family, Some(map));
+    (removed, doomed_left || waiting)
 }
 
 /// A family's removed counter series not retired yet, and the maps it swapped out that may still
@@ -208,7 +209,8 @@ pub(crate) struct Retiring {
 
 /// Retires the removed counter series of `old` (the map a sweep just swapped out, if any) and the
 /// waiting ones of `family` once no swapped-out map is left; keeps them waiting till then.
-fn retire(family: &Family, old: Option<Arc<SeriesMap<Series>>>) {
+/// Returns whether some still wait.
+fn retire(family: &Family, old: Option<Arc<SeriesMap<Series>>>) -> bool {
     let removed = |map: &SeriesMap<Series>| {
         map.iter()
             .filter_map(|(_, s)| match s {
@@ -234,6 +236,7 @@ fn retire(family: &Family, old: Option<Arc<SeriesMap<Series>>>) {
         // Taken whole: a large expiry's list gives its memory back too.
         std::mem::take(&mut r.cells).iter().for_each(CounterCell::retire);
     }
+    !r.cells.is_empty()
 }
 
 /// Hands memory the allocator keeps back to the OS, where the allocator can (glibc).
@@ -263,6 +266,22 @@ mod tests {
     use crate::registry::Spec;
     use crate::storage::counter::page_series;
 
+    /// `n` series of counter family `f`, each added 5 and let go.
+    fn counters(r: &Registry, f: &Family, n: usize) -> Vec<CounterCell> {
+        (0..n)
+            .map(|i| {
+                let held = r.series(f, &[&i.to_string()]).unwrap();
+                match &*held {
+                    Series::Counter(c) => {
+                        c.add(5);
+                        c.clone()
+                    }
+                    _ => unreachable!("a counter family"),
+                }
+            })
+            .collect()
+    }
+
     #[test]
     fn removed_counters_give_their_pages_back_only_when_no_walk_keeps_them() {
         let config = crate::MetricsManager::builder()
@@ -272,18 +291,7 @@ mod tests {
         let f = r.register("retire_total", "h", &["k"], Spec::Counter).unwrap();
         // Three pages of series: at least two whole page groups of the registry's chunk are ours.
         let n = 3 * page_series();
-        let cells: Vec<CounterCell> = (0..n)
-            .map(|i| {
-                let held = r.series(&f, &[&i.to_string()]).unwrap();
-                match &*held {
-                    Series::Counter(c) => {
-                        c.add(5);
-                        c.clone()
-                    }
-                    _ => unreachable!("a counter family"),
-                }
-            })
-            .collect();
+        let cells = counters(&r, &f, n);
         let walk = f.series.load_full();
         std::thread::sleep(Duration::from_millis(5));
         assert_eq!(r.sweep(), n, "every series idle");
@@ -299,5 +307,31 @@ mod tests {
         let zeroed = cells.iter().filter(|c| c.get() == 0).count();
         assert!(zeroed >= 2 * page_series(), "{zeroed} of {n} series' cells given back");
         assert!(cells.iter().all(|c| c.get() == 0 || c.get() == 5));
+    }
+
+    /// Without an idle timeout nothing sweeps on its own: series removed while a walk kept the old
+    /// map are retired by the sweep the next read runs once the walk has ended.
+    #[test]
+    fn series_removed_during_a_walk_are_given_back_without_an_idle_timeout() {
+        let r = Registry::new(crate::MetricsManager::builder().config());
+        assert!(!r.expires());
+        let f = r.register("removed_total", "h", &["k"], Spec::Counter).unwrap();
+        let cells = counters(&r, &f, 3 * page_series());
+        let walk = f.series.load_full();
+        assert_eq!(r.remove(&f, |_| true), cells.len(), "every series matches");
+        assert!(
+            f.series.load().iter().next().is_none(),
+            "removed at once: nobody holds them"
+        );
+        assert!(cells.iter().all(|c| c.get() == 5), "the walk keeps the old map");
+        drop(walk);
+        r.sweep();
+        let zeroed = cells.iter().filter(|c| c.get() == 0).count();
+        assert!(
+            zeroed >= 2 * page_series(),
+            "{zeroed} of {} series' cells given back",
+            cells.len()
+        );
+        assert!(!r.doomed.load(Relaxed), "nothing left for a later sweep");
     }
 }

@@ -300,7 +300,9 @@ pub(crate) struct Registry {
     facade_overflow: [OnceLock<Result<Arc<Family>, MetricsError>>; 3],
     /// Whether the facade family limit was reached (and logged).
     facade_limit_reached: AtomicBool,
-    /// Whether series were asked to be removed since the last sweep.
+    /// Whether a sweep has work to do without an idle timeout: series were asked to be removed
+    /// since the last sweep, or a sweep left some (asked to be removed but held, or removed
+    /// counter series waiting for a walk to end before they are retired).
     doomed: AtomicBool,
     /// Held by the sweep: sweeps do not overlap.
     sweeping: Mutex<()>,
