@@ -44,6 +44,7 @@ RECORD_GROUPS = [
 THREADS = ["1t", "2t", "4t", "2t_diff"]
 WORKING_SETS = [16, 500, 5000]
 NOOP = "noop-recorder"
+HANDLE_FLOOR = "handle-floor"
 ENCODE_SHAPES = ["10k_counters_1k_histograms", "100k_counters"]
 ENCODE_GROUPS = [f"encode_{shape}" for shape in ENCODE_SHAPES]
 # The formats only prometheus-client writes besides us (benches/benches/encode.rs): group prefix,
@@ -272,7 +273,8 @@ def gen_record(d):
 
 def gen_working_set(d):
     """Per-call lookups over 16, 500 and 5,000 series per thread: each of our two APIs against the
-    best peer, and the facade macro's own cost (NoopRecorder)."""
+    best peer, the facade macro's own cost (NoopRecorder), and the macro with a handle but no
+    lookup (the bench's HandleFloor recorder, 1 thread)."""
     rows = []
     for n in WORKING_SETS:
         group = f"working_set_{n}"
@@ -285,12 +287,13 @@ def gen_working_set(d):
             for p in PEERS:
                 cells.append(ns(d.t(f"{group}/{th}/{p}")))
             cells.append(ns(d.t(f"{group}/{th}/{NOOP}")))
+            cells.append(ns(d.t(f"{group}/{th}/{HANDLE_FLOOR}")))
             bv, bp = best_peer(d, group, th)
             cells.append(f"{rx(ratio(bv, ours))} ({SHORT[bp]})" if bp else "–")
             cells.append(f"{rx(ratio(bv, mgr))}" if bp else "–")
             rows.append(cells)
     header = ["case", "mmo (facade)", "mmo-manager (by name)", "m-e-prometheus", "prometheus", "prometheus-client",
-              "macro alone (NoopRecorder)", "best peer / mmo", "best peer / mmo-manager"]
+              "macro alone (NoopRecorder)", "macro and a handle, no lookup", "best peer / mmo", "best peer / mmo-manager"]
     return table(header, rows)
 
 

@@ -28,7 +28,10 @@
 //!   `mmo-manager`, tikv `with_label_values(&[k, z])`, prometheus-client
 //!   `get_or_create(&[("kind", k), ("zone", z)])`. `noop-recorder` is the same macro call with
 //!   `metrics::NoopRecorder`: what building and dropping the key costs before any recorder does
-//!   anything, the floor of every facade case. `2t` is both threads over the same `n` series,
+//!   anything, the floor of every facade case. `handle-floor` (1 thread) is the same macro call
+//!   with a recorder that hands every key a clone of one shared counter: no lookup, only the
+//!   handle's `Arc` cloned and dropped and a plain add, the least any recorder that hands out a
+//!   live handle costs; the lookup of a recorder is what it costs above this. `2t` is both threads over the same `n` series,
 //!   `2t_diff` each thread over its own `n`. Each worker first visits its series twice untimed
 //!   (per-thread caches start empty on every sample's new threads).
 //! - `gauge_set`: a gauge handle, `set(v)`.
@@ -74,6 +77,47 @@ use mmo_metrics_benches::{value, MEP, MMO, MMO_MANAGER, PCLIENT, TIKV};
 
 /// Bench id of the `metrics` macros over `metrics::NoopRecorder` (the facade's own cost).
 const NOOP: &str = "noop-recorder";
+/// Bench id of the `metrics` macros over [`HandleFloor`]: the least any recorder that hands out a
+/// live handle costs.
+const HANDLE_FLOOR: &str = "handle-floor";
+
+/// A recorder that answers every counter key with a clone of one shared counter: no lookup at all,
+/// only what the `metrics` API asks of any recorder that hands out a live handle (its `Arc` cloned
+/// for the call and dropped after it) and the cheapest add (one writer, no locked instruction).
+/// Not a metrics library: every key lands in one counter. It bounds what a lookup can save.
+struct HandleFloor(std::sync::Arc<FloorCounter>);
+
+struct FloorCounter(AtomicU64);
+
+impl metrics::CounterFn for FloorCounter {
+    fn increment(&self, v: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        // Only the bench's single timed thread writes (the floor runs on 1 thread only).
+        self.0.store(self.0.load(Relaxed).wrapping_add(v), Relaxed);
+    }
+
+    fn absolute(&self, v: u64) {
+        self.0.store(v, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Recorder for HandleFloor {
+    fn describe_counter(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_gauge(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_histogram(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+
+    fn register_counter(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        metrics::Counter::from_arc(self.0.clone())
+    }
+
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::noop()
+    }
+
+    fn register_histogram(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Histogram {
+        metrics::Histogram::noop()
+    }
+}
 use prometheus_client::metrics::counter::Counter as PcCounter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge as PcGauge;
@@ -551,6 +595,7 @@ fn working_set_group<const N: usize>(c: &mut Criterion, name: &'static str) {
         prometheus::IntCounterVec::new(prometheus::Opts::new(METRIC, "Bench counter."), &["kind", "zone"]).unwrap();
     let pf = PcFamily::<2, PcCounter>::default();
     let noop = metrics::NoopRecorder;
+    let floor = HandleFloor(std::sync::Arc::new(FloorCounter(AtomicU64::new(0))));
     // Every series exists before the timed region, in every library.
     for [k, z] in pairs {
         m.counter(METRIC, &[k, z]).expect("series");
@@ -598,6 +643,14 @@ fn working_set_group<const N: usize>(c: &mut Criterion, name: &'static str) {
         move |t, i| pc(diff(t, i)),
     );
     g.lib(ONE_TWO_DIFF, NOOP, Some(&noop), None, facade_same, facade_diff);
+    g.lib(
+        &[Threads::One],
+        HANDLE_FLOOR,
+        Some(&floor),
+        None,
+        facade_same,
+        facade_diff,
+    );
     g.finish(c);
 }
 
