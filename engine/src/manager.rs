@@ -827,8 +827,12 @@ impl MetricsManager {
                 // in this block reaches the cache again (`matches` compares bytes, `f` records
                 // into cells and calls no code of the caller's).
                 let c = unsafe { &*c.get() };
+                // Every entry is of the table's epoch (an insert at another first drops them all).
+                if c.table.epoch() != epoch {
+                    return false;
+                }
                 let arena = &c.arena;
-                let is = |e: &Entry| e.matches(arena, id, epoch, kind, hash, name, values);
+                let is = |e: &Entry| e.matches(arena, id, kind, hash, name, values);
                 // The home slot first, inline: where a key of a working set below 3/4 of the
                 // table's slots mostly is; the probe loop past it.
                 match c.table.home(hash).filter(|e| is(e)).or_else(|| c.table.find(hash, is)) {
@@ -891,9 +895,8 @@ pub(crate) fn histogram_series(held: HeldSeries) -> Result<HistogramSeries, Held
 /// A series resolved by name, in this thread's [`NameCache`].
 struct Entry {
     hash: u64,
-    /// The registry it was resolved in, and the cache epoch loaded before.
+    /// The registry it was resolved in (its cache epoch is the table's).
     registry: u64,
-    epoch: u64,
     kind: MetricKind,
     /// Values (label count).
     n: u32,
@@ -915,23 +918,9 @@ impl thread_cache::Entry for Entry {
 const SEP: u8 = 0xFF;
 
 impl Entry {
-    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
-    fn matches(
-        &self,
-        arena: &[u8],
-        registry: u64,
-        epoch: u64,
-        kind: MetricKind,
-        hash: u64,
-        name: &str,
-        values: &[&str],
-    ) -> bool {
-        if self.hash != hash
-            || (self.registry ^ registry) | (self.epoch ^ epoch) != 0
-            || self.kind != kind
-            || self.n as usize != values.len()
-        {
+    fn matches(&self, arena: &[u8], registry: u64, kind: MetricKind, hash: u64, name: &str, values: &[&str]) -> bool {
+        if self.hash != hash || self.registry != registry || self.kind != kind || self.n as usize != values.len() {
             return false;
         }
         let stored = &arena[self.start as usize..self.end as usize];
@@ -1040,7 +1029,6 @@ impl NameCache {
         let entry = Entry {
             hash,
             registry,
-            epoch,
             kind,
             n: values.len() as u32,
             start: start as u32,
