@@ -31,9 +31,9 @@
 //!   anything, the floor of every facade case. `handle-floor` (1 thread) is the same macro call
 //!   with a recorder that hands every key a clone of one shared counter: no lookup, only the
 //!   handle's `Arc` cloned and dropped and a plain add, the least any recorder that hands out a
-//!   live handle costs; the lookup of a recorder is what it costs above this. `2t` is both threads over the same `n` series,
-//!   `2t_diff` each thread over its own `n`. Each worker first visits its series twice untimed
-//!   (per-thread caches start empty on every sample's new threads).
+//!   live handle costs; what a recorder costs above it is its lookup. `2t` is both threads over
+//!   the same `n` series, `2t_diff` each thread over its own `n`. Each worker first visits its
+//!   series twice untimed (per-thread caches start empty on every sample's new threads).
 //! - `gauge_set`: a gauge handle, `set(v)`.
 //! - `histogram`: a histogram handle, `record(v)` / `observe(v)`, classic buckets, the default
 //!   Prometheus buckets (0.005 … 10) for all four. `histogram_fixed` records the constant 0.042.
@@ -81,43 +81,6 @@ const NOOP: &str = "noop-recorder";
 /// live handle costs.
 const HANDLE_FLOOR: &str = "handle-floor";
 
-/// A recorder that answers every counter key with a clone of one shared counter: no lookup at all,
-/// only what the `metrics` API asks of any recorder that hands out a live handle (its `Arc` cloned
-/// for the call and dropped after it) and the cheapest add (one writer, no locked instruction).
-/// Not a metrics library: every key lands in one counter. It bounds what a lookup can save.
-struct HandleFloor(std::sync::Arc<FloorCounter>);
-
-struct FloorCounter(AtomicU64);
-
-impl metrics::CounterFn for FloorCounter {
-    fn increment(&self, v: u64) {
-        use std::sync::atomic::Ordering::Relaxed;
-        // Only the bench's single timed thread writes (the floor runs on 1 thread only).
-        self.0.store(self.0.load(Relaxed).wrapping_add(v), Relaxed);
-    }
-
-    fn absolute(&self, v: u64) {
-        self.0.store(v, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-impl Recorder for HandleFloor {
-    fn describe_counter(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
-    fn describe_gauge(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
-    fn describe_histogram(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
-
-    fn register_counter(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
-        metrics::Counter::from_arc(self.0.clone())
-    }
-
-    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
-        metrics::Gauge::noop()
-    }
-
-    fn register_histogram(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Histogram {
-        metrics::Histogram::noop()
-    }
-}
 use prometheus_client::metrics::counter::Counter as PcCounter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge as PcGauge;
@@ -562,6 +525,43 @@ fn counter_dynamic_label(c: &mut Criterion) {
     g.finish(c);
 }
 
+/// A recorder that answers every counter key with a clone of one shared counter: no lookup at all,
+/// only what the `metrics` API asks of any recorder that hands out a live handle (its `Arc` cloned
+/// for the call and dropped after it) and the cheapest add (one writer, no locked instruction).
+/// Not a metrics library: every key lands in one counter. It bounds what a lookup can save.
+struct HandleFloor(std::sync::Arc<FloorCounter>);
+
+struct FloorCounter(AtomicU64);
+
+impl metrics::CounterFn for FloorCounter {
+    fn increment(&self, v: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        // Only the bench's single timed thread writes (the floor runs on 1 thread only).
+        self.0.store(self.0.load(Relaxed).wrapping_add(v), Relaxed);
+    }
+
+    fn absolute(&self, v: u64) {
+        self.0.store(v, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Recorder for HandleFloor {
+    fn describe_counter(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_gauge(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+    fn describe_histogram(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+
+    fn register_counter(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        metrics::Counter::from_arc(self.0.clone())
+    }
+
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::noop()
+    }
+
+    fn register_histogram(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Histogram {
+        metrics::Histogram::noop()
+    }
+}
 fn working_set(c: &mut Criterion) {
     working_set_group::<16>(c, "working_set_16");
     working_set_group::<500>(c, "working_set_500");
