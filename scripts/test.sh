@@ -2,8 +2,8 @@
 # Runs every check of the project: format, lints, docs, all tests (unit, integration, doctests,
 # the exposition checks against promtool and Python's prometheus_client, the push tests against real
 # Prometheus, Pushgateway and VictoriaMetrics servers), the loom models, the engine's tests under
-# AddressSanitizer, a build of the benches and a bounded run of every fuzz target (scripts/fuzz.sh; FUZZ_SECONDS per
-# target, default 20). Installs the external tools the tests need when they are missing; no test
+# AddressSanitizer, a build of the benches and a bounded run of every fuzz target (scripts/fuzz.sh;
+# FUZZ_SECONDS per target, default 20). Installs the external tools the tests need when they are missing; no test
 # is skipped for want of a tool (MMO_REQUIRE_TOOLS=1 turns a missing tool into a failure).
 #
 # Usage: scripts/test.sh            (from anywhere; it works from the repository root)

@@ -65,7 +65,7 @@ impl Registry {
     /// the reads of one scrape (an exporter reads twice: series counts, then the exposition) sweep
     /// once.
     pub(crate) fn sweep_due(&self) -> usize {
-        if !self.expires() && !self.doomed.load(Relaxed) {
+        if !self.expires() && !self.sweep_pending.load(Relaxed) {
             return 0;
         }
         if clock().wrapping_sub(self.last_sweep.load(Relaxed)) < READ_SWEEP_INTERVAL_MS {
@@ -78,14 +78,14 @@ impl Registry {
     /// documentation). Returns the number of series removed. Sweeps do not overlap; a
     /// sweep asked for while one runs returns at once.
     pub(crate) fn sweep(&self) -> usize {
-        if !self.expires() && !self.doomed.load(Relaxed) {
+        if !self.expires() && !self.sweep_pending.load(Relaxed) {
             return 0;
         }
         let Ok(_one) = self.sweeping.try_lock() else {
             return 0;
         };
         // Cleared before the pass: a removal asked for during it sets it again.
-        self.doomed.store(false, Relaxed);
+        self.sweep_pending.store(false, Relaxed);
         let now = clock();
         self.last_sweep.store(now, Relaxed);
         let mut removed = 0;
@@ -100,7 +100,7 @@ impl Registry {
                 removed += gone;
                 if left {
                     // Still held, or waiting for a walk: asked again at the next sweep.
-                    self.doomed.store(true, Relaxed);
+                    self.sweep_pending.store(true, Relaxed);
                 }
             }
         }
@@ -136,7 +136,7 @@ impl Registry {
             let idle = self.config.idle_timeouts[family.kind().index()].map(ticks);
             let _one = self.sweeping.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if sweep_family(family, now, idle).1 {
-                self.doomed.store(true, Relaxed);
+                self.sweep_pending.store(true, Relaxed);
             }
         }
         n
@@ -146,6 +146,15 @@ impl Registry {
 /// One family's sweep: the number of series removed, and whether work is left for a later sweep
 /// (series asked to be removed that are held, or removed series waiting to be retired).
 fn sweep_family(family: &Family, now: u32, idle: Option<u32>) -> (usize, bool) {
+    let (removed, doomed_left, old) = swap_out(family, now, idle);
+    let waiting = retire(family, old);
+    (removed, doomed_left || waiting)
+}
+
+/// Removes `family`'s idle series and those asked to be removed that nobody holds, swapping in a
+/// map without them: the number removed, whether series asked to be removed are left (held), and
+/// the map swapped out, if any.
+fn swap_out(family: &Family, now: u32, idle: Option<u32>) -> (usize, bool, Option<Arc<SeriesMap<Series>>>) {
     // Pass 1, without the lock and without writing: may any series go?
     let overflow = family.overflow.get().map(|h| h.life() as *const _);
     let mut candidates = false;
@@ -162,8 +171,7 @@ fn sweep_family(family: &Family, now: u32, idle: Option<u32>) -> (usize, bool) {
         }
     }
     if !candidates {
-        let waiting = retire(family, None);
-        return (0, doomed_left || waiting);
+        return (0, doomed_left, None);
     }
     // Pass 2, under the lock: creation waits, so the map seen is the whole map.
     let map = family.series.load_full();
@@ -175,10 +183,7 @@ fn sweep_family(family: &Family, now: u32, idle: Option<u32>) -> (usize, bool) {
         }
     }
     if removed == 0 {
-        drop(w);
-        drop(map);
-        let waiting = retire(family, None);
-        return (0, doomed_left || waiting);
+        return (0, doomed_left, None);
     }
     let fresh = SeriesMap::new();
     {
@@ -193,8 +198,7 @@ fn sweep_family(family: &Family, now: u32, idle: Option<u32>) -> (usize, bool) {
     family.series.store(Arc::new(fresh));
     drop(w);
     family.give_places(removed);
-    let waiting = retire(family, Some(map));
-    (removed, doomed_left || waiting)
+    (removed, doomed_left, Some(map))
 }
 
 /// A family's removed counter series not retired yet, and the maps it swapped out that may still
@@ -332,6 +336,6 @@ mod tests {
             "{zeroed} of {} series' cells given back",
             cells.len()
         );
-        assert!(!r.doomed.load(Relaxed), "nothing left for a later sweep");
+        assert!(!r.sweep_pending.load(Relaxed), "nothing left for a later sweep");
     }
 }

@@ -303,7 +303,7 @@ pub(crate) struct Registry {
     /// Whether a sweep has work to do without an idle timeout: series were asked to be removed
     /// since the last sweep, or a sweep left some (asked to be removed but held, or removed
     /// counter series waiting for a walk to end before they are retired).
-    doomed: AtomicBool,
+    sweep_pending: AtomicBool,
     /// Held by the sweep: sweeps do not overlap.
     sweeping: Mutex<()>,
     /// The [`clock`](crate::storage::life::clock) at the last sweep's start.
@@ -436,7 +436,7 @@ impl Registry {
             self_metrics: OnceLock::new(),
             facade_overflow: Default::default(),
             facade_limit_reached: AtomicBool::new(false),
-            doomed: AtomicBool::new(false),
+            sweep_pending: AtomicBool::new(false),
             sweeping: Mutex::new(()),
             last_sweep: AtomicU32::new(crate::storage::life::clock().wrapping_sub(expiry::READ_SWEEP_INTERVAL_MS)),
         });
