@@ -327,6 +327,9 @@ impl ExporterBuilder {
             ))
         });
         let headers = Arc::new(web_config.map(|c| c.headers).unwrap_or_default());
+        // Registered before the receiver, which refuses received series named like the manager's
+        // families from its first request on: these are among them.
+        let metrics = Arc::new(self_metrics::SelfMetrics::register(&self.manager));
         let receiver = self
             .receive
             .take()
@@ -375,7 +378,6 @@ impl ExporterBuilder {
             .max_blocking_threads(1 + usize::from(receiver.is_some()) + usize::from(auth.is_some()))
             .thread_name("mmo-metrics-encoder")
             .build()?;
-        let metrics = Arc::new(self_metrics::SelfMetrics::register(&self.manager));
         if let Some(r) = &receiver {
             runtime.spawn(crate::push::receive::expiry_loop(Arc::clone(r)));
         }
