@@ -989,7 +989,8 @@ fn half(s: &[u8], at: usize) -> u32 {
 /// One thread's cache of name-based recording: entries in a table that grows to the working set
 /// (see [`crate::thread_cache`]), their names and label values in one byte arena, so caching a
 /// series allocates only when the arena or the table grows. An entry is 64 bytes, its key bytes
-/// as long as its name and values: at the cap of 32,768 slots, 2 MiB plus the bytes.
+/// as long as its name and values: at most 32,768 entries at the cap, 2 MiB plus the bytes (and
+/// 128 KiB of index).
 struct NameCache {
     table: thread_cache::Table<Entry>,
     arena: Vec<u8>,

@@ -679,8 +679,8 @@ impl<T> Entry<T> {
 }
 
 /// One thread's resolved facade handles of one kind, by the key's precomputed hash (see
-/// [`thread_cache`]): 2 MiB of entries at the cap of 32,768 slots, plus a node of 88 bytes per
-/// entry.
+/// [`thread_cache`]): at most 32,768 entries (2 MiB) and 128 KiB of index at the cap, plus a
+/// node of 88 bytes per entry.
 type Table<T> = thread_cache::Table<Entry<T>>;
 
 thread_local! {
