@@ -150,6 +150,12 @@ bench_build() {
         cargo bench -p mmo-metrics-benches --no-run
 }
 
+# scripts/ab.sh, the harness BENCHMARKS.md's A/B figures come from, still builds both sides and
+# runs every case (2 rounds, without the fat LTO it measures with).
+ab_harness() {
+    CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 scripts/ab.sh HEAD . 2
+}
+
 step "install test tools (prometheus, promtool, pushgateway, victoria-metrics, openssl, curl, htpasswd, prometheus_client, chromium)" install_tools
 step "cargo fmt --check" cargo fmt --all -- --check
 # --all-features: the `metrics` service and the tests that run it are behind the exporter's
@@ -165,6 +171,7 @@ else
 fi
 step "engine tests under AddressSanitizer" asan_tests
 step "cargo bench --no-run (benches build)" bench_build
+step "paired A/B harness (scripts/ab.sh HEAD against the tree, 2 rounds)" ab_harness
 # Installs cargo-fuzz when missing; fails when a target finds a failing input.
 step "fuzz targets (${FUZZ_SECONDS:-20} s each)" scripts/fuzz.sh
 
