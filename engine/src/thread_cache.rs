@@ -442,93 +442,138 @@ mod tests {
         RESOLVED.with(|r| r.get())
     }
 
-    /// Runs `f` again (up to 100 times) while a registry dropped by a test on another thread
-    /// makes `f`'s table stale mid-way (an insert then drops every entry, see [`Table::stale`]).
-    fn while_no_registry_is_dropped(f: impl Fn()) {
+    /// Runs `f` on what `setup` makes again (up to 100 times) while a test on another thread
+    /// drops a registry or bumps the cache epoch (an expiry sweep) mid-way, which makes every
+    /// cached entry stale (an insert then drops them all, see [`Table::stale`]). What `setup`
+    /// made (a manager) is dropped after the check.
+    fn while_caches_stay_valid<M>(setup: impl Fn() -> M, f: impl Fn(&M)) {
+        let now = || (DROPPED.load(Ordering::Relaxed), cache_epoch());
         for _ in 0..100 {
-            let before = DROPPED.load(Ordering::Relaxed);
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&f));
-            if DROPPED.load(Ordering::Relaxed) == before {
+            let m = setup();
+            let before = now();
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&m)));
+            let stale = now() != before;
+            drop(m);
+            if !stale {
                 return r.unwrap_or_else(|p| std::panic::resume_unwind(p));
             }
         }
-        panic!("registries were dropped during each of 100 runs");
+        panic!("the caches were made stale during each of 100 runs");
+    }
+
+    /// Over 5,000 series on one thread (the indexed layout, a third of the keys displaced from
+    /// their home slot), every by-name and facade call lands in its own series, and once every
+    /// key is cached none resolves again.
+    #[test]
+    fn a_large_working_set_hits_every_key_exactly() {
+        let setup = || {
+            let m = MetricsManager::new();
+            m.register_counter("ws_by_name", "h", &["k"]).unwrap();
+            m
+        };
+        while_caches_stay_valid(setup, |m| {
+            let rec = m.recorder();
+            let keys: Vec<String> = (0..5_000).map(|i| format!("k{i}")).collect();
+            let pass = |v: u64| {
+                metrics::with_local_recorder(&rec, || {
+                    for k in &keys {
+                        m.increment_counter("ws_by_name", v, &[k]).unwrap();
+                        metrics::counter!("ws_facade", "k" => k.clone()).increment(v);
+                    }
+                })
+            };
+            pass(1);
+            let r = resolved();
+            pass(2);
+            pass(3);
+            assert_eq!(resolved(), r, "cached keys were resolved again");
+            for k in &keys {
+                assert_eq!(m.counter("ws_by_name", &[k]).unwrap().get(), 6, "by name, {k}");
+                assert_eq!(m.counter("ws_facade", &[k]).unwrap().get(), 6, "facade, {k}");
+            }
+        });
     }
 
     #[test]
     fn table_grows_to_the_working_set_then_replaces() {
-        while_no_registry_is_dropped(|| {
-            let mut t = Table::<E>::new();
-            assert!(t.find(1, |_| true).is_none() && t.home(1).is_none());
-            // Hashes that collide in the low bits force growth by full windows, not only by load.
-            let hash = |i: u64| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) << 3 | i & 7;
-            // Below half the cap no probe window fills up.
-            let n = (MAX_SLOTS / 2) as u64;
-            for i in 0..n {
-                assert!(
-                    t.insert(0, E(hash(i), i as u32)).is_none(),
-                    "entry {i} replaced below the cap"
-                );
-                assert!(
-                    t.direct.is_null() != (t.slots() < INDEX_FROM_SLOTS),
-                    "the layout of {} slots",
-                    t.slots()
-                );
-            }
-            for i in 0..n {
-                assert_eq!(
-                    t.find(hash(i), |e| e.1 == i as u32).map(|e| e.1),
-                    Some(i as u32),
-                    "entry {i}"
-                );
-                if let Some(e) = t.home(hash(i)) {
-                    assert_eq!(e.0 as u32, hash(i) as u32, "a home entry of another tag");
+        while_caches_stay_valid(
+            || (),
+            |()| {
+                let mut t = Table::<E>::new();
+                assert!(t.find(1, |_| true).is_none() && t.home(1).is_none());
+                // Hashes that collide in the low bits force growth by full windows, not only by load.
+                let hash = |i: u64| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) << 3 | i & 7;
+                // Below half the cap no probe window fills up.
+                let n = (MAX_SLOTS / 2) as u64;
+                for i in 0..n {
+                    assert!(
+                        t.insert(0, E(hash(i), i as u32)).is_none(),
+                        "entry {i} replaced below the cap"
+                    );
+                    assert!(
+                        t.direct.is_null() != (t.slots() < INDEX_FROM_SLOTS),
+                        "the layout of {} slots",
+                        t.slots()
+                    );
                 }
-            }
-            // The indexed layout keeps its entries in the order they were inserted, across growth
-            // (those moved from the direct layout, at most 3/4 of its largest size, first).
-            let order: Vec<u32> = t.entries_mut().map(|e| e.1).collect();
-            let direct = INDEX_FROM_SLOTS / 2 * 3 / 4;
-            assert!(
-                order.len() == n as usize && order[direct..].iter().copied().eq(direct as u32..n as u32),
-                "entries out of insertion order"
-            );
-            assert!(t.mask < MAX_SLOTS);
-            let mut replaced = 0;
-            for i in n..3 * n {
-                replaced += usize::from(t.insert(0, E(hash(i), i as u32)).is_some());
+                for i in 0..n {
+                    assert_eq!(
+                        t.find(hash(i), |e| e.1 == i as u32).map(|e| e.1),
+                        Some(i as u32),
+                        "entry {i}"
+                    );
+                    if let Some(e) = t.home(hash(i)) {
+                        assert_eq!(e.0 as u32, hash(i) as u32, "a home entry of another tag");
+                    }
+                }
+                // The indexed layout keeps its entries in the order they were inserted, across growth
+                // (those moved from the direct layout, at most 3/4 of its largest size, first).
+                let order: Vec<u32> = t.entries_mut().map(|e| e.1).collect();
+                let direct = INDEX_FROM_SLOTS / 2 * 3 / 4;
                 assert!(
-                    t.find(hash(i), |e| e.1 == i as u32).is_some(),
-                    "the newest entry is found"
+                    order.len() == n as usize && order[direct..].iter().copied().eq(direct as u32..n as u32),
+                    "entries out of insertion order"
                 );
-            }
-            assert!(replaced > 0 && t.mask + 1 == MAX_SLOTS);
-            assert!(t.len() <= MAX_SLOTS && t.len() == t.entries_mut().count());
-            // Another epoch drops every entry.
-            assert!(t.insert(1, E(5, 5)).is_none());
-            assert_eq!(t.entries_mut().count(), 1);
-            t.free();
-            assert!(!t.is_allocated() && t.entries.capacity() == 0);
-        });
+                assert!(t.mask < MAX_SLOTS);
+                let mut replaced = 0;
+                for i in n..3 * n {
+                    replaced += usize::from(t.insert(0, E(hash(i), i as u32)).is_some());
+                    assert!(
+                        t.find(hash(i), |e| e.1 == i as u32).is_some(),
+                        "the newest entry is found"
+                    );
+                }
+                assert!(replaced > 0 && t.mask + 1 == MAX_SLOTS);
+                assert!(t.len() <= MAX_SLOTS && t.len() == t.entries_mut().count());
+                // Another epoch drops every entry.
+                assert!(t.insert(1, E(5, 5)).is_none());
+                assert_eq!(t.entries_mut().count(), 1);
+                t.free();
+                assert!(!t.is_allocated() && t.entries.capacity() == 0);
+            },
+        );
     }
 
     /// A small table keeps the direct layout through an epoch reset, and a table that grew to the
     /// indexed layout keeps it (its slots stay) while it is cleared and filled again.
     #[test]
     fn a_reset_keeps_the_layout() {
-        while_no_registry_is_dropped(|| {
-            let mut t = Table::<E>::new();
-            let hash = |i: u64| i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            for i in 0..2_000 {
-                t.insert(0, E(hash(i), i as u32));
-            }
-            assert!(t.direct.is_null() && !t.index.is_null() && t.len() == 2_000);
-            t.insert(1, E(hash(7), 7));
-            assert_eq!((t.len(), t.slots()), (1, 4096));
-            assert_eq!(t.home(hash(7)).map(|e| e.1), Some(7));
-            assert!(t.home(hash(8)).is_none() && t.find(hash(8), |_| true).is_none());
-            t.free();
-        });
+        while_caches_stay_valid(
+            || (),
+            |()| {
+                let mut t = Table::<E>::new();
+                let hash = |i: u64| i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                for i in 0..2_000 {
+                    t.insert(0, E(hash(i), i as u32));
+                }
+                assert!(t.direct.is_null() && !t.index.is_null() && t.len() == 2_000);
+                t.insert(1, E(hash(7), 7));
+                assert_eq!((t.len(), t.slots()), (1, 4096));
+                assert_eq!(t.home(hash(7)).map(|e| e.1), Some(7));
+                assert!(t.home(hash(8)).is_none() && t.find(hash(8), |_| true).is_none());
+                t.free();
+            },
+        );
     }
 
     /// A manager that is dropped lets go of the series this thread's by-name cache holds for it
