@@ -13,6 +13,9 @@
 #     FILTER   only cases whose name contains it: static-facade/1, static-by-name/1,
 #              facade/16, facade/500, facade/5000, by-name/16, by-name/500, by-name/5000
 #
+# Both sides build with the working tree's engine/Cargo.toml dependencies and Cargo.lock, so a
+# revision whose engine needs other dependencies cannot be an A or B.
+#
 # Environment:
 #   AB_DIR   where the harness is built (default: ${CARGO_TARGET_DIR:-target}/ab)
 set -euo pipefail
@@ -70,4 +73,4 @@ cp "$root/Cargo.lock" "$dir/Cargo.lock"
 echo "==> building A ($rev_a) and B ($rev_b) in $dir" >&2
 (cd "$dir" && CARGO_TARGET_DIR="$dir/target" cargo build --release -q -p h)
 echo "==> $rounds rounds per case" >&2
-"$dir/target/release/h" "$rounds" $filter
+"$dir/target/release/h" "$rounds" ${filter:+"$filter"}

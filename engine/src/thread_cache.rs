@@ -177,7 +177,7 @@ impl<E: Entry> Table<E> {
         self.epoch
     }
 
-    /// The number of slots (1 before the first entry: a hit reads no more than the mask).
+    /// The number of slots (1 before the first entry, whose mask is 0).
     #[inline(always)]
     pub(crate) fn slots(&self) -> usize {
         self.mask + 1
@@ -385,9 +385,9 @@ impl<E: Entry> Table<E> {
         }
     }
 
-    /// Takes every entry out, leaving the table unallocated. The entries come back last first, in
-    /// the reverse of the order they are placed in again (`grow` pops them), so the indexed
-    /// layout keeps its insertion order.
+    /// Takes every entry out, leaving the table unallocated. They come back in reverse: popping
+    /// them, as `grow` does, yields the direct layout's in slot order, then the indexed layout's
+    /// in insertion order, which placing them again keeps.
     fn take(&mut self) -> Vec<E> {
         let n = self.mask + 1;
         let mut out = Vec::with_capacity(self.len());
@@ -461,8 +461,8 @@ mod tests {
         panic!("the caches were made stale during each of 100 runs");
     }
 
-    /// Over 5,000 series on one thread (the indexed layout, a third of the keys displaced from
-    /// their home slot), every by-name and facade call lands in its own series, and once every
+    /// Over 5,000 series on one thread (the indexed layout, 30 % of the keys displaced from their
+    /// home slot), every by-name and facade call lands in its own series, and once every
     /// key is cached none resolves again.
     #[test]
     fn a_large_working_set_hits_every_key_exactly() {
@@ -554,8 +554,8 @@ mod tests {
         );
     }
 
-    /// A small table keeps the direct layout through an epoch reset, and a table that grew to the
-    /// indexed layout keeps it (its slots stay) while it is cleared and filled again.
+    /// A table that grew to the indexed layout keeps it (its slots stay) through an epoch reset,
+    /// and finds what is inserted after it and nothing else.
     #[test]
     fn a_reset_keeps_the_layout() {
         while_caches_stay_valid(
