@@ -38,8 +38,9 @@ fn time(mut f: impl FnMut(usize)) -> f64 {
 }
 
 /// One side's timed closure for a case: `facade` (`counter!` with two dynamic labels over `n`
-/// series), `by-name` (`increment_counter` over `n` series), `static` (`counter!` of a static
-/// key, and `increment_counter` of a name without labels: a table of one entry).
+/// series), `by-name` (`increment_counter` over `n` series), `static-facade` (`counter!` of a
+/// static key) and `static-by-name` (`increment_counter` of a name without labels), each a table
+/// of one entry.
 macro_rules! side {
     ($krate:ident, $mode:expr, $n:expr, $p:expr) => {{
         let m = $krate::MetricsManager::new();
@@ -65,7 +66,8 @@ macro_rules! side {
             "static-facade" => Box::new(move || {
                 metrics::with_local_recorder(&rec, || time(|_| metrics::counter!(STATIC).increment(1)))
             }),
-            _ => Box::new(move || time(|_| m.increment_counter(STATIC, 1, &[]).unwrap())),
+            "static-by-name" => Box::new(move || time(|_| m.increment_counter(STATIC, 1, &[]).unwrap())),
+            other => unreachable!("no case {other}"),
         };
         f
     }};
