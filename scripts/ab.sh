@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Paired A/B of the engine's per-call lookups (scripts/ab/main.rs): one binary holding two builds
 # of engine/src, A from a git revision and B from another revision or the working tree, timed in
-# alternation with tikv's `with_label_values` beside them. On a shared 2-core machine, criterion
-# runs of two binaries one after the other drift by more than the changes measured here; the
-# median of the per-round ratios B/A does not (two builds of the same code read 0.93-1.00).
+# alternation with tikv's `with_label_values` beside them (and, for the facade cases, the same
+# macro call under `metrics::NoopRecorder`: the floor no recorder can go below). On a shared
+# 2-core machine, criterion runs of two binaries one after the other drift by more than the
+# changes measured here; the median of the per-round ratios B/A does not (two builds of the same
+# code read 0.93-1.00).
 #
 # Usage:
 #   scripts/ab.sh REV_A [REV_B] [ROUNDS] [FILTER]
