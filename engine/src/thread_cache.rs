@@ -288,7 +288,7 @@ impl<E: Entry> Table<E> {
     /// Caches `e`, resolved at `epoch`: first drops every entry if they are stale ([`Self::stale`]),
     /// grows the table when due, and past [`MAX_SLOTS`] replaces the entry in `e`'s home slot if
     /// its probe window is full, returning the replaced one.
-    pub(crate) fn insert(&mut self, epoch: u64, e: E) -> Option<E> {
+    pub(crate) fn insert(&mut self, epoch: u64, mut e: E) -> Option<E> {
         if self.stale(epoch) {
             self.reset(epoch);
         }
@@ -297,7 +297,6 @@ impl<E: Entry> Table<E> {
         } else if (self.len() + 1) * 4 > (self.mask + 1) * 3 && self.mask + 1 < MAX_SLOTS {
             self.grow();
         }
-        let mut e = e;
         loop {
             e = match self.place(e) {
                 Ok(()) => return None,
