@@ -40,6 +40,9 @@ side() {
     else
         git -C "$root" archive "$rev" engine/src | tar -x -C "$dir/$side" --strip-components=1
     fi
+    # `git archive` dates files at their commit: a side switched to an older commit than its last
+    # build would look up to date to cargo, which compares modification times.
+    find "$dir/$side" -type f -exec touch {} +
     # The engine's own dependencies (from [features] to its dev-dependencies), under a new name.
     {
         printf '[package]\nname = "mmo-metrics-%s"\nversion = "0.1.0"\nedition = "2021"\n\n' "$side"
