@@ -241,3 +241,46 @@ fn collector_runs_every_interval_and_survives_panics() {
     assert!(runs_timed >= 5.0, "{runs_timed}");
     assert!(panics >= 5.0, "{panics}");
 }
+
+/// `absolute` from several threads at once, through the facade and by name, as metrics-process'
+/// collectors run from concurrent scrapes: threads started together raise one series through
+/// the same values, and its total is exactly the largest value (metrics-exporter-prometheus'
+/// `fetch_max`), never above. Threads collide mostly while they start in step, so the test makes
+/// many short races, each on a series of its own.
+#[test]
+fn absolute_from_several_threads_lands_on_the_largest_value() {
+    const THREADS: usize = 4;
+    const STEPS: u64 = 2_000;
+    const RACES: usize = 200;
+    // More threads than exclusive shards: both kinds of shard take part.
+    let m = MetricsManager::builder().shards(2).build();
+    m.register_counter("mirrored_by_name", "", &["race"]).unwrap();
+    let rec = m.recorder();
+    for race in 0..RACES {
+        let race = race.to_string();
+        let start = std::sync::Barrier::new(THREADS);
+        std::thread::scope(|s| {
+            for _ in 0..THREADS {
+                let (m, rec, start, race) = (&m, &rec, &start, &race);
+                s.spawn(move || {
+                    metrics::with_local_recorder(rec, || {
+                        let c = metrics::counter!("mirrored", "race" => race.clone());
+                        start.wait();
+                        for i in 1..=STEPS {
+                            c.absolute(i * 1000);
+                            m.set_float_counter("mirrored_by_name", (i * 1000) as f64, &[race])
+                                .unwrap();
+                        }
+                    });
+                });
+            }
+        });
+    }
+    let text = text(&m);
+    for race in 0..RACES {
+        for name in ["mirrored_total", "mirrored_by_name_total"] {
+            let sample = format!("{name}{{race=\"{race}\"}} {}", STEPS * 1000);
+            assert!(text.lines().any(|l| l == sample), "{sample} not in the exposition");
+        }
+    }
+}

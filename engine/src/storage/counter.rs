@@ -378,16 +378,30 @@ impl CounterCell {
         super::sum_u64((0..self.chunk.layout.shards as usize).map(|s| self.cell(s)))
     }
 
-    /// Raises the counter to at least `v` (the facade's `absolute`). Meant for one writer mirroring
-    /// an external counter; concurrent callers may overshoot by the difference they both saw. The
-    /// total saturates at `u64::MAX` like every add.
+    /// Raises the counter to at least `v` (the facade's `absolute`, metrics-exporter-prometheus'
+    /// `fetch_max`). The total is a sum over shards, so raising it is a read of the sum and an add
+    /// of the difference: calls on one series take turns ([`ABSOLUTE_LOCKS`]), else two callers
+    /// that read the same sum would both add their difference and overshoot, and a counter never
+    /// comes back down. Adds meanwhile are not held up and are not lost: they land before the read
+    /// (and are in the sum) or after it (and count on top of `v`). The total saturates at
+    /// `u64::MAX` like every add.
     pub fn absolute_at(&self, shard: Shard, v: u64) {
+        let stripe = (self.cell.as_ptr() as usize / std::mem::size_of::<AtomicU64>()) % ABSOLUTE_LOCKS.len();
+        // Nothing under the lock can panic, so a poisoned lock guards nothing broken.
+        let _turn = ABSOLUTE_LOCKS[stripe]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let cur = self.get();
         if v > cur {
             self.add_at(shard, v - cur);
         }
     }
 }
+
+/// The turns of [`CounterCell::absolute_at`], striped by series: `absolute` mirrors a counter kept
+/// elsewhere (a collector's, once per scrape), far from the recording path, so a few series
+/// sharing a lock wait on each other rarely. `std`'s mutex: no loom model is about it.
+static ABSOLUTE_LOCKS: [std::sync::Mutex<()>; 64] = [const { std::sync::Mutex::new(()) }; 64];
 
 #[cfg(all(test, not(loom)))]
 mod tests {
