@@ -18,9 +18,11 @@ pub const FACADE_SUMMARY_QUANTILES: [f64; 7] = [0.0, 0.5, 0.9, 0.95, 0.99, 0.999
 /// Which facade histograms a bucket list applies to, by metric name (after sanitisation, see
 /// [`crate::sanitize_metric_name`]), as metrics-exporter-prometheus' `Matcher`.
 ///
-/// When several match one name, a [`Matcher::Full`] wins over a [`Matcher::Prefix`], which wins
-/// over a [`Matcher::Suffix`]; among matchers of one kind the longest pattern wins, then the one set
-/// first.
+/// When several match one name, the one first in metrics-exporter-prometheus' order wins (it sorts
+/// its matchers so and takes the first that matches): a [`Matcher::Full`] before a
+/// [`Matcher::Prefix`] before a [`Matcher::Suffix`], and among matchers of one kind the one whose
+/// pattern sorts first by bytes: `Prefix("db")` before `Prefix("db_query")`, `Suffix("_seconds")`
+/// before `Suffix("query_seconds")`. Setting one matcher again replaces what it was set to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Matcher {
     /// The whole name.
@@ -52,22 +54,32 @@ impl Matcher {
         }
     }
 
-    /// Precedence when several match: kind first, then pattern length.
-    fn rank(&self) -> (u8, usize) {
+    /// The order in which matchers are tried (the first that matches wins): kind, then pattern.
+    fn order(&self) -> (u8, &str) {
         match self {
-            Matcher::Full(p) => (2, p.len()),
-            Matcher::Prefix(p) => (1, p.len()),
-            Matcher::Suffix(p) => (0, p.len()),
+            Matcher::Full(p) => (0, p),
+            Matcher::Prefix(p) => (1, p),
+            Matcher::Suffix(p) => (2, p),
         }
+    }
+}
+
+/// Sets `matcher` (sanitised) to `value` in `entries`: replaces what an equal matcher was set to,
+/// as metrics-exporter-prometheus' map of matchers does, else adds it.
+pub(crate) fn set_matcher<T>(entries: &mut Vec<(Matcher, T)>, matcher: Matcher, value: T) {
+    let matcher = matcher.sanitized();
+    match entries.iter_mut().find(|(m, _)| *m == matcher) {
+        Some(e) => e.1 = value,
+        None => entries.push((matcher, value)),
     }
 }
 
 /// How the facade makes the family of a histogram name it sees for the first time.
 #[derive(Clone, Debug)]
 pub(crate) struct FacadeHistograms {
-    /// Buckets per name pattern, in the order set.
+    /// Buckets per name pattern ([`set_matcher`]).
     pub(crate) overrides: Vec<(Matcher, Arc<Buckets>)>,
-    /// Native buckets per name pattern, in the order set (their `classic` is unset: the classic
+    /// Native buckets per name pattern ([`set_matcher`]; their `classic` is unset: the classic
     /// part comes from `overrides`).
     pub(crate) native: Vec<(Matcher, Arc<NativeSpec>)>,
     /// Buckets of a histogram no matcher matches, unless `summaries`.
@@ -112,13 +124,10 @@ impl FacadeHistograms {
 
 /// The entry whose matcher matches `name` and wins over the others that do (see [`Matcher`]).
 fn best_match<'a, T>(entries: &'a [(Matcher, T)], name: &str) -> Option<&'a (Matcher, T)> {
-    let mut best: Option<&(Matcher, T)> = None;
-    for o in entries.iter().filter(|(m, _)| m.matches(name)) {
-        if best.is_none_or(|(b, _)| o.0.rank() > b.rank()) {
-            best = Some(o);
-        }
-    }
-    best
+    entries
+        .iter()
+        .filter(|(m, _)| m.matches(name))
+        .min_by(|(a, _), (b, _)| a.order().cmp(&b.order()))
 }
 
 /// Appends `unit` to `name` as metrics-exporter-prometheus' `with_recommended_naming` does
@@ -165,28 +174,39 @@ mod tests {
         }
     }
 
+    /// metrics-exporter-prometheus' order: Full, Prefix, Suffix, then the pattern's bytes; a
+    /// matcher set twice keeps its later buckets.
     #[test]
     fn matcher_precedence() {
-        let b = |v: &[f64]| Arc::new(Buckets::new(v));
+        let b = |v: f64| Arc::new(Buckets::new(&[v]));
         let mut h = FacadeHistograms::new();
-        h.overrides = vec![
-            (Matcher::Suffix("_seconds".into()), b(&[1.0])),
-            (Matcher::Prefix("db_".into()), b(&[2.0])),
-            (Matcher::Prefix("db_query".into()), b(&[3.0])),
-            (Matcher::Full("db_query_seconds".into()), b(&[4.0])),
-        ];
+        for (m, v) in [
+            (Matcher::Suffix("query_seconds".into()), 4.0),
+            (Matcher::Suffix("_seconds".into()), 3.0),
+            (Matcher::Prefix("db_query".into()), 2.0),
+            (Matcher::Prefix("db".into()), 1.0),
+            (Matcher::Full("dup".into()), 5.0),
+            (Matcher::Full("dup".into()), 6.0),
+            (Matcher::Full("db_query_seconds".into()), 7.0),
+            (Matcher::Prefix("http.".into()), 8.0),
+        ] {
+            set_matcher(&mut h.overrides, m, b(v));
+        }
+        assert_eq!(h.overrides.len(), 7, "a matcher set twice is one entry");
         let w = (std::time::Duration::from_secs(60), 3);
         let bound = |h: &FacadeHistograms, n: &str| match h.spec(n, w).unwrap() {
             Spec::Histogram(b) => b.bounds().first().copied(),
             _ => None,
         };
-        assert_eq!(bound(&h, "db_query_seconds"), Some(4.0));
-        assert_eq!(bound(&h, "db_query_time_seconds"), Some(3.0));
-        assert_eq!(bound(&h, "db_x_seconds"), Some(2.0));
-        assert_eq!(bound(&h, "rpc_seconds"), Some(1.0));
+        assert_eq!(bound(&h, "db_query_seconds"), Some(7.0));
+        assert_eq!(bound(&h, "db_query_x"), Some(1.0));
+        assert_eq!(bound(&h, "db_query_time_seconds"), Some(1.0));
+        assert_eq!(bound(&h, "rpc_query_seconds"), Some(3.0));
+        assert_eq!(bound(&h, "dup"), Some(6.0));
+        assert_eq!(bound(&h, "http_requests"), Some(8.0), "the pattern is sanitised");
         assert_eq!(bound(&h, "rpc"), Some(0.005));
         h.summaries = true;
         assert!(matches!(h.spec("rpc", w).unwrap(), Spec::Summary(_)));
-        assert_eq!(bound(&h, "rpc_seconds"), Some(1.0));
+        assert_eq!(bound(&h, "rpc_seconds"), Some(3.0));
     }
 }

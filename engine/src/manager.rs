@@ -125,7 +125,7 @@ impl MetricsManagerBuilder {
     /// through [`MetricsManager::register_histogram`] keeps its own buckets.
     pub fn set_buckets_for_metric(mut self, matcher: crate::Matcher, buckets: &[f64]) -> Result<Self, MetricsError> {
         let b = builder_buckets(&format!("matching {matcher:?}"), buckets)?;
-        self.config.facade_histograms.overrides.push((matcher.sanitized(), b));
+        crate::compat::set_matcher(&mut self.config.facade_histograms.overrides, matcher, b);
         Ok(self)
     }
 
@@ -154,10 +154,7 @@ impl MetricsManagerBuilder {
         config: NativeConfig,
     ) -> Result<Self, MetricsError> {
         let spec = config.check(&format!("matching {matcher:?}"), None)?;
-        self.config
-            .facade_histograms
-            .native
-            .push((matcher.sanitized(), Arc::new(spec)));
+        crate::compat::set_matcher(&mut self.config.facade_histograms.native, matcher, Arc::new(spec));
         Ok(self)
     }
 
