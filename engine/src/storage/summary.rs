@@ -7,8 +7,9 @@
 //! quantile is answered with the middle of its bucket. A bucket `[l, l + 2^e/64)` has `l >= 2^e`,
 //! so the answer is within `2^e/128 / l <= 1/128 ≈ 0.78 %` of any value in it: the relative error is
 //! at most 0.78 % (the target is 1 %), for magnitudes in `[2^-40, 2^64)` (about `9.1e-13` to
-//! `1.8e19`). Smaller magnitudes count as zero; larger ones land in the top bucket. NaN counts in
-//! `_count` and `_sum` but in no quantile. Sketches merge by adding counts, which is how shards and
+//! `1.8e19`). Smaller magnitudes count as zero; larger finite ones land in the top bucket. NaN and
+//! ±∞ count in `_count` and `_sum` but in no quantile, as in metrics-exporter-prometheus' summaries
+//! (whose sketch drops infinities): one `+Inf` would otherwise make every high quantile 1.8e19. Sketches merge by adding counts, which is how shards and
 //! windows are combined at scrape time.
 //!
 //! # Memory
@@ -256,7 +257,7 @@ impl SummaryCells {
         let sk = self.sketch(shard.index);
         add_u64(&sk.totals[0], 1, shard.exclusive);
         add_f64(&sk.totals[1], v, shard.exclusive);
-        if v.is_nan() {
+        if !v.is_finite() {
             return;
         }
         let period = now_ms / self.window_ms;
@@ -452,5 +453,22 @@ mod tests {
         assert!(out[0] <= -1e19);
         assert_eq!(out[1], 0.0);
         assert!(out[2] >= 1e19);
+    }
+
+    /// ±∞ count and add to the sum, as NaN does, but move no quantile.
+    #[test]
+    fn infinities_count_but_move_no_quantile() {
+        let s = SummaryCells::new(ShardLayout::new(1), spec(&[0.0, 0.5, 1.0]));
+        let sh = ShardLayout::new(1).pick(0);
+        for v in [f64::INFINITY, 1.0, f64::NEG_INFINITY, 1.0, f64::INFINITY] {
+            s.observe_at(sh, v, 0);
+        }
+        let (mut scratch, mut out) = (Vec::new(), Vec::new());
+        let (count, sum) = s.snapshot_at(0, &mut scratch, &mut out);
+        assert_eq!(count, 5);
+        assert!(sum.is_nan(), "+Inf and -Inf in the sum: {sum}");
+        for q in &out {
+            assert!((q - 1.0).abs() < 0.01, "{out:?}");
+        }
     }
 }
