@@ -5,7 +5,9 @@
 # macro call under `metrics::NoopRecorder`: the floor no recorder can go below). On a shared
 # 2-core machine, criterion runs of two binaries one after the other drift by more than the
 # changes measured here; the median of the per-round ratios B/A does not (two builds of the same
-# code read 0.93-1.00).
+# code read 0.93-1.00). Being side A or side B itself moves a build by up to 5 %: for a smaller
+# change run it both ways round (OLD NEW, then NEW OLD, each with its own AB_DIR) and take
+# sqrt(ratio1 / ratio2), which cancels that (the same code both ways read 0.997-1.001).
 #
 # Usage:
 #   scripts/ab.sh REV_A [REV_B] [ROUNDS] [FILTER]
