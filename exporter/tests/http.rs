@@ -232,3 +232,60 @@ fn binding_a_port_in_use_is_an_error() {
     let err = mmo_metrics_exporter::serve(m.clone(), server.local_addr()).expect_err("the port is taken");
     assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{err}");
 }
+
+/// With an address allowlist (metrics-exporter-prometheus' `add_allowed_address`), a client from
+/// elsewhere gets 403 on every path, before basic auth would ask for credentials; a client inside
+/// it is served as usual.
+#[test]
+fn an_allowlist_refuses_other_addresses_on_every_path() {
+    let m = manager();
+    let dir = std::env::temp_dir().join(format!("mmo-allowlist-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let web = mmo_metrics_exporter::WebConfig::from_yaml(
+        &format!("basic_auth_users:\n  prom: {}\n", bcrypt::hash("secret", 4).unwrap()),
+        dir.join("web.yml"),
+    )
+    .unwrap();
+    let serve = |allowed: &[&str], web: Option<mmo_metrics_exporter::WebConfig>| {
+        let mut b = mmo_metrics_exporter::ExporterBuilder::new(m.clone()).address("127.0.0.1:0".parse().unwrap());
+        for a in allowed {
+            b = b.add_allowed_address(a).unwrap();
+        }
+        if let Some(web) = web {
+            b = b.web_config(web);
+        }
+        b.serve().unwrap()
+    };
+
+    let elsewhere = serve(&["10.0.0.0/8", "::1"], None);
+    for (method, path) in [
+        ("GET", "/metrics"),
+        ("GET", "/health"),
+        ("GET", "/"),
+        ("GET", "/nope"),
+        ("POST", "/metrics"),
+    ] {
+        let r = request(elsewhere.local_addr(), method, path);
+        assert_eq!(r.status, 403, "{method} {path}: {}", r.body);
+    }
+    // Refused before basic auth: 403, not 401.
+    let guarded = serve(&["10.0.0.0/8"], Some(web.clone()));
+    assert_eq!(request(guarded.local_addr(), "GET", "/metrics").status, 403);
+
+    let here = serve(&["10.0.0.0/8", "127.0.0.0/8"], None);
+    let r = request(here.local_addr(), "GET", "/metrics");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("logins_total{zone=\"north\"} 2\n"), "{}", r.body);
+    let one = serve(&["127.0.0.1"], Some(web));
+    assert_eq!(
+        request(one.local_addr(), "GET", "/metrics").status,
+        401,
+        "inside the list, auth still applies"
+    );
+
+    let e = mmo_metrics_exporter::ExporterBuilder::new(m.clone())
+        .add_allowed_address("10.0.0.0/33")
+        .unwrap_err();
+    assert!(e.to_string().contains("\"10.0.0.0/33\""), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}

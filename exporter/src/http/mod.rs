@@ -28,6 +28,7 @@
 //! client certificates, checks basic-auth credentials on every path but `/health`, and adds the
 //! configured response headers; see the README's "Securing the endpoint".
 
+mod allow;
 mod auth;
 mod limits;
 mod routes;
@@ -94,6 +95,9 @@ pub enum ExporterError {
     /// A web configuration file that cannot be read, parsed or used (its certificate, its key).
     #[error("{0}")]
     WebConfig(#[from] WebConfigError),
+    /// An [`ExporterBuilder::add_allowed_address`] that is neither an address nor a network.
+    #[error("{0}")]
+    AllowedAddress(String),
 }
 
 /// Checks global label names: valid label names, no duplicates, none of
@@ -135,6 +139,7 @@ pub struct ExporterBuilder {
     receive: Option<crate::ReceiveConfig>,
     web_config: Option<WebConfigSource>,
     health_requires_auth: bool,
+    allowed: allow::Allowlist,
 }
 
 /// Where the web configuration comes from.
@@ -180,7 +185,35 @@ impl ExporterBuilder {
             receive: None,
             web_config: None,
             health_requires_auth: false,
+            allowed: allow::Allowlist::default(),
         }
+    }
+
+    /// Adds an address (`192.0.2.7`, `::1`) or a network (`10.0.0.0/8`, `fd00::/8`) to the
+    /// addresses served, as metrics-exporter-prometheus' `add_allowed_address`: once any is added,
+    /// a client from elsewhere gets 403 on every path, `/health` included, before any basic-auth
+    /// check (default: every address is served). An IPv4 client of a listener on `[::]` is matched
+    /// by its IPv4 address.
+    ///
+    /// An allowlist alone is weak access control: a browser on an allowed host can be made to
+    /// send requests for another site (DNS rebinding). Basic auth and TLS
+    /// ([`Self::web_config_file`]) do not depend on where a request comes from.
+    ///
+    /// ```
+    /// # let manager = mmo_metrics::MetricsManager::new();
+    /// let exporter = mmo_metrics_exporter::ExporterBuilder::new(manager)
+    ///     .address("127.0.0.1:0".parse().unwrap())
+    ///     .add_allowed_address("10.0.0.0/8")?
+    ///     .add_allowed_address("127.0.0.1")?
+    ///     .serve()?;
+    /// # drop(exporter);
+    /// # Ok::<(), mmo_metrics_exporter::ExporterError>(())
+    /// ```
+    pub fn add_allowed_address(mut self, address: impl AsRef<str>) -> Result<Self, ExporterError> {
+        self.allowed
+            .add(address.as_ref())
+            .map_err(ExporterError::AllowedAddress)?;
+        Ok(self)
     }
 
     /// Serves TLS, asks for client certificates, and checks basic-auth credentials as the
@@ -395,6 +428,7 @@ impl ExporterBuilder {
             receiver,
             auth,
             headers,
+            allowed: (!self.allowed.is_empty()).then(|| Arc::new(std::mem::take(&mut self.allowed))),
         }));
         let conns = limits::Connections::new(self.max_connections, Arc::clone(&metrics), addr);
         let conn_limits = server::ConnLimits {

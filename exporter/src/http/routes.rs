@@ -1,7 +1,8 @@
 //! Routes: `GET /metrics` (the exposition in the format the `Accept` header negotiates, gzip when
 //! asked), `GET /health`, the live view at `GET /`, `POST /api/v1/write` when the remote write
 //! receiver is on, 404 and 405 for the rest; with a web configuration, basic auth in front of
-//! them all (`/health` aside unless asked) and its extra headers on every response.
+//! them all (`/health` aside unless asked) and its extra headers on every response; with an
+//! address allowlist, 403 for every other client in front of everything.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,6 +38,8 @@ pub(crate) struct App {
     pub(crate) auth: Option<Arc<BasicAuth>>,
     /// Headers added to every response (the web configuration's `http_server_config.headers`).
     pub(crate) headers: Arc<Vec<(axum::http::HeaderName, HeaderValue)>>,
+    /// The addresses served, when limited ([`super::ExporterBuilder::add_allowed_address`]).
+    pub(crate) allowed: Option<Arc<super::allow::Allowlist>>,
 }
 
 pub(crate) fn router(app: Arc<App>) -> Router {
@@ -46,6 +49,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
     }
     let auth = app.auth.clone();
     let headers = Arc::clone(&app.headers);
+    let allowed = app.allowed.clone();
     let mut router = router
         .route("/metrics", get(metrics))
         .route(
@@ -66,8 +70,12 @@ pub(crate) fn router(app: Arc<App>) -> Router {
     if let Some(auth) = auth {
         router = router.layer(axum::middleware::from_fn_with_state(auth, authenticate));
     }
+    if let Some(allowed) = allowed {
+        // Outside the auth layer: a client from elsewhere is refused before any password check.
+        router = router.layer(axum::middleware::from_fn_with_state(allowed, super::allow::allow));
+    }
     if !headers.is_empty() {
-        // Outside the auth layer, so that a 401 carries the headers too.
+        // Outside the auth and allowlist layers, so that a 401 or 403 carries the headers too.
         router = router.layer(axum::middleware::map_response_with_state(headers, add_headers));
     }
     router
