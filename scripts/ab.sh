@@ -15,7 +15,9 @@
 #     REV_B    git revision of B, or "." (default) for the working tree
 #     ROUNDS   rounds per case (default 150; 10^5 calls of each side a round)
 #     FILTER   only cases whose name contains it: static-facade/1, static-by-name/1,
-#              facade/16, facade/500, facade/5000, by-name/16, by-name/500, by-name/5000
+#              facade/16, facade/500, facade/5000, by-name/16, by-name/500, by-name/5000,
+#              summary/1, summary-minmax/1, summary-fixed/1 (a held summary handle; their tikv column is tikv's
+#              counter lookup of one series, for scale only)
 #
 # Both sides build with the working tree's engine/Cargo.toml dependencies and Cargo.lock, so a
 # revision whose engine needs other dependencies cannot be an A or B.

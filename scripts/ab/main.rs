@@ -15,6 +15,13 @@ use std::time::Instant;
 const CALLS: u64 = 100_000;
 const METRIC: &str = "bench_ws_total";
 const STATIC: &str = "bench_static_total";
+const SUMMARY: &str = "bench_summary";
+const SUMMARY_MINMAX: &str = "bench_summary_minmax";
+
+/// The `i`-th value a summary case records: spread over 0.001 to 10 as a latency would be.
+fn spread(i: usize) -> f64 {
+    0.001 * (1 + (i * 7919) % 10_000) as f64
+}
 
 /// `n` label pairs made at run time, as in the record bench's working-set groups.
 fn pairs(n: usize) -> &'static [[&'static str; 2]] {
@@ -41,12 +48,16 @@ fn time(mut f: impl FnMut(usize)) -> f64 {
 /// One side's timed closure for a case: `facade` (`counter!` with two dynamic labels over `n`
 /// series), `by-name` (`increment_counter` over `n` series), `static-facade` (`counter!` of a
 /// static key) and `static-by-name` (`increment_counter` of a name without labels), each a table
-/// of one entry.
+/// of one entry; `summary`, `summary-minmax` and `summary-fixed` (a held summary handle's
+/// `observe`: of spread values at the default quantiles, of spread values with quantiles 0 and 1
+/// asked for, of one constant).
 macro_rules! side {
     ($krate:ident, $mode:expr, $n:expr, $p:expr) => {{
         let m = $krate::MetricsManager::new();
         m.register_counter(METRIC, "h", &["kind", "zone"]).unwrap();
         m.register_counter(STATIC, "h", &[]).unwrap();
+        m.register_summary(SUMMARY, "h", &[], &[]).unwrap();
+        m.register_summary(SUMMARY_MINMAX, "h", &[], &[0.0, 0.5, 1.0]).unwrap();
         let rec = m.recorder();
         let (p, n) = ($p, $n);
         let f: Box<dyn Fn() -> f64> = match $mode {
@@ -68,6 +79,18 @@ macro_rules! side {
                 metrics::with_local_recorder(&rec, || time(|_| metrics::counter!(STATIC).increment(1)))
             }),
             "static-by-name" => Box::new(move || time(|_| m.increment_counter(STATIC, 1, &[]).unwrap())),
+            "summary" => {
+                let h = m.summary(SUMMARY, &[]).unwrap();
+                Box::new(move || time(|i| h.observe(spread(i))))
+            }
+            "summary-minmax" => {
+                let h = m.summary(SUMMARY_MINMAX, &[]).unwrap();
+                Box::new(move || time(|i| h.observe(spread(i))))
+            }
+            "summary-fixed" => {
+                let h = m.summary(SUMMARY, &[]).unwrap();
+                Box::new(move || time(|_| h.observe(0.042)))
+            }
             other => unreachable!("no case {other}"),
         };
         f
@@ -87,6 +110,9 @@ fn main() {
         ("by-name", 16),
         ("by-name", 500),
         ("by-name", 5000),
+        ("summary", 1),
+        ("summary-minmax", 1),
+        ("summary-fixed", 1),
     ];
     for (mode, n) in cases {
         let case = format!("{mode}/{n}");

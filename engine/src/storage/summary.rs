@@ -7,10 +7,13 @@
 //! quantile is answered with the middle of its bucket. A bucket `[l, l + 2^e/64)` has `l >= 2^e`,
 //! so the answer is within `2^e/128 / l <= 1/128 ≈ 0.78 %` of any value in it: the relative error is
 //! at most 0.78 % (the target is 1 %), for magnitudes in `[2^-40, 2^64)` (about `9.1e-13` to
-//! `1.8e19`). Smaller magnitudes count as zero; larger finite ones land in the top bucket. NaN and
-//! ±∞ count in `_count` and `_sum` but in no quantile, as in metrics-exporter-prometheus' summaries
-//! (whose sketch drops infinities): one `+Inf` would otherwise make every high quantile 1.8e19. Sketches merge by adding counts, which is how shards and
-//! windows are combined at scrape time.
+//! `1.8e19`). Smaller magnitudes count as zero; larger finite ones land in the top bucket. A
+//! summary asked for quantile 0 or 1 also keeps each window's smallest and largest value: those
+//! quantiles are then exact (the minimum and maximum, as metrics-exporter-prometheus reports
+//! them), and every quantile lies between them. NaN and ±∞ count in `_count` and `_sum` but in no quantile, as in
+//! metrics-exporter-prometheus' summaries (whose sketch drops infinities): one `+Inf` would
+//! otherwise make every high quantile 1.8e19. Sketches merge by adding counts (and extremes by
+//! taking the smaller and larger), which is how shards and windows are combined at scrape time.
 //!
 //! # Memory
 //!
@@ -69,7 +72,31 @@ struct Window {
     /// Period number + 1 of the values in this window; 0 = never used.
     tag: AtomicU64,
     zero: AtomicU64,
+    /// The smallest and largest value of the window (`f64` bits; `+∞` and `-∞` when empty):
+    /// quantiles 0 and 1 are these exactly, and every quantile lies between them.
+    min: AtomicU64,
+    max: AtomicU64,
     chunks: Box<[AtomicPtr<Chunk>]>,
+}
+
+/// Sets `cell` (`f64` bits) to `v` if `v` `beats` it: an exclusive shard stores, a shared one
+/// retries a compare-exchange while `v` still beats what another thread stored meanwhile.
+#[cold]
+#[inline(never)]
+fn set_extreme(cell: &AtomicU64, v: f64, exclusive: bool, beats: fn(f64, f64) -> bool) {
+    let mut cur = cell.load(Relaxed);
+    if exclusive {
+        if beats(v, f64::from_bits(cur)) {
+            cell.store(v.to_bits(), Relaxed);
+        }
+        return;
+    }
+    while beats(v, f64::from_bits(cur)) {
+        match cell.compare_exchange_weak(cur, v.to_bits(), Relaxed, Relaxed) {
+            Ok(_) => return,
+            Err(now) => cur = now,
+        }
+    }
 }
 
 struct ShardSketch {
@@ -82,6 +109,10 @@ struct ShardSketch {
 pub struct SummaryCells {
     layout: ShardLayout,
     spec: SummarySpec,
+    /// Whether the windows keep their extremes: when quantile 0 or 1 is asked for. They cost a
+    /// record about 5 % (`scripts/ab.sh`, `summary-minmax/1`), which a summary that never shows
+    /// them does not pay.
+    extremes: bool,
     window_ms: u64,
     shards: Box<[AtomicPtr<ShardSketch>]>,
     life: Life,
@@ -139,6 +170,8 @@ impl Window {
         Self {
             tag: AtomicU64::new(0),
             zero: AtomicU64::new(0),
+            min: AtomicU64::new(f64::INFINITY.to_bits()),
+            max: AtomicU64::new(f64::NEG_INFINITY.to_bits()),
             chunks: (0..SLOTS).map(|_| AtomicPtr::new(ptr::null_mut())).collect(),
         }
     }
@@ -172,6 +205,8 @@ impl Window {
         let old = self.tag.load(Relaxed);
         if old < tag && self.tag.compare_exchange(old, tag, Relaxed, Relaxed).is_ok() {
             self.zero.store(0, Relaxed);
+            self.min.store(f64::INFINITY.to_bits(), Relaxed);
+            self.max.store(f64::NEG_INFINITY.to_bits(), Relaxed);
             for c in self.chunks.iter() {
                 let p = c.load(Acquire);
                 if !p.is_null() {
@@ -204,6 +239,7 @@ impl SummaryCells {
         super::clock::ensure_running();
         Self {
             layout,
+            extremes: spec.quantiles.iter().any(|&q| q == 0.0 || q == 1.0),
             spec,
             window_ms,
             shards: (0..layout.shards).map(|_| AtomicPtr::new(ptr::null_mut())).collect(),
@@ -269,6 +305,11 @@ impl SummaryCells {
             Some((slot, sub)) => add_u64(&w.chunk(slot)[sub], 1, shard.exclusive),
             None => add_u64(&w.zero, 1, shard.exclusive),
         }
+        // One branch for both extremes: most values are neither.
+        if self.extremes && (v < f64::from_bits(w.min.load(Relaxed))) | (v > f64::from_bits(w.max.load(Relaxed))) {
+            set_extreme(&w.min, v, shard.exclusive, |v, cur| v < cur);
+            set_extreme(&w.max, v, shard.exclusive, |v, cur| v > cur);
+        }
     }
 
     /// Observes from the current thread.
@@ -283,6 +324,7 @@ impl SummaryCells {
         scratch.clear();
         scratch.resize(BUCKETS, 0);
         let (mut count, mut sum, mut zero) = (0u64, 0f64, 0u64);
+        let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
         let period = now_ms / self.window_ms;
         for p in self.shards.iter() {
             let p = p.load(Acquire);
@@ -299,6 +341,8 @@ impl SummaryCells {
                     continue;
                 }
                 zero += w.zero.load(Relaxed);
+                min = min.min(f64::from_bits(w.min.load(Relaxed)));
+                max = max.max(f64::from_bits(w.max.load(Relaxed)));
                 for (slot, c) in w.chunks.iter().enumerate() {
                     let c = c.load(Acquire);
                     if c.is_null() {
@@ -312,6 +356,18 @@ impl SummaryCells {
             }
         }
         quantiles_of(scratch, zero, &self.spec.quantiles, out);
+        if self.extremes && min <= max {
+            // The sketch answers with a bucket's middle; the extremes are known exactly.
+            for (v, &q) in out.iter_mut().zip(self.spec.quantiles.iter()) {
+                *v = if q == 0.0 {
+                    min
+                } else if q == 1.0 {
+                    max
+                } else {
+                    v.clamp(min, max)
+                };
+            }
+        }
         (count, sum)
     }
 
@@ -453,6 +509,32 @@ mod tests {
         assert!(out[0] <= -1e19);
         assert_eq!(out[1], 0.0);
         assert!(out[2] >= 1e19);
+    }
+
+    /// With quantile 0 or 1 asked for, those are the smallest and largest value exactly, and the
+    /// others stay within the sketch's error and between the two.
+    #[test]
+    fn the_extremes_are_exact() {
+        let s = SummaryCells::new(ShardLayout::new(2), spec(&[0.0, 0.5, 1.0]));
+        let layout = ShardLayout::new(2);
+        for (i, v) in [0.020, 0.250, 0.010, 0.020].into_iter().enumerate() {
+            s.observe_at(layout.pick(i as u32 % 2), v, 0);
+        }
+        let (mut scratch, mut out) = (Vec::new(), Vec::new());
+        s.snapshot_at(0, &mut scratch, &mut out);
+        assert_eq!(out[0], 0.010);
+        assert!((out[1] - 0.020).abs() <= 0.020 * SUMMARY_RELATIVE_ERROR, "{out:?}");
+        assert_eq!(out[2], 0.250);
+        // One value: every quantile is that value, not its bucket's middle.
+        let one = SummaryCells::new(ShardLayout::new(1), spec(&[0.0, 0.5, 0.99, 1.0]));
+        one.observe_at(ShardLayout::new(1).pick(0), -3.3, 0);
+        one.snapshot_at(0, &mut scratch, &mut out);
+        assert_eq!(out, [-3.3; 4]);
+        // Without quantile 0 or 1 no extremes are kept: the bucket's middle, within the error.
+        let mid = SummaryCells::new(ShardLayout::new(1), spec(&[0.5]));
+        mid.observe_at(ShardLayout::new(1).pick(0), 2.0, 0);
+        mid.snapshot_at(0, &mut scratch, &mut out);
+        assert_eq!(out, [2.015625]);
     }
 
     /// ±∞ count and add to the sum, as NaN does, but move no quantile.
