@@ -10,10 +10,11 @@
 //! `1.8e19`). Smaller magnitudes count as zero; larger finite ones land in the top bucket. A
 //! summary asked for quantile 0 or 1 also keeps each window's smallest and largest value: those
 //! quantiles are then exact (the minimum and maximum, as metrics-exporter-prometheus reports
-//! them), and every quantile lies between them. NaN and ±∞ count in `_count` and `_sum` but in no quantile, as in
-//! metrics-exporter-prometheus' summaries (whose sketch drops infinities): one `+Inf` would
-//! otherwise make every high quantile 1.8e19. Sketches merge by adding counts (and extremes by
-//! taking the smaller and larger), which is how shards and windows are combined at scrape time.
+//! them), and every quantile lies between them. NaN and ±∞ count in `_count` and `_sum` but in no
+//! quantile, as in metrics-exporter-prometheus' summaries (whose sketch drops infinities): one
+//! `+Inf` would otherwise make every high quantile 1.8e19. Sketches merge by adding counts (and
+//! extremes by taking the smaller and larger), which is how shards and windows are combined at
+//! scrape time.
 //!
 //! # Memory
 //!
@@ -28,8 +29,9 @@
 //! window of the current (coarse) time, and a scrape merges the windows of the last `age_buckets`
 //! periods. A window is reused by zeroing it when its period comes round again. `_sum` and `_count`
 //! are cumulative, as in every Prometheus client. On a shared shard a value recorded by one thread
-//! while another thread zeroes the window may be lost from the quantiles (never from `_count`);
-//! exclusive shards have one writer, so there it cannot happen.
+//! while another thread zeroes the window may be lost from the quantiles (never from `_count`),
+//! or stay the window's extreme for its next period; exclusive shards have one writer, so there
+//! it cannot happen.
 
 use std::ptr;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
