@@ -26,7 +26,8 @@
 //!
 //! With a [`WebConfig`] ([`ExporterBuilder::web_config_file`]) the endpoint serves TLS, asks for
 //! client certificates, checks basic-auth credentials on every path but `/health`, and adds the
-//! configured response headers; see the README's "Securing the endpoint".
+//! configured response headers; see the README's "Securing the endpoint". With
+//! [`ExporterBuilder::add_allowed_address`], clients from other addresses get 403 before that.
 
 mod allow;
 mod auth;
