@@ -131,8 +131,13 @@ impl Life {
 
     fn removable(w: u64, now: u32, idle: Option<u32>) -> bool {
         let stamp = (w >> STAMP_SHIFT) as u32;
+        // The age is signed: a sweep reads its clock once, so a holder can let go, and stamp the
+        // word, after that reading. Its stamp is then ahead of `now`, and the unsigned difference
+        // wraps to 49 days: such a series, let go of a moment ago between two holds of a thread
+        // that records into it, was removed, and what it held was lost.
+        let age = now.wrapping_sub(stamp) as i32;
         w & REMOVED != 0
-            || (w & COUNT_MASK == 0 && (w & DOOMED != 0 || idle.is_some_and(|i| now.wrapping_sub(stamp) >= i)))
+            || (w & COUNT_MASK == 0 && (w & DOOMED != 0 || idle.is_some_and(|i| age >= 0 && age as u32 >= i)))
     }
 
     /// Removes the series if nobody holds it and it was asked to be removed, or let go of `idle`
@@ -262,6 +267,19 @@ mod tests {
         l.release();
         assert!(!l.is_doomed());
         assert_eq!(l.sweep(clock(), None), Swept::Kept);
+    }
+
+    /// A sweep that read its clock before a holder let go does not take the release's later stamp
+    /// for one 49 days old (it did, and removed a series recorded into a moment before).
+    #[test]
+    fn a_release_after_the_sweep_read_its_clock_is_not_idle() {
+        let l = Life::new();
+        assert!(l.hold());
+        let sweep_now = clock();
+        std::thread::sleep(std::time::Duration::from_millis(3));
+        l.release();
+        assert_eq!(l.sweep(sweep_now, Some(100)), Swept::Kept);
+        assert!(!l.is_idle(sweep_now, Some(1)));
     }
 
     #[test]
